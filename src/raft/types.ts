@@ -1,0 +1,139 @@
+// The shapes the Raft core exchanges with whoever drives it (a broker, a sentinel, the simulator).
+// The core is pure: no I/O, no timers, no clock, no randomness of its own. The driver calls tick() at a
+// fixed interval, step() for every message received, and drains ready() after every call.
+
+export type NodeId = number; // 0 is "none"
+export const NONE: NodeId = 0;
+
+export enum Role {
+  Follower = "follower",
+  PreCandidate = "pre-candidate",
+  Candidate = "candidate",
+  Leader = "leader",
+}
+
+export enum EntryType {
+  Normal = 0,
+  ConfChange = 1,
+  Noop = 2, // the first entry of a new leader's term, so earlier terms can commit (Raft §5.4.2)
+}
+
+export interface Entry {
+  term: number;
+  index: number;
+  type: EntryType;
+  data: Uint8Array; // opaque to the core; for ConfChange, encodeConfChange()
+}
+
+/** One membership change at a time; the core refuses a second while one is uncommitted. */
+export type ConfChange =
+  | { type: "add-learner"; node: NodeId }
+  | { type: "promote"; node: NodeId } // learner -> voter
+  | { type: "remove"; node: NodeId }; // voter or learner
+
+export interface ConfState {
+  voters: NodeId[];
+  learners: NodeId[];
+}
+
+/** What must be durable before messages that depend on it are sent (term, vote, commit). */
+export interface HardState {
+  term: number;
+  vote: NodeId;
+  commit: number;
+}
+
+/** Everything before and at `index` has been compacted; the state machine (fragments) holds it. */
+export interface SnapshotMeta {
+  index: number;
+  term: number;
+  conf: ConfState;
+  data: Uint8Array; // small application state (e.g. next offset, producer table); bulk data moves elsewhere
+}
+
+export enum MessageType {
+  Vote = 1,
+  VoteResponse = 2,
+  PreVote = 3,
+  PreVoteResponse = 4,
+  Append = 5,
+  AppendResponse = 6,
+  Heartbeat = 7,
+  HeartbeatResponse = 8,
+  Snapshot = 9,
+  SnapshotStatus = 10,
+  TimeoutNow = 11,
+  TransferLeader = 12,
+}
+
+/** Numbering matches RaftMessageType in proto/goulette.proto so the wire maps 1:1. */
+export interface Message {
+  type: MessageType;
+  from: NodeId;
+  to: NodeId;
+  term: number;
+  logTerm: number; // Append: term of entry at `index`; Vote: candidate's last log term
+  index: number; // Append: index preceding `entries`; Vote: candidate's last index; response: match/last index
+  commit: number;
+  reject: boolean;
+  rejectHint: number; // AppendResponse reject: follower's hint index for fast backtracking
+  hintTerm: number; // AppendResponse reject: term of the entry at rejectHint (conflict term)
+  entries: Entry[];
+  snapshot?: SnapshotMeta;
+  context?: Uint8Array;
+}
+
+export interface SoftState {
+  leader: NodeId;
+  role: Role;
+}
+
+/**
+ * A batch of work for the driver, in this order:
+ *   1. persist `snapshot` (if any), then `entries` (which may overwrite a suffix: every stored entry with
+ *      index >= entries[0].index is replaced), then `hardState` (if any) — all durable before step 2;
+ *   2. send `messages`;
+ *   3. apply `committedEntries` in order;
+ *   4. call advance(ready).
+ * Messages are only released once what they promise is in the same or an earlier ready's persisted part.
+ */
+export interface Ready {
+  softState?: SoftState; // present when leader or role changed
+  hardState?: HardState; // present when changed
+  entries: Entry[];
+  snapshot?: SnapshotMeta; // install (follower received one): state machine must move to it
+  messages: Message[];
+  committedEntries: Entry[];
+}
+
+export interface RaftConfig {
+  id: NodeId;
+  /** Initial membership when the log is empty (a new group); ignored when restarting from storage. */
+  voters: NodeId[];
+  learners?: NodeId[];
+  electionTicks: number; // randomized in [electionTicks, 2*electionTicks)
+  heartbeatTicks: number;
+  seed: number; // seeds the election-timeout PRNG
+  preVote?: boolean; // default true
+  checkQuorum?: boolean; // default true
+  maxInflightMsgs?: number; // pipelined appends per follower, default 256
+  maxMsgBytes?: number; // byte limit of entries per Append, default 1 MiB
+  maxUncommittedBytes?: number; // propose() refuses beyond this, default 64 MiB
+}
+
+/** What the driver recovered from disk when restarting a node. */
+export interface RestartState {
+  hardState: HardState;
+  snapshot?: SnapshotMeta; // last compaction point (entries before are gone)
+  entries: Entry[]; // durable entries after the snapshot, contiguous
+  conf?: ConfState; // latest membership if entries do not hold it (taken from snapshot otherwise)
+}
+
+export class ProposalError extends Error {
+  constructor(
+    readonly reason: "not-leader" | "transfer-in-progress" | "conf-change-pending" | "too-many-uncommitted",
+    readonly leader: NodeId,
+  ) {
+    super(`proposal refused: ${reason}`);
+  }
+}
