@@ -1,0 +1,27 @@
+import type { LogLevel } from "../log";
+
+/** Everything `goulette broker` needs; src/cli maps flags > GOULETTE_* env > config file onto it. */
+export interface BrokerOptions {
+  id: number; // > 0, unique in the cluster
+  listen: string; // host:port to bind ("127.0.0.1:0" picks a port)
+  advertise?: string; // host:port others dial; defaults to the bound listen address
+  sentinels: string[]; // one or more sentinel addresses
+  dataDir: string;
+  fsync: string; // "always" | "interval:<ms>" | "never"
+  tickMs: number; // Raft tick, default 10
+  electionTicks: number; // default 10 (randomized up to 2x)
+  heartbeatTicks: number; // default 1
+  segmentBytes: number; // partition segment size, default 64 MiB
+  maxFrameBytes: number; // default 16 MiB
+  logLevel: LogLevel;
+}
+
+export const brokerDefaults: Omit<BrokerOptions, "id" | "listen" | "sentinels" | "dataDir"> = {
+  fsync: "always",
+  tickMs: 10,
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  segmentBytes: 64 * 1024 * 1024,
+  maxFrameBytes: 16 * 1024 * 1024,
+  logLevel: "info",
+};
