@@ -1,0 +1,130 @@
+// The storage API the broker (and the sentinel) drive. Storage knows nothing of Raft's rules: it keeps
+// what it is told, durably when asked, and says exactly what it found on disk.
+import type { Entry, HardState, SnapshotMeta } from "../raft/types";
+
+/** When the WAL makes appended records durable. Default "always": nothing is acknowledged before fdatasync. */
+export type FsyncPolicy = "always" | "never" | { intervalMs: number };
+
+export type StorageErrorCode = "OFFSET_OUT_OF_RANGE" | "CORRUPT_DATA" | "DISK_FULL" | "READ_ONLY" | "IO";
+
+export type LogLevel = "info" | "warn" | "error";
+/** Where storage reports what it cut, rebuilt or refused (recovery, corruption, faults). */
+export type StorageLogger = (level: LogLevel, message: string, details?: Record<string, unknown>) => void;
+
+// ---------------------------------------------------------------------------------------------------
+// File layer: every byte storage reads or writes goes through this, so tests can inject faults.
+
+/** An open file. Reads and writes are positional; writes hit the page cache, datasync makes them durable. */
+export interface FileHandle {
+  readonly path: string;
+  /** Writes all of `data` at `position` (throws the OS error, e.g. ENOSPC, possibly after a partial write). */
+  write(data: Uint8Array, position: number): void;
+  /** Reads up to buf.length bytes at `position`; returns how many were read (fewer only at end of file). */
+  read(buf: Uint8Array, position: number): number;
+  /** fdatasync on the thread pool, so the event loop keeps running meanwhile. */
+  datasync(): Promise<void>;
+  /** fdatasync inline: cheaper when nothing else is waiting. */
+  datasyncSync(): void;
+  truncate(lengthBytes: number): void;
+  sizeBytes(): number;
+  close(): void;
+}
+
+export type OpenMode =
+  | "read" // existing file, read only
+  | "write" // existing file, read and write
+  | "create"; // read and write, created empty if missing (existing contents kept)
+
+export interface FileLayer {
+  open(path: string, mode: OpenMode): FileHandle;
+  readFile(path: string): Uint8Array; // throws ENOENT if missing
+  exists(path: string): boolean;
+  rename(from: string, to: string): void;
+  unlink(path: string): void;
+  mkdir(path: string): void; // recursive, no error if it exists
+  readdir(path: string): string[]; // names, not paths
+  rmdir(path: string): void; // recursive
+  /** fsync a directory so that creates, renames and unlinks in it survive a crash. */
+  fsyncDir(path: string): void;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// WAL: one per broker, shared by every Raft group on it.
+
+export interface WalOptions {
+  dir: string;
+  fsync: FsyncPolicy;
+  /** Size of each preallocated (zero-filled) segment file; default 64 MiB. */
+  segmentBytes?: number;
+  /** Segment files kept for reuse once released; default 4. */
+  spareSegmentsMax?: number;
+  fs?: FileLayer;
+  log?: StorageLogger;
+}
+
+export interface RecoveredGroup {
+  hardState?: HardState;
+  snapshot?: SnapshotMeta;
+  /** Highest index released with release(); entries start after max(released, snapshot.index). */
+  released: number;
+  /** Contiguous, suffix truncations applied, torn tail cut. */
+  entries: Entry[];
+}
+
+/** What recovery cut: a torn tail (expected after a crash) or corruption before the end (lost records). */
+export interface WalCut {
+  file: string;
+  position: number;
+  reason: string;
+  /** True when valid records followed the damage: records that may have been acknowledged were lost. */
+  midLog: boolean;
+}
+
+export interface WalStats {
+  fsyncs: number;
+  syncs: number; // sync() rounds that wrote something
+  bytesWritten: number;
+  recordsWritten: number;
+  segments: number; // segment files holding needed records
+  spareSegments: number; // released files waiting for reuse
+  recycledSegments: number;
+  createdSegments: number;
+  pendingBytes: number; // appended, not yet written
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Partition log: `<data-dir>/<topic>/<partition>/`, segments of stamped record batches.
+
+export interface PartitionLogOptions {
+  dir: string;
+  segmentBytes?: number; // roll the active segment beyond this; default 256 MiB, max 2 GiB
+  segmentMs?: number; // roll the active segment when older; default 7 days
+  retentionBytes?: number; // default unlimited (-1)
+  retentionMs?: number; // default unlimited (-1)
+  indexIntervalBytes?: number; // bytes between sparse offset index entries; default 4096
+  fs?: FileLayer;
+  log?: StorageLogger;
+}
+
+export interface ReadResult {
+  /** Whole stored batches, byte-for-byte as appended (a view of the read buffer, never re-encoded). */
+  records: Uint8Array;
+  /** Offset after the last record returned (== the requested offset when records is empty). */
+  nextOffset: number;
+}
+
+/** Raw batches for a replica (ReplicateFragment), verified end to end by crc32. */
+export interface Fragment {
+  data: Uint8Array;
+  baseOffset: number; // baseOffset of the first batch in data
+  nextOffset: number;
+  crc32: number; // Bun.hash.crc32(data)
+}
+
+/** A range found corrupt on disk; it is never served until repaired or truncated away. */
+export interface DamagedRange {
+  file: string;
+  position: number;
+  fromOffset: number; // first offset that cannot be served
+  toOffset: number; // exclusive: the next offset known good (the segment's end at worst)
+}
