@@ -1,0 +1,23 @@
+export { serve, ServerConn, type ServeOptions, type WireServer, type HandlerContext, type HandlerResult } from "./server";
+export { WireClient, parseAddress, type WireClientOptions, type CallOptions } from "./client";
+export { ClientPool } from "./pool";
+export {
+  WireError,
+  errorBody,
+  protoError,
+  type Body,
+  type BodyCase,
+  type BodyOf,
+  type ErrorExtra,
+  type TransportFailure,
+} from "./errors";
+export { expectCase } from "./expect-case";
+export {
+  encodeFrame,
+  encodeFrameBytes,
+  decodeFrame,
+  DEFAULT_MAX_FRAME_BYTES,
+  type EncodedFrame,
+  type DecodedFrame,
+} from "./frame";
+export { FrameDecoder, FrameStreamError } from "./decoder";
