@@ -21,3 +21,17 @@ export {
   type DecodedFrame,
 } from "./frame";
 export { FrameDecoder, FrameStreamError } from "./decoder";
+export {
+  encodeBatch,
+  decodeBatch,
+  readBatchHeader,
+  verifyBatch,
+  stampBatch,
+  splitBatches,
+  batchSize,
+  BATCH_HEADER_BYTES,
+  type BatchInput,
+  type BatchHeader,
+  type RecordInput,
+  type DecodedRecord,
+} from "./batch";
