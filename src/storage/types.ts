@@ -69,6 +69,8 @@ export interface RecoveredGroup {
   released: number;
   /** Contiguous, suffix truncations applied, torn tail cut. */
   entries: Entry[];
+  /** Records of this group may have been lost to corruption (not a torn tail): do not vote on this log. */
+  damaged?: boolean;
 }
 
 /** What recovery cut: a torn tail (expected after a crash) or corruption before the end (lost records). */

@@ -1,0 +1,26 @@
+import { dirname } from "node:path";
+import { storageErrorFromOs } from "./errors";
+import type { FileLayer } from "./types";
+
+/**
+ * Replaces `path` with `bytes` so that a crash leaves either the old or the new contents, never a mix:
+ * write a temp file, make it durable, rename over, then make the rename durable.
+ */
+export function writeFileAtomic(fs: FileLayer, path: string, bytes: Uint8Array): void {
+  const tmp = `${path}.tmp`;
+  try {
+    if (fs.exists(tmp)) fs.unlink(tmp);
+    const h = fs.open(tmp, "create");
+    try {
+      h.write(bytes, 0);
+      h.truncate(bytes.length);
+      h.datasyncSync();
+    } finally {
+      h.close();
+    }
+    fs.rename(tmp, path);
+    fs.fsyncDir(dirname(path));
+  } catch (err) {
+    throw storageErrorFromOs(err, "atomically writing", path);
+  }
+}

@@ -1,0 +1,685 @@
+// One write-ahead log for every Raft group of a process. Appends are buffered in memory; sync() writes
+// them with one positional write and makes them durable with one fdatasync, whatever the number of
+// groups: fdatasync calls, not bytes, are what the disk runs out of.
+//
+// Segment files are preallocated (zero-filled) and reused once every record in them is durable
+// elsewhere, because overwriting allocated blocks lets fdatasync skip the metadata update. Each segment
+// opens with a checkpoint (hard state, snapshot, release point of every live group), so a prefix of
+// segments can be recycled without losing the latest of those.
+import { join } from "node:path";
+import type { Entry, HardState, SnapshotMeta } from "../raft/types";
+import { StorageError, storageErrorFromOs } from "./errors";
+import { realFileLayer } from "./file-layer";
+import { GrowableBuffer } from "./growable-buffer";
+import type {
+  FileHandle,
+  FileLayer,
+  FsyncPolicy,
+  RecoveredGroup,
+  StorageLogger,
+  WalCut,
+  WalOptions,
+  WalStats,
+} from "./types";
+import {
+  END_MARKER_BYTES,
+  RECORD_HEADER_BYTES,
+  RecordType,
+  decodeEntry,
+  decodeHardState,
+  decodeRecord,
+  decodeSnapshot,
+  encodeEntry,
+  encodeHardState,
+  encodeRecord,
+  encodeSnapshot,
+  entryRecordBytes,
+  saltForSegment,
+} from "./wal-record";
+
+const SEGMENT_HEADER_BYTES = 32;
+const SEGMENT_MAGIC = 0x4757414c; // "GWAL"
+const SEGMENT_VERSION = 1;
+const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+const SEGMENT_BYTES_MIN = 4096;
+const ZERO_CHUNK_BYTES = 1024 * 1024;
+
+interface GroupState {
+  hardState?: HardState;
+  snapshot?: SnapshotMeta;
+  released: number;
+  lastIndex: number;
+}
+
+interface Segment {
+  seq: number;
+  path: string;
+  handle?: FileHandle; // opened when first written or at recovery
+  /** Highest entry index per group held in this segment: it is needed until all are released. */
+  needs: Map<number, number>;
+}
+
+/** Records appended since the last write, destined for one segment starting at `startPos`. */
+interface PendingChunk {
+  seq: number;
+  startPos: number;
+  buf: GrowableBuffer;
+}
+
+function segmentName(seq: number): string {
+  return `${String(seq).padStart(16, "0")}.wal`;
+}
+
+function assert(cond: unknown, msg: string): asserts cond {
+  if (!cond) throw new Error(`wal invariant: ${msg}`);
+}
+
+function encodeSegmentHeader(seq: number): Uint8Array {
+  const b = new Uint8Array(SEGMENT_HEADER_BYTES);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, SEGMENT_MAGIC, true);
+  v.setUint32(4, SEGMENT_VERSION, true);
+  v.setBigUint64(8, BigInt(seq), true);
+  v.setUint32(28, Bun.hash.crc32(b.subarray(0, 28)), true);
+  return b;
+}
+
+/** The sequence number in a segment header, or undefined if the header is not a valid one. */
+function readSegmentHeader(data: Uint8Array): number | undefined {
+  if (data.length < SEGMENT_HEADER_BYTES) return undefined;
+  const v = new DataView(data.buffer, data.byteOffset, SEGMENT_HEADER_BYTES);
+  if (v.getUint32(0, true) !== SEGMENT_MAGIC || v.getUint32(4, true) !== SEGMENT_VERSION) return undefined;
+  if (Bun.hash.crc32(data.subarray(0, 28)) !== v.getUint32(28, true)) return undefined;
+  return Number(v.getBigUint64(8, true));
+}
+
+export class Wal {
+  /** What was on disk at open, per group. Read it once to restart the groups. */
+  readonly recovered = new Map<number, RecoveredGroup>();
+  /** What recovery cut off (torn tails are expected after a crash; midLog ones mean lost records). */
+  readonly cuts: WalCut[] = [];
+
+  private readonly fs: FileLayer;
+  private readonly log: StorageLogger;
+  private readonly segmentBytes: number;
+  private readonly spareSegmentsMax: number;
+  private readonly groups = new Map<number, GroupState>();
+  private readonly segments: Segment[] = []; // oldest first; the last is being written
+  private readonly spares: string[] = []; // paths of released files, ready for reuse
+  private pending: PendingChunk[];
+  private failure: StorageError | undefined;
+  private closed = false;
+
+  private round: Promise<void> | undefined; // the write+fsync in progress
+  private nextRound: Promise<void> | undefined; // callers arriving during `round` share this one
+  private unsynced = new Set<FileHandle>(); // written but not fdatasynced (interval/never)
+  private intervalTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastFsyncMs = -Infinity;
+  private writtenSeq = 0; // segment of the last write
+  private durableSeq = 0; // highest segment whose checkpoint is durable (recycling waits for it)
+  private spareSeq = 0;
+
+  private readonly counters = {
+    fsyncs: 0,
+    syncs: 0,
+    bytesWritten: 0,
+    recordsWritten: 0,
+    recycledSegments: 0,
+    createdSegments: 0,
+  };
+
+  private constructor(
+    private readonly dir: string,
+    readonly policy: FsyncPolicy,
+    opts: WalOptions,
+  ) {
+    this.fs = opts.fs ?? realFileLayer;
+    this.log = opts.log ?? (() => {});
+    this.segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    this.spareSegmentsMax = opts.spareSegmentsMax ?? 4;
+    assert(this.segmentBytes >= SEGMENT_BYTES_MIN, `segmentBytes must be >= ${SEGMENT_BYTES_MIN}`);
+    if (typeof policy === "object") assert(policy.intervalMs >= 1, "intervalMs must be >= 1");
+    this.pending = [];
+  }
+
+  static async open(opts: WalOptions): Promise<Wal> {
+    const wal = new Wal(opts.dir, opts.fsync, opts);
+    try {
+      wal.fs.mkdir(opts.dir);
+      wal.recover();
+    } catch (err) {
+      wal.closeHandles();
+      throw storageErrorFromOs(err, "opening WAL in", opts.dir);
+    }
+    return wal;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Appending (buffered)
+
+  appendEntries(group: number, entries: Entry[]): void {
+    this.checkWritable();
+    if (entries.length === 0) return;
+    assertGroup(group);
+    const g = this.group(group);
+    const first = entries[0]!;
+    assert(first.index >= 1, `entry index ${first.index} < 1`);
+    if (first.index <= g.lastIndex) {
+      this.encode(RecordType.Truncate, group, (buf, salt) =>
+        encodeRecord(buf, salt, RecordType.Truncate, group, 0, first.index, 0),
+      );
+    }
+    let expect = first.index;
+    for (const e of entries) {
+      assert(e.index === expect, `entries not contiguous: ${e.index} after ${expect - 1}`);
+      expect++;
+      this.encode(RecordType.Entry, group, (buf, salt) => encodeEntry(buf, salt, group, e), entryRecordBytes(e));
+      const seg = this.pendingTail().seq;
+      const needs = this.segmentNeeds(seg);
+      needs.set(group, Math.max(needs.get(group) ?? 0, e.index));
+    }
+    g.lastIndex = expect - 1;
+  }
+
+  setHardState(group: number, hs: HardState): void {
+    this.checkWritable();
+    assertGroup(group);
+    this.group(group).hardState = { ...hs };
+    this.encode(RecordType.HardState, group, (buf, salt) => encodeHardState(buf, salt, group, hs));
+  }
+
+  setSnapshot(group: number, meta: SnapshotMeta): void {
+    this.checkWritable();
+    assertGroup(group);
+    const g = this.group(group);
+    g.snapshot = meta;
+    g.lastIndex = Math.max(g.lastIndex, meta.index);
+    this.encode(RecordType.Snapshot, group, (buf, salt) => encodeSnapshot(buf, salt, group, meta));
+  }
+
+  /** The group's records up to `index` are durable elsewhere (its partition log was flushed). */
+  release(group: number, index: number): void {
+    this.checkWritable();
+    const g = this.groups.get(group);
+    if (!g || index <= g.released) return;
+    g.released = index;
+    this.encode(RecordType.Release, group, (buf, salt) => encodeRecord(buf, salt, RecordType.Release, group, 0, index, 0));
+  }
+
+  removeGroup(group: number): void {
+    this.checkWritable();
+    if (!this.groups.delete(group)) return;
+    this.encode(RecordType.RemoveGroup, group, (buf, salt) =>
+      encodeRecord(buf, salt, RecordType.RemoveGroup, group, 0, 0, 0),
+    );
+  }
+
+  lastIndex(group: number): number {
+    return this.groups.get(group)?.lastIndex ?? 0;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Durability
+
+  /**
+   * Writes everything appended so far in one write and, under "always", makes it durable with one
+   * fdatasync (two when a segment boundary was crossed). Callers that arrive while a round is running
+   * share the next round.
+   */
+  sync(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.nextRound) return this.nextRound;
+    if (this.round) {
+      if (!this.nextRound) {
+        this.nextRound = this.round.then(
+          () => this.startRound(),
+          () => this.startRound(),
+        );
+      }
+      return this.nextRound;
+    }
+    return this.startRound();
+  }
+
+  private startRound(): Promise<void> {
+    this.nextRound = undefined;
+    if (this.failure) return Promise.reject(this.failure);
+    const r = this.runRound().finally(() => {
+      if (this.round === r) this.round = undefined;
+    });
+    this.round = r;
+    return r;
+  }
+
+  private async runRound(): Promise<void> {
+    const touched = this.writePending();
+    try {
+      if (this.policy === "always") {
+        await this.datasyncAll(touched);
+      } else if (this.policy !== "never") {
+        for (const h of touched) this.unsynced.add(h);
+        const dueInMs = this.lastFsyncMs + this.policy.intervalMs - performance.now();
+        if (dueInMs <= 0) await this.datasyncAll([...this.unsynced]);
+        else this.scheduleIntervalFsync(dueInMs);
+      } else {
+        this.durableSeq = this.writtenSeq;
+      }
+    } catch (err) {
+      throw this.fail(err, "fdatasync of WAL in");
+    }
+    this.recycleReleased();
+  }
+
+  private async datasyncAll(handles: FileHandle[]): Promise<void> {
+    const seq = this.writtenSeq;
+    this.unsynced.clear();
+    if (handles.length === 0) return;
+    this.lastFsyncMs = performance.now();
+    await Promise.all(handles.map((h) => h.datasync()));
+    this.counters.fsyncs += handles.length;
+    this.durableSeq = Math.max(this.durableSeq, seq);
+  }
+
+  private scheduleIntervalFsync(dueInMs: number): void {
+    if (this.intervalTimer) return;
+    this.intervalTimer = setTimeout(() => {
+      this.intervalTimer = undefined;
+      if (this.closed || this.failure || this.unsynced.size === 0) return;
+      this.datasyncAll([...this.unsynced]).then(
+        () => this.recycleReleased(),
+        (err) => this.fail(err, "fdatasync of WAL in"),
+      );
+    }, Math.ceil(dueInMs));
+    this.intervalTimer.unref?.();
+  }
+
+  /** Writes every pending chunk (page cache only); returns the handles written. */
+  private writePending(): FileHandle[] {
+    const touched: FileHandle[] = [];
+    const chunks = this.pending;
+    if (chunks.length === 0 || (chunks.length === 1 && chunks[0]!.buf.length === 0)) return touched;
+    const last = chunks[chunks.length - 1]!;
+    try {
+      for (const c of chunks) {
+        if (c.buf.length === 0) continue;
+        const seg = this.segmentForWrite(c.seq);
+        const h = seg.handle!;
+        // The zero end marker rides in the same write, so the byte after the last record is 0 unless torn.
+        const at = c.buf.reserve(END_MARKER_BYTES);
+        c.buf.bytes.fill(0, at, at + END_MARKER_BYTES);
+        h.write(c.buf.bytes.subarray(0, c.buf.length), c.startPos);
+        c.buf.length -= END_MARKER_BYTES;
+        this.counters.bytesWritten += c.buf.length + END_MARKER_BYTES;
+        touched.push(h);
+      }
+    } catch (err) {
+      throw this.fail(err, "writing WAL in");
+    }
+    this.counters.syncs++;
+    this.writtenSeq = last.seq;
+    // Keep the last chunk's buffer for the next round: the write above was synchronous.
+    const buf = last.buf;
+    const nextPos = last.startPos + buf.length;
+    buf.reset();
+    this.pending = [{ seq: last.seq, startPos: nextPos, buf }];
+    return touched;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Encoding and segment rolling
+
+  private pendingTail(): PendingChunk {
+    const tail = this.pending[this.pending.length - 1];
+    assert(tail, "no pending chunk");
+    return tail;
+  }
+
+  /** Encodes one record into the pending chunk, rolling to a new segment first if it would not fit. */
+  private encode(
+    _type: RecordType,
+    _group: number,
+    write: (buf: GrowableBuffer, salt: number) => number,
+    sizeHint = RECORD_HEADER_BYTES + 64,
+  ): void {
+    let tail = this.pendingTail();
+    const end = tail.startPos + tail.buf.length;
+    const fresh = end <= SEGMENT_HEADER_BYTES;
+    if (!fresh && end + sizeHint + RECORD_HEADER_BYTES + END_MARKER_BYTES > this.segmentBytes) {
+      this.rollPending();
+      tail = this.pendingTail();
+    }
+    write(tail.buf, saltForSegment(tail.seq));
+    this.counters.recordsWritten++;
+  }
+
+  /** Seals the pending segment and starts the next one with a checkpoint of every live group. */
+  private rollPending(): void {
+    const tail = this.pendingTail();
+    const salt = saltForSegment(tail.seq);
+    encodeRecord(tail.buf, salt, RecordType.Seal, 0, 0, 0, 0);
+    const seq = tail.seq + 1;
+    const next: PendingChunk = { seq, startPos: SEGMENT_HEADER_BYTES, buf: new GrowableBuffer() };
+    this.pending.push(next);
+    this.segmentNeeds(seq);
+    const nsalt = saltForSegment(seq);
+    for (const [group, g] of this.groups) {
+      if (g.snapshot) encodeSnapshot(next.buf, nsalt, group, g.snapshot);
+      if (g.hardState) encodeHardState(next.buf, nsalt, group, g.hardState);
+      if (g.released > 0) encodeRecord(next.buf, nsalt, RecordType.Release, group, 0, g.released, 0);
+    }
+  }
+
+  private segmentNeeds(seq: number): Map<number, number> {
+    let seg = this.segments.find((s) => s.seq === seq);
+    if (!seg) {
+      seg = { seq, path: join(this.dir, segmentName(seq)), needs: new Map() };
+      this.segments.push(seg);
+    }
+    return seg.needs;
+  }
+
+  /** The segment's file, open and headed with its sequence: a reused spare or a new zero-filled file. */
+  private segmentForWrite(seq: number): Segment {
+    const seg = this.segments.find((s) => s.seq === seq);
+    assert(seg, `no segment ${seq}`);
+    if (seg.handle) return seg;
+    const spare = this.spares.shift();
+    if (spare !== undefined) {
+      this.fs.rename(spare, seg.path);
+      seg.handle = this.fs.open(seg.path, "write");
+      this.counters.recycledSegments++;
+    } else {
+      seg.handle = this.createZeroFilled(seg.path);
+    }
+    seg.handle.write(encodeSegmentHeader(seq), 0);
+    this.fs.fsyncDir(this.dir);
+    return seg;
+  }
+
+  private createZeroFilled(path: string): FileHandle {
+    const h = this.fs.open(path, "create");
+    const zeros = new Uint8Array(Math.min(ZERO_CHUNK_BYTES, this.segmentBytes));
+    for (let pos = 0; pos < this.segmentBytes; pos += zeros.length) {
+      h.write(zeros.subarray(0, Math.min(zeros.length, this.segmentBytes - pos)), pos);
+    }
+    h.datasyncSync(); // the allocation itself must be durable, or later fdatasyncs pay for it
+    this.counters.createdSegments++;
+    return h;
+  }
+
+  /** Recycles the oldest segments whose every entry is durable elsewhere (prefix only: truncations stay). */
+  private recycleReleased(): void {
+    if (this.failure || this.closed) return;
+    try {
+      while (this.segments.length > 1) {
+        const seg = this.segments[0]!;
+        // The checkpoint of a later segment must be durable before this one's hard states may go.
+        if (seg.seq >= this.durableSeq) return;
+        for (const [group, maxIndex] of seg.needs) {
+          const g = this.groups.get(group);
+          if (g && maxIndex > g.released && maxIndex > (g.snapshot?.index ?? 0)) return;
+        }
+        this.segments.shift();
+        seg.handle?.close();
+        if (this.spares.length < this.spareSegmentsMax) {
+          const sparePath = join(this.dir, `spare-${++this.spareSeq}.wal`);
+          this.fs.rename(seg.path, sparePath);
+          this.spares.push(sparePath);
+        } else {
+          this.fs.unlink(seg.path);
+        }
+      }
+    } catch (err) {
+      throw this.fail(err, "recycling WAL segment in");
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Recovery
+
+  private recover(): void {
+    const names = this.fs.readdir(this.dir).sort();
+    const segFiles: { seq: number; path: string }[] = [];
+    for (const name of names) {
+      const path = join(this.dir, name);
+      const m = /^(\d{16})\.wal$/.exec(name);
+      if (m) segFiles.push({ seq: Number(m[1]), path });
+      else if (/^spare-\d+\.wal$/.test(name)) this.spares.push(path);
+    }
+    for (const p of this.spares) {
+      const n = Number(/spare-(\d+)/.exec(p)?.[1] ?? 0);
+      this.spareSeq = Math.max(this.spareSeq, n);
+    }
+    const replay = new Replay();
+    let writeSeq = 0;
+    let writePos = SEGMENT_HEADER_BYTES;
+    for (let i = 0; i < segFiles.length; i++) {
+      const { seq, path } = segFiles[i]!;
+      const data = this.fs.readFile(path);
+      if (readSegmentHeader(data) !== seq) {
+        // Renamed for reuse but never headed: nothing in it counts.
+        const sparePath = join(this.dir, `spare-${++this.spareSeq}.wal`);
+        this.fs.rename(path, sparePath);
+        this.spares.push(sparePath);
+        continue;
+      }
+      const isLast = i === segFiles.length - 1;
+      const seg: Segment = { seq, path, needs: new Map() };
+      this.segments.push(seg);
+      const end = this.replaySegment(data, seq, path, isLast, replay, seg);
+      writeSeq = seq;
+      writePos = end;
+    }
+    for (const [group, g] of replay.groups) {
+      this.recovered.set(group, g.result());
+      this.groups.set(group, {
+        hardState: g.hardState,
+        snapshot: g.snapshot,
+        released: g.released,
+        lastIndex: g.lastIndex(),
+      });
+    }
+    if (this.segments.length === 0) {
+      writeSeq = 1;
+      writePos = SEGMENT_HEADER_BYTES;
+      this.segmentNeeds(1);
+    } else {
+      this.segments[this.segments.length - 1]!.handle = this.fs.open(this.segments[this.segments.length - 1]!.path, "write");
+    }
+    this.durableSeq = writeSeq;
+    this.writtenSeq = writeSeq;
+    this.pending = [{ seq: writeSeq, startPos: writePos, buf: new GrowableBuffer() }];
+    // Segments whose needs were met before the crash are recycled at the first sync.
+  }
+
+  /** Replays one segment's records; returns the position after the last valid one. */
+  private replaySegment(data: Uint8Array, seq: number, path: string, isLast: boolean, replay: Replay, seg: Segment): number {
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    const salt = saltForSegment(seq);
+    let pos = SEGMENT_HEADER_BYTES;
+    for (;;) {
+      const d = decodeRecord(data, view, pos, salt);
+      if (!d.ok) {
+        if (d.end && isLast) return pos;
+        // Damage: a later valid record (or a later segment) means records were lost, not just a torn tail.
+        let midLog = !isLast;
+        if (!d.end && pos + 4 <= data.length) {
+          const len = view.getUint32(pos, true);
+          if (len >= RECORD_HEADER_BYTES && pos + len < data.length) {
+            const after = decodeRecord(data, view, pos + len, salt);
+            if (after.ok) midLog = true;
+          }
+        }
+        const cut: WalCut = { file: path, position: pos, reason: d.reason, midLog };
+        this.cuts.push(cut);
+        this.log(midLog ? "error" : "warn", midLog ? "WAL corruption: records lost" : "WAL torn tail cut", { ...cut });
+        if (midLog) replay.markAllDamaged();
+        return pos;
+      }
+      const r = d.record;
+      pos += d.len;
+      if (r.type === RecordType.Seal) {
+        // Sealed, yet the next segment never got its header: continue here, over the seal.
+        return isLast ? pos - d.len : pos;
+      }
+      if (r.type === RecordType.Entry) seg.needs.set(r.group, Math.max(seg.needs.get(r.group) ?? 0, r.index));
+      replay.apply(r, path, pos - d.len);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+
+  stats(): WalStats {
+    let pendingBytes = 0;
+    for (const c of this.pending) pendingBytes += c.buf.length;
+    return {
+      ...this.counters,
+      segments: this.segments.length,
+      spareSegments: this.spares.length,
+      pendingBytes,
+    };
+  }
+
+  /** Writes and fdatasyncs anything pending, then closes the files. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      if (!this.failure) {
+        await this.sync();
+        if (this.unsynced.size > 0) await this.datasyncAll([...this.unsynced]);
+      }
+    } finally {
+      this.closed = true;
+      if (this.intervalTimer) clearTimeout(this.intervalTimer);
+      this.closeHandles();
+    }
+  }
+
+  private closeHandles(): void {
+    for (const s of this.segments) {
+      s.handle?.close();
+      s.handle = undefined;
+    }
+  }
+
+  private group(group: number): GroupState {
+    let g = this.groups.get(group);
+    if (!g) {
+      g = { released: 0, lastIndex: 0 };
+      this.groups.set(group, g);
+    }
+    return g;
+  }
+
+  private checkWritable(): void {
+    if (this.closed) throw new StorageError("IO", `WAL in ${this.dir} is closed`);
+    if (this.failure) throw this.failure;
+  }
+
+  /** A failed write or fdatasync stops the WAL for good: what the disk holds is then unknown. */
+  private fail(err: unknown, what: string): StorageError {
+    if (!this.failure) {
+      this.failure = storageErrorFromOs(err, what, this.dir);
+      this.log("error", "WAL stopped accepting writes", { code: this.failure.code, error: this.failure.message });
+    }
+    return this.failure;
+  }
+}
+
+function assertGroup(group: number): void {
+  assert(Number.isInteger(group) && group >= 0 && group <= 0xffffffff, `bad group id ${group}`);
+}
+
+/** Rebuilds each group's state from records in log order. */
+class Replay {
+  readonly groups = new Map<number, ReplayGroup>();
+
+  apply(r: { type: RecordType; group: number; term: number; index: number; payload: Uint8Array }, file: string, position: number): void {
+    if (r.type === RecordType.RemoveGroup) {
+      this.groups.delete(r.group);
+      return;
+    }
+    let g = this.groups.get(r.group);
+    if (!g) {
+      g = new ReplayGroup();
+      this.groups.set(r.group, g);
+    }
+    switch (r.type) {
+      case RecordType.Entry:
+        g.append(decodeEntry(r), file, position);
+        break;
+      case RecordType.HardState:
+        g.hardState = decodeHardState(r);
+        break;
+      case RecordType.Truncate:
+        g.truncateFrom(r.index);
+        break;
+      case RecordType.Snapshot:
+        g.installSnapshot(decodeSnapshot(r));
+        break;
+      case RecordType.Release:
+        g.released = Math.max(g.released, r.index);
+        break;
+      default:
+        throw new Error(`unexpected WAL record type ${r.type}`);
+    }
+  }
+
+  markAllDamaged(): void {
+    for (const g of this.groups.values()) g.damaged = true;
+  }
+}
+
+class ReplayGroup {
+  hardState?: HardState;
+  snapshot?: SnapshotMeta;
+  released = 0;
+  damaged = false;
+  private entries: Entry[] = [];
+
+  lastIndex(): number {
+    const last = this.entries[this.entries.length - 1];
+    return Math.max(last?.index ?? 0, this.snapshot?.index ?? 0);
+  }
+
+  append(e: Entry, _file: string, _position: number): void {
+    const first = this.entries[0];
+    if (first && e.index <= this.entries[this.entries.length - 1]!.index) {
+      this.truncateFrom(e.index);
+    }
+    const last = this.entries[this.entries.length - 1];
+    if (last && e.index !== last.index + 1) {
+      // A gap can only come from lost records; keep the newest run (its predecessors are released or lost).
+      this.damaged = this.damaged || e.index > Math.max(this.released, this.snapshot?.index ?? 0) + 1;
+      this.entries = [];
+    }
+    this.entries.push(e);
+  }
+
+  truncateFrom(index: number): void {
+    const first = this.entries[0];
+    if (!first) return;
+    if (index <= first.index) this.entries = [];
+    else this.entries.length = Math.min(this.entries.length, index - first.index);
+  }
+
+  installSnapshot(m: SnapshotMeta): void {
+    this.snapshot = m;
+    // Keep the suffix only if the log agrees with the snapshot at its index (compaction); otherwise the
+    // snapshot replaces the whole log (installed from a leader), as Raft requires.
+    const first = this.entries[0];
+    const at = first ? this.entries[m.index - first.index] : undefined;
+    this.entries = at && at.term === m.term ? this.entries.slice(m.index - first!.index + 1) : [];
+  }
+
+  result(): RecoveredGroup {
+    const from = Math.max(this.released, this.snapshot?.index ?? 0);
+    const k = this.entries.findIndex((e) => e.index > from);
+    const entries = k < 0 ? [] : this.entries.slice(k);
+    const out: RecoveredGroup = { released: this.released, entries };
+    if (this.hardState) out.hardState = this.hardState;
+    if (this.snapshot) out.snapshot = this.snapshot;
+    if (this.damaged) out.damaged = true;
+    return out;
+  }
+}

@@ -1,0 +1,196 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { FaultyFileLayer } from "../../src/storage/file-layer";
+import { StorageError } from "../../src/storage/errors";
+import { Wal } from "../../src/storage/wal";
+import { entries, entry, shape, tempDir } from "./helpers";
+
+let cleanup: (() => void) | undefined;
+afterEach(() => {
+  cleanup?.();
+  cleanup = undefined;
+});
+function dir(): string {
+  const t = tempDir();
+  cleanup = t.cleanup;
+  return join(t.dir, "wal");
+}
+
+describe("WAL", () => {
+  test("entries, hard state and snapshot of many groups survive a reopen", async () => {
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024 });
+    for (let g = 1; g <= 5; g++) {
+      wal.appendEntries(g, entries(1, 10 * g, 1));
+      wal.setHardState(g, { term: g, vote: g % 3, commit: g * 2 });
+    }
+    wal.setSnapshot(3, { index: 4, term: 1, conf: { voters: [1, 2, 3], learners: [4] }, data: new Uint8Array([9, 8]) });
+    await wal.sync();
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024 });
+    for (let g = 1; g <= 5; g++) {
+      const r = again.recovered.get(g)!;
+      expect(r.hardState).toEqual({ term: g, vote: g % 3, commit: g * 2 });
+      const from = g === 3 ? 5 : 1;
+      expect(shape(r.entries)).toBe(shape(entries(from, 10 * g)));
+      expect(r.entries[0]!.data).toEqual(entry(from).data);
+    }
+    expect(again.recovered.get(3)!.snapshot).toEqual({
+      index: 4,
+      term: 1,
+      conf: { voters: [1, 2, 3], learners: [4] },
+      data: new Uint8Array([9, 8]),
+    });
+    expect(again.cuts).toEqual([]);
+    await again.close();
+  });
+
+  test("one fdatasync per sync whatever the number of groups", async () => {
+    const wal = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 1 << 20 });
+    for (let g = 0; g < 1000; g++) wal.appendEntries(g, [entry(1)]);
+    await wal.sync();
+    expect(wal.stats().fsyncs).toBe(1);
+    await wal.close();
+  });
+
+  test("concurrent sync callers share rounds", async () => {
+    const wal = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 1 << 20 });
+    wal.appendEntries(1, [entry(1)]);
+    const a = wal.sync();
+    wal.appendEntries(1, [entry(2)]);
+    const b = wal.sync();
+    wal.appendEntries(1, [entry(3)]);
+    const c = wal.sync();
+    expect(c).toBe(b);
+    await Promise.all([a, b, c]);
+    expect(wal.stats().fsyncs).toBe(2);
+    await wal.close();
+  });
+
+  test("a suffix replaced by a conflicting append is gone after reopen", async () => {
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "always" , segmentBytes: 1 << 20 });
+    wal.appendEntries(7, entries(1, 10, 1));
+    await wal.sync();
+    wal.appendEntries(7, entries(6, 8, 2));
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 1 << 20 });
+    expect(shape(again.recovered.get(7)!.entries)).toBe("1@1,2@1,3@1,4@1,5@1,6@2,7@2,8@2");
+    expect(again.lastIndex(7)).toBe(8);
+    await again.close();
+  });
+
+  test("released segments are recycled, not deleted, and reused without new zero-fill", async () => {
+    const d = dir();
+    const segmentBytes = 16 * 1024;
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes });
+    let index = 0;
+    for (let round = 0; round < 40; round++) {
+      const es = entries(index + 1, index + 10, 1, 100);
+      wal.appendEntries(1, es);
+      wal.appendEntries(2, es);
+      index += 10;
+      await wal.sync();
+      wal.release(1, index - 5);
+      wal.release(2, index - 5);
+    }
+    const s = wal.stats();
+    expect(s.recycledSegments).toBeGreaterThan(0);
+    expect(s.segments).toBeLessThanOrEqual(3);
+    expect(s.createdSegments).toBeLessThanOrEqual(s.segments + 5);
+    expect(readdirSync(d).length).toBeLessThanOrEqual(s.segments + s.spareSegments);
+    wal.setHardState(1, { term: 3, vote: 1, commit: index });
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes });
+    const r = again.recovered.get(1)!;
+    expect(r.released).toBe(index - 5);
+    expect(shape(r.entries)).toBe(shape(entries(index - 4, index)));
+    expect(r.hardState).toEqual({ term: 3, vote: 1, commit: index });
+    expect(shape(again.recovered.get(2)!.entries)).toBe(shape(entries(index - 4, index)));
+    await again.close();
+  });
+
+  test("hard state survives recycling of the segment that first held it", async () => {
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
+    wal.setHardState(9, { term: 4, vote: 2, commit: 0 });
+    for (let i = 1; i <= 200; i++) {
+      wal.appendEntries(1, [entry(i, 1, 200)]);
+      await wal.sync();
+      wal.release(1, i);
+    }
+    expect(wal.stats().recycledSegments).toBeGreaterThan(0);
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
+    expect(again.recovered.get(9)!.hardState).toEqual({ term: 4, vote: 2, commit: 0 });
+    expect(again.recovered.get(1)!.entries).toEqual([]);
+    await again.close();
+  });
+
+  test("removeGroup forgets the group", async () => {
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "never", segmentBytes: 64 * 1024 });
+    wal.appendEntries(1, entries(1, 3));
+    wal.appendEntries(2, entries(1, 3));
+    wal.removeGroup(1);
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "never", segmentBytes: 64 * 1024 });
+    expect(again.recovered.has(1)).toBe(false);
+    expect(again.recovered.get(2)!.entries.length).toBe(3);
+    await again.close();
+  });
+
+  test("interval policy fdatasyncs at most once per interval", async () => {
+    const wal = await Wal.open({ dir: dir(), fsync: { intervalMs: 60_000 }, segmentBytes: 1 << 20 });
+    for (let i = 1; i <= 20; i++) {
+      wal.appendEntries(1, [entry(i)]);
+      await wal.sync();
+    }
+    expect(wal.stats().fsyncs).toBe(1);
+    expect(wal.stats().syncs).toBe(20);
+    await wal.close();
+  });
+
+  test("never policy does not fdatasync on sync", async () => {
+    const wal = await Wal.open({ dir: dir(), fsync: "never", segmentBytes: 1 << 20 });
+    for (let i = 1; i <= 5; i++) {
+      wal.appendEntries(1, [entry(i)]);
+      await wal.sync();
+    }
+    expect(wal.stats().fsyncs).toBe(0);
+    await wal.close();
+  });
+
+  test("a full disk fails the sync, stops appends, and keeps what was durable", async () => {
+    const d = dir();
+    const fs = new FaultyFileLayer();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024, fs });
+    wal.appendEntries(1, entries(1, 5));
+    await wal.sync();
+    fs.writeBudgetBytes = 100;
+    wal.appendEntries(1, entries(6, 10));
+    const err = await wal.sync().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StorageError);
+    expect((err as StorageError).code).toBe("DISK_FULL");
+    expect(() => wal.appendEntries(1, [entry(11)])).toThrow(StorageError);
+    await expect(wal.sync()).rejects.toThrow(StorageError);
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024 });
+    // The synced records are intact; of the failed write, only whole records that reached the file remain.
+    const got = again.recovered.get(1)!.entries;
+    expect(got.length).toBeGreaterThanOrEqual(5);
+    expect(shape(got)).toBe(shape(entries(1, got.length)));
+    expect(got.length).toBeLessThan(10);
+    expect(again.cuts.length).toBe(1);
+    expect(again.cuts[0]!.midLog).toBe(false);
+    await again.close();
+  });
+
+  test("a read-only directory is a READ_ONLY error at open", async () => {
+    const fs = new FaultyFileLayer();
+    fs.readOnlyCode = "EROFS";
+    const err = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 64 * 1024, fs }).catch((e: unknown) => e);
+    expect((err as StorageError).code).toBe("READ_ONLY");
+  });
+});
