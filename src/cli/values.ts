@@ -1,13 +1,13 @@
 // Parsers for the values that flags, GOULETTE_* variables and the config file share. Each takes the raw
 // text plus where it came from, so an error names the exact flag, variable or file key to fix.
 import type { LogLevel } from "../log";
+import { formatFsyncPolicy, parseFsyncPolicy } from "../storage/fsync-policy";
 import { UsageError } from "./usage-error";
 
 /** Where a setting's text came from, e.g. `--listen`, `GOULETTE_LISTEN`, `listen in goulette.toml`. */
 export type Origin = string;
 
 const portMax = 65535;
-const fsyncIntervalMsMax = 60_000;
 
 /** "host:port" or "[v6]:port". allowPortZero is for listen addresses, where 0 asks the OS to pick. */
 export function parseAddress(text: string, origin: Origin, allowPortZero: boolean): string {
@@ -42,12 +42,13 @@ export function parseInteger(text: string, origin: Origin, min: number, max: num
   return n;
 }
 
-/** Policies the storage layer understands: "always" (default), "interval:<ms>", "never". */
+/** The storage layer owns the policy grammar; we only turn its error into a usage error with an origin. */
 export function parseFsync(text: string, origin: Origin): string {
-  if (text === "always" || text === "never") return text;
-  const match = /^interval:(\d+)$/.exec(text);
-  if (match && Number(match[1]) >= 1 && Number(match[1]) <= fsyncIntervalMsMax) return `interval:${Number(match[1])}`;
-  throw new UsageError(`${origin} "${text}": fsync policy must be always, never or interval:<ms> (1-${fsyncIntervalMsMax})`);
+  try {
+    return formatFsyncPolicy(parseFsyncPolicy(text));
+  } catch {
+    throw new UsageError(`${origin} "${text}": fsync policy must be always, never or interval:<ms> (ms 1-60000)`);
+  }
 }
 
 const logLevels: readonly LogLevel[] = ["debug", "info", "warn", "error"];
