@@ -1,0 +1,64 @@
+// Compiles src/main.ts into one self-contained executable (dist/goulette): the Bun runtime, our code and
+// every dependency in one file that runs with no node_modules beside it. `bun run build` runs this file.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { version } from "./package.json";
+
+const root = import.meta.dir;
+
+/**
+ * Modules src/main.ts loads by a runtime path (so parts not written yet do not break the build). A
+ * compiled executable only contains what the bundler saw, so each one that exists is added as an entrypoint.
+ */
+function optionalEntrypoints(): string[] {
+  const fixed = ["src/broker/index.ts", "src/sentinel/index.ts"].filter((p) => existsSync(join(root, p)));
+  const commands = [...new Bun.Glob("src/cli/commands/*.ts").scanSync({ cwd: root })].filter((p) => !p.endsWith(".test.ts"));
+  return [...fixed, ...commands.sort()];
+}
+
+function gitCommit(): string {
+  const head = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], { cwd: root, stderr: "ignore" });
+  if (head.exitCode !== 0) return "unknown";
+  const dirty = Bun.spawnSync(["git", "diff", "--quiet", "HEAD", "--"], { cwd: root, stderr: "ignore" }).exitCode !== 0;
+  return head.stdout.toString().trim() + (dirty ? "-dirty" : "");
+}
+
+export interface BuildResult {
+  outfile: string;
+  commit: string;
+  entrypoints: string[];
+}
+
+export async function build(outfile = join(root, "dist/goulette")): Promise<BuildResult> {
+  const commit = gitCommit();
+  const entrypoints = ["src/main.ts", ...optionalEntrypoints()].map((p) => join(root, p));
+  const result = await Bun.build({
+    entrypoints,
+    compile: {
+      outfile,
+      // A server binary must not pick up a stray .env or bunfig.toml from whatever directory it starts in.
+      autoloadDotenv: false,
+      autoloadBunfig: false,
+    },
+    minify: true,
+    sourcemap: "linked",
+    bytecode: true,
+    format: "esm", // bytecode defaults to CommonJS, which has no top-level await
+    define: {
+      GOULETTE_BUILD_VERSION: JSON.stringify(version),
+      GOULETTE_BUILD_COMMIT: JSON.stringify(commit),
+    },
+    throw: false,
+  });
+  if (!result.success) {
+    throw new Error(`build failed:\n${result.logs.map((l) => String(l)).join("\n")}`);
+  }
+  return { outfile, commit, entrypoints };
+}
+
+if (import.meta.main) {
+  const started = performance.now();
+  const r = await build(process.argv[2]);
+  const ms = Math.round(performance.now() - started);
+  console.log(`built ${r.outfile} (commit ${r.commit}, ${r.entrypoints.length} entrypoints) in ${ms} ms`);
+}
