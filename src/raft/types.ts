@@ -63,7 +63,7 @@ export enum MessageType {
   Snapshot = 9,
   SnapshotStatus = 10,
   TimeoutNow = 11,
-  TransferLeader = 12,
+  TransferLeader = 12, // `index` carries the transferee's id (`from` stays the sender)
 }
 
 /** Numbering matches RaftMessageType in proto/goulette.proto so the wire maps 1:1. */
@@ -127,11 +127,18 @@ export interface RestartState {
   snapshot?: SnapshotMeta; // last compaction point (entries before are gone)
   entries: Entry[]; // durable entries after the snapshot, contiguous
   conf?: ConfState; // latest membership if entries do not hold it (taken from snapshot otherwise)
+  /** Index the driver's state machine already holds (default snapshot.index); later committed entries are re-delivered. */
+  applied?: number;
 }
 
 export class ProposalError extends Error {
   constructor(
-    readonly reason: "not-leader" | "transfer-in-progress" | "conf-change-pending" | "too-many-uncommitted",
+    readonly reason:
+      | "not-leader"
+      | "transfer-in-progress"
+      | "conf-change-pending"
+      | "too-many-uncommitted"
+      | "invalid-conf-change",
     readonly leader: NodeId,
   ) {
     super(`proposal refused: ${reason}`);
