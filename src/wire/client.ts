@@ -281,7 +281,14 @@ export class WireClient {
     const waiting = this.waiting;
     this.waiting = [];
     this.waitingLive = 0;
-    for (const p of waiting) if (!p.done) this.transmit(outbox, p);
+    for (const p of waiting) {
+      if (p.done) continue;
+      if (outbox.wouldOverflow(p.frame.byteLength)) {
+        this.settle(p, new WireError(ErrorCode.UNKNOWN, `send buffer to ${this.address} full`, {}, "overload"));
+      } else {
+        this.transmit(outbox, p);
+      }
+    }
   }
 
   private connectFailed(err: WireError): void {

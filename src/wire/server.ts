@@ -82,8 +82,9 @@ export class ServerConn {
     if (this.closing) return;
     const frame = encodeFrame(correlationId, body);
     if (this.outbox.wouldOverflow(frame.byteLength)) {
-      // The peer is not reading what it asked for: drop it rather than buffer without bound.
-      this.close();
+      // The peer is not reading what it asked for: drop it rather than buffer without bound. A graceful
+      // close would wait behind the unread bytes, so reset the connection.
+      this.abort();
       return;
     }
     this.outbox.enqueue(frame);
@@ -102,6 +103,13 @@ export class ServerConn {
     this.closing = true;
     this.outbox.flush();
     this.socket.end();
+  }
+
+  /** Resets the connection at once, dropping whatever is queued. */
+  abort(): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.socket.terminate();
   }
 
   /** Answers a stream-level error where it can be addressed, then closes. */
