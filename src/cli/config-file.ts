@@ -13,7 +13,7 @@ export interface ConfigKeys {
   mode: string; // "broker" | "sentinel"
   flags: ReadonlySet<string>; // this mode's flag names, e.g. "data-dir"
   aliases: ReadonlyMap<string, string>; // option name -> flag name, e.g. "dataDir" -> "data-dir"
-  otherModesFlags: ReadonlySet<string>; // accepted (and ignored) at top level for shared files
+  otherModesKeys: ReadonlySet<string>; // other modes' keys: ignored at top level so one file serves all
   sections: ReadonlySet<string>; // every mode's table name
 }
 
@@ -33,16 +33,18 @@ export function readConfigFile(path: string, keys: ConfigKeys): ConfigValues {
     throw new UsageError(`--config "${path}": not valid TOML: ${firstLine(e)}`);
   }
   if (!isTable(doc)) throw new UsageError(`--config "${path}": expected a TOML table`);
+  // A top-level `sentinel = "..."` (the broker's flag) and a `[sentinel]` table cannot both exist in TOML;
+  // such files spell the broker's list `sentinels`, which is why that alias exists.
 
   const out = new Map<string, { text: string; origin: string }>();
   const take = (table: Record<string, unknown>, prefix: string, strict: boolean) => {
     for (const [key, value] of Object.entries(table)) {
       if (prefix === "" && keys.sections.has(key) && isTable(value)) continue;
       const flag = keys.flags.has(key) ? key : keys.aliases.get(key);
-      const origin = `${prefix}${key} in ${path}`;
+      const origin = `${path}: ${prefix}${key}`;
       if (flag === undefined || flag === "config") {
-        if (!strict && (keys.otherModesFlags.has(key) || keys.otherModesFlags.has(camelToKebab(key)))) continue;
-        throw new UsageError(`${origin}: unknown key for goulette ${keys.mode}`);
+        if (!strict && keys.otherModesKeys.has(key)) continue;
+        throw new UsageError(`${path}: unknown key "${prefix}${key}" for goulette ${keys.mode}`);
       }
       out.set(flag, { text: valueText(value, origin), origin });
     }
@@ -67,10 +69,6 @@ function valueText(value: unknown, origin: string): string {
 
 function isTable(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
-}
-
-function camelToKebab(s: string): string {
-  return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
 function firstLine(e: unknown): string {

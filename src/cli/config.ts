@@ -156,18 +156,26 @@ function settingsFor(
   let file: ConfigValues = new Map();
   if (configPath) {
     const flags = new Set(spec.flags.map((f) => f.flag));
-    const others = new Set(modeCommands.filter((c) => c !== spec).flatMap((c) => c.flags.map((f) => f.flag)));
-    const aliases = new Map(spec.flags.map((f) => [kebabToCamel(f.flag), f.flag]));
-    if (spec === brokerCommand) aliases.set("sentinels", "sentinel");
+    const aliases = configAliases(spec);
+    const others = new Set(
+      modeCommands.filter((c) => c !== spec).flatMap((c) => [...c.flags.map((f) => f.flag), ...configAliases(c).keys()]),
+    );
     file = readConfigFile(parseNonEmpty(configPath.text, configPath.origin), {
       mode: spec.name,
       flags,
       aliases,
-      otherModesFlags: others,
+      otherModesKeys: others,
       sections: new Set(modeCommands.map((c) => c.name)),
     });
   }
   return { kind: "settings", settings: new Settings(parsed.flags, env, file) };
+}
+
+/** Config-file spellings besides the flag names: the option names (dataDir), and `sentinels` for the list. */
+function configAliases(spec: CommandSpec): Map<string, string> {
+  const aliases = new Map(spec.flags.map((f) => [kebabToCamel(f.flag), f.flag]));
+  if (spec === brokerCommand) aliases.set("sentinels", "sentinel");
+  return aliases;
 }
 
 function intReader(settings: Settings) {
