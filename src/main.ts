@@ -47,18 +47,19 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   if (first !== undefined && commands.includes(first)) {
     command = first;
     rest = argv.slice(1);
+  } else if (env.GOULETTE_MODE !== undefined && env.GOULETTE_MODE !== "") {
+    // The mode's own flags (and its --help) take the whole argv, as in a container with the mode preset.
+    command = env.GOULETTE_MODE;
+    rest = [...argv];
+    if (!(serverModes as readonly string[]).includes(command)) {
+      return usageError("goulette", `GOULETTE_MODE "${command}": expected ${serverModes.join(", ")}`);
+    }
   } else if (first === "help" || first === "--help" || first === "-h") {
     process.stdout.write(topHelp);
     return 0;
   } else if (first === "--version" || first === "-v") {
     command = "version";
     rest = argv.slice(1);
-  } else if (env.GOULETTE_MODE !== undefined && env.GOULETTE_MODE !== "") {
-    command = env.GOULETTE_MODE;
-    rest = [...argv];
-    if (!(serverModes as readonly string[]).includes(command)) {
-      return usageError("goulette", `GOULETTE_MODE "${command}": expected ${serverModes.join(", ")}`);
-    }
   } else if (first === undefined) {
     process.stderr.write(topHelp);
     return exitUsage;
