@@ -1,0 +1,257 @@
+// Replaces the replicas of brokers that are down (or left), one membership change at a time per
+// partition, driven through the partition's current Raft leader:
+//   1. map: add the replacement as a learner (the notifier then sends it SetTopicRole as LEARNER)
+//   2. ChangeReplicas add_learner        -> the leader starts replicating to it
+//   3. wait until the leader reports match_index[replacement] >= its commit index
+//   4. ChangeReplicas promote            -> voters = old voters + replacement (dead one still counted)
+//   5. ChangeReplicas remove dead        -> back to RF voters, all of them alive
+//   6. map: replicas = old - dead + replacement
+// Each step is chosen from what the leader last reported (KeepAlive or the ChangeReplicas answer), so a
+// retried or repeated step is harmless and a sentinel restart resumes where the brokers are. The majority
+// is never lost by the move: a voter is only removed after its replacement is a caught-up voter.
+
+import { create } from "@bufbuild/protobuf";
+import { BrokerInfoSchema, ChangeReplicasRequestSchema } from "../proto/goulette_pb";
+import type { ClientPool } from "../wire";
+import { expectCase } from "../wire";
+import type { Logger } from "../log";
+import type { ClusterMap, MapCommand, MapResult, PartitionRecord } from "./cluster-map";
+import type { Notifier } from "./notifier";
+import type { ReportTable } from "./reports";
+import { partitionKey, type BrokerId, type HashRing } from "./ring";
+
+export const MAX_CONCURRENT_REPLACEMENTS = 64;
+export const CHANGE_REPLICAS_TIMEOUT_MS = 3_000;
+const RETRY_AFTER_FAILURE_MS = 200;
+
+export interface FailoverDeps {
+  map: () => ClusterMap;
+  propose: (c: MapCommand) => Promise<MapResult>;
+  ring: HashRing;
+  reports: ReportTable;
+  notifier: Notifier;
+  pool: ClientPool;
+  isHealthy: (b: BrokerId) => boolean;
+  isAlive: (b: BrokerId) => boolean;
+  log: Logger;
+  now: () => number;
+}
+
+interface Plan {
+  topic: string;
+  partition: number;
+  group: number;
+  dead: BrokerId;
+  replacement: BrokerId;
+  startedMs: number;
+  busy: boolean;
+  notBeforeMs: number;
+  lastStep: string;
+}
+
+export class Failover {
+  private readonly plans = new Map<string, Plan>(); // partition key -> its one change in flight
+  private readonly waitingLogged = new Set<string>();
+
+  constructor(private readonly deps: FailoverDeps) {}
+
+  inProgress(): { topic: string; partition: number; dead: BrokerId; replacement: BrokerId; step: string }[] {
+    return [...this.plans.values()].map((p) => ({
+      topic: p.topic,
+      partition: p.partition,
+      dead: p.dead,
+      replacement: p.replacement,
+      step: p.lastStep,
+    }));
+  }
+
+  /** Starts replacements for partitions with a voter that is not alive, and moves running ones along. */
+  run(): void {
+    const map = this.deps.map();
+    for (const topic of map.allTopics()) {
+      for (const p of topic.partitions) {
+        const k = partitionKey(topic.name, p.partition);
+        const plan = this.plans.get(k);
+        if (plan) {
+          if (plan.group !== p.group) this.plans.delete(k); // topic deleted and recreated
+          continue;
+        }
+        if (this.plans.size >= MAX_CONCURRENT_REPLACEMENTS) continue;
+        const dead = p.replicas.find((b) => !this.deps.isAlive(b));
+        if (dead === undefined) continue;
+        this.startPlan(topic.name, p, dead);
+      }
+    }
+    for (const [k, plan] of this.plans) {
+      const p = map.partition(plan.topic, plan.partition);
+      if (!p || p.group !== plan.group) {
+        this.plans.delete(k);
+        continue;
+      }
+      if (!plan.busy && plan.notBeforeMs <= this.deps.now()) {
+        plan.busy = true;
+        this.step(plan, p)
+          .catch((e: unknown) => {
+            plan.notBeforeMs = this.deps.now() + RETRY_AFTER_FAILURE_MS;
+            this.deps.log.warn("sentinel failover step failed", { ...this.fields(plan), step: plan.lastStep, error: String(e) });
+          })
+          .finally(() => {
+            plan.busy = false;
+          });
+      }
+    }
+  }
+
+  private startPlan(topic: string, p: PartitionRecord, dead: BrokerId): void {
+    const k = partitionKey(topic, p.partition);
+    // A replacement already in the map (sentinel restarted mid-change) is resumed, not chosen again.
+    let replacement = p.learners.find((b) => this.deps.isHealthy(b));
+    replacement ??= this.deps.ring
+      .walk(k, (b) => this.deps.isHealthy(b) && !p.replicas.includes(b) && !p.learners.includes(b))
+      .next().value as BrokerId | undefined;
+    if (replacement === undefined) {
+      if (!this.waitingLogged.has(k)) {
+        this.waitingLogged.add(k);
+        this.deps.log.warn("sentinel failover waiting: no healthy broker to replace a replica", { topic, partition: p.partition, dead });
+      }
+      return;
+    }
+    this.waitingLogged.delete(k);
+    const plan: Plan = {
+      topic,
+      partition: p.partition,
+      group: p.group,
+      dead,
+      replacement,
+      startedMs: this.deps.now(),
+      busy: false,
+      notBeforeMs: 0,
+      lastStep: "start",
+    };
+    this.plans.set(k, plan);
+    this.deps.log.info("sentinel failover start", this.fields(plan));
+  }
+
+  private async step(plan: Plan, p: PartitionRecord): Promise<void> {
+    const { deps } = this;
+    const k = partitionKey(plan.topic, plan.partition);
+
+    if (!deps.isAlive(plan.replacement)) {
+      // The replacement died too: take it back out and choose again on the next run.
+      this.plans.delete(k);
+      deps.log.warn("sentinel failover abandoned: replacement is down", this.fields(plan));
+      if (p.learners.includes(plan.replacement)) {
+        await this.proposeReplicas(plan, p, p.replicas, p.learners.filter((b) => b !== plan.replacement));
+      }
+      return;
+    }
+
+    // 1. the map names the replacement as a learner so the notifier creates its replica
+    if (!p.learners.includes(plan.replacement) && !p.replicas.includes(plan.replacement)) {
+      await this.proposeReplicas(plan, p, p.replicas, [...p.learners, plan.replacement], "map-add-learner");
+      return;
+    }
+
+    // Membership as Raft has it, from the live leader's own report.
+    const members = [...p.replicas, ...p.learners];
+    const leader = deps.reports.leaderOf(plan.topic, plan.partition, plan.group, members, deps.isAlive);
+    const status = leader?.leaderReport?.status;
+    if (!leader || !status) {
+      this.note(plan, "waiting-for-leader");
+      return;
+    }
+    const voters = status.voters;
+    const learners = status.learners;
+    const leaderAddress = deps.map().broker(leader.leaderId)?.address;
+    if (!leaderAddress) return;
+
+    if (!voters.includes(plan.replacement) && !learners.includes(plan.replacement)) {
+      if (!deps.notifier.confirmed(plan.replacement, plan.topic, plan.partition, p.epoch)) {
+        this.note(plan, "waiting-for-learner-replica");
+        return;
+      }
+      const address = deps.map().broker(plan.replacement)?.address ?? "";
+      await this.change(plan, leader.leaderId, leaderAddress, "add-learner", {
+        addLearner: create(BrokerInfoSchema, { id: plan.replacement, address }),
+      });
+      return;
+    }
+    if (learners.includes(plan.replacement)) {
+      const match = Number(status.matchIndex[plan.replacement] ?? 0n);
+      const commit = Number(status.commitIndex);
+      if (match < commit) {
+        this.note(plan, "catching-up", { match, commit });
+        return;
+      }
+      await this.change(plan, leader.leaderId, leaderAddress, "promote", { promote: plan.replacement });
+      return;
+    }
+    if (voters.includes(plan.dead) || learners.includes(plan.dead)) {
+      await this.change(plan, leader.leaderId, leaderAddress, "remove", { remove: plan.dead });
+      return;
+    }
+    // Raft has the new membership: record it in the map, in the dead one's position.
+    const replicas = p.replicas.map((b) => (b === plan.dead ? plan.replacement : b)).filter((b, i, a) => a.indexOf(b) === i);
+    await this.proposeReplicas(plan, p, replicas, p.learners.filter((b) => b !== plan.replacement), "map-commit");
+    this.plans.delete(k);
+    deps.log.info("sentinel failover done", { ...this.fields(plan), tookMs: Math.round(deps.now() - plan.startedMs), replicas });
+    // The dead broker, when it returns, reports a partition it no longer has: the notifier removes it.
+  }
+
+  private async change(
+    plan: Plan,
+    leaderId: BrokerId,
+    leaderAddress: string,
+    step: string,
+    fields: { addLearner?: ReturnType<typeof create<typeof BrokerInfoSchema>>; promote?: number; remove?: number },
+  ): Promise<void> {
+    plan.lastStep = step;
+    this.deps.log.info("sentinel failover step", { ...this.fields(plan), step, leader: leaderId });
+    const request = create(ChangeReplicasRequestSchema, {
+      topic: plan.topic,
+      partition: plan.partition,
+      group: BigInt(plan.group),
+      ...fields,
+    });
+    const res = await this.deps.pool
+      .get(leaderAddress)
+      .call({ case: "changeReplicas", value: request }, { timeoutMs: CHANGE_REPLICAS_TIMEOUT_MS });
+    const r = expectCase(res, "changeReplicasResponse");
+    if (r.status && r.status.topic === plan.topic && r.status.partition === plan.partition) {
+      this.deps.reports.updateOne(leaderId, r.status, this.deps.now());
+    }
+  }
+
+  private async proposeReplicas(
+    plan: Plan,
+    p: PartitionRecord,
+    replicas: BrokerId[],
+    learners: BrokerId[],
+    step?: string,
+  ): Promise<void> {
+    if (step) {
+      plan.lastStep = step;
+      this.deps.log.info("sentinel failover step", { ...this.fields(plan), step, replicas, learners });
+    }
+    const r = await this.deps.propose({
+      type: "set-replicas",
+      topic: plan.topic,
+      partition: plan.partition,
+      replicas,
+      learners,
+      expectEpoch: p.epoch,
+    });
+    if (!r.ok) throw new Error(`map refused ${step ?? "set-replicas"}: ${r.message}`);
+    this.deps.notifier.hurry(plan.topic, plan.partition, [...replicas, ...learners]);
+  }
+
+  private note(plan: Plan, step: string, extra: Record<string, unknown> = {}): void {
+    if (plan.lastStep === step) return; // log each state once, not every tick
+    plan.lastStep = step;
+    this.deps.log.info("sentinel failover step", { ...this.fields(plan), step, ...extra });
+  }
+
+  private fields(plan: Plan): Record<string, unknown> {
+    return { topic: plan.topic, partition: plan.partition, group: plan.group, dead: plan.dead, replacement: plan.replacement };
+  }
+}

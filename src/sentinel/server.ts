@@ -1,0 +1,562 @@
+// The sentinel's request handlers: broker registry, topic admin, metadata and leader discovery, producer
+// ids and consumer groups. State lives in the pieces it wires together: the durable map (map-store), the
+// health tracker, the ring, the table of broker reports, the notifier and failover.
+
+import { create } from "@bufbuild/protobuf";
+import {
+  BrokerHealth,
+  BrokerInfoSchema,
+  BrokerStatusSchema,
+  ClusterStatusResponseSchema,
+  CreateTopicResponseSchema,
+  DeleteTopicResponseSchema,
+  DescribeTopicResponseSchema,
+  ErrorCode,
+  GetBrokerTopicRoleRequestSchema,
+  GetTopicLeaderResponseSchema,
+  GroupHeartbeatResponseSchema,
+  InitProducerResponseSchema,
+  JoinGroupResponseSchema,
+  KeepAliveResponseSchema,
+  LeaveGroupResponseSchema,
+  ListTopicsResponseSchema,
+  MetadataResponseSchema,
+  PartitionMetadataSchema,
+  RegisterBrokerResponseSchema,
+  SentinelStatusSchema,
+  TopicMetadataSchema,
+  TopicPartitionsSchema,
+  UnregisterBrokerResponseSchema,
+  type PartitionMetadata,
+  type TopicMetadata,
+} from "../proto/goulette_pb";
+import { ClientPool, WireClient, WireError, expectCase, parseAddress, type Body, type BodyOf } from "../wire";
+import type { Logger } from "../log";
+import type { ClusterMap, MapCommand, MapResult, PartitionRecord, TopicRecord } from "./cluster-map";
+import { validateTopicName, MAX_PARTITIONS_PER_TOPIC, MAX_REPLICATION_FACTOR } from "./cluster-map";
+import { Failover } from "./failover";
+import { GroupCoordinator, type GroupErrorCode } from "./groups";
+import { HealthTracker, type Health, type HealthTransition } from "./health";
+import type { MapStore } from "./map-store";
+import { Notifier } from "./notifier";
+import { ReportTable } from "./reports";
+import { HashRing, partitionKey, type BrokerId } from "./ring";
+import type { SentinelOptions } from "./options";
+
+export const PROBE_TIMEOUT_MS = 300; // a live broker on a LAN answers in well under this
+export const CREATE_TOPIC_CONFIRM_TIMEOUT_MS = 3_000; // create waits this long for replicas to confirm
+export const MAX_UNREACHABLE_REPORTED = 16;
+const DEFAULT_REPLICAS = 3;
+
+type Handled = Body | Promise<Body>;
+
+export interface SentinelDeps {
+  opts: SentinelOptions;
+  store: MapStore;
+  address: () => string; // advertised address, known once listening
+  log: Logger;
+  clusterId: string;
+  version: string;
+}
+
+export class Sentinel {
+  readonly health: HealthTracker;
+  readonly ring: HashRing;
+  readonly reports = new ReportTable();
+  readonly notifier: Notifier;
+  readonly failover: Failover;
+  readonly groups: GroupCoordinator;
+  private readonly pool: ClientPool;
+  private readonly probes = new Map<BrokerId, Promise<boolean>>();
+  private readonly createdAtMs = performance.now();
+  private stopped = false;
+
+  constructor(private readonly deps: SentinelDeps) {
+    const { opts, log } = deps;
+    this.health = new HealthTracker({ suspiciousAfterMs: opts.suspiciousAfterMs, downAfterMs: opts.downAfterMs });
+    this.ring = new HashRing(opts.virtualNodes);
+    this.pool = new ClientPool({ maxFrameBytes: opts.maxFrameBytes, connectTimeoutMs: 1_000, requestTimeoutMs: 3_000, backoffMaxMs: 500 });
+    // Brokers known from the durable map are on the ring but not healthy until they beat again.
+    for (const b of this.map.allBrokers()) if (!b.left) this.ring.add(b.id);
+    this.notifier = new Notifier({
+      map: () => this.map,
+      pool: this.pool,
+      reports: this.reports,
+      isAlive: (b) => this.health.isAlive(b),
+      log,
+      driftGraceMs: 3 * opts.keepAliveMs,
+    });
+    this.failover = new Failover({
+      map: () => this.map,
+      propose: (c) => this.propose(c),
+      ring: this.ring,
+      reports: this.reports,
+      notifier: this.notifier,
+      pool: this.pool,
+      isHealthy: (b) => this.health.isHealthy(b),
+      isAlive: (b) => this.isAliveForFailover(b),
+      log,
+      now: () => performance.now(),
+    });
+    this.groups = new GroupCoordinator((t) => this.map.topic(t)?.partitions.length, crypto.randomUUID().slice(0, 8));
+  }
+
+  get map(): ClusterMap {
+    return this.deps.store.map;
+  }
+
+  private propose(c: MapCommand): Promise<MapResult> {
+    return this.deps.store.propose(c);
+  }
+
+  /**
+   * Brokers from the map that have not beaten since this sentinel started are given one down-interval of
+   * grace before failover counts them dead: a restarted sentinel must not re-replicate a healthy cluster.
+   */
+  private isAliveForFailover(b: BrokerId): boolean {
+    if (this.health.known(b)) return this.health.isAlive(b);
+    if (this.map.broker(b)?.left) return false;
+    return performance.now() - this.createdAtMs < this.deps.opts.downAfterMs;
+  }
+
+  /** Periodic work: health, group sessions, notifications, failover. */
+  tick(): void {
+    if (this.stopped) return;
+    const now = performance.now();
+    for (const t of this.health.evaluate(now)) this.onTransition(t);
+    for (const m of this.groups.expire(now)) this.deps.log.info("sentinel group member expired", { member: m });
+    this.notifier.run(now);
+    this.failover.run();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.notifier.stop();
+    this.pool.closeAll();
+  }
+
+  private onTransition(t: HealthTransition): void {
+    const fields = { broker: t.broker, from: t.from, to: t.to, silentMs: Math.round(t.silentMs) };
+    if (t.to === "down") this.deps.log.warn("sentinel broker down", fields);
+    else this.deps.log.info("sentinel broker health", fields);
+  }
+
+  handle(body: Body): Handled {
+    switch (body.case) {
+      case "registerBroker":
+        return this.registerBroker(body.value);
+      case "unregisterBroker":
+        return this.unregisterBroker(body.value);
+      case "keepAlive":
+        return this.keepAlive(body.value);
+      case "createTopic":
+        return this.createTopic(body.value);
+      case "deleteTopic":
+        return this.deleteTopic(body.value);
+      case "listTopics":
+        return { case: "listTopicsResponse", value: create(ListTopicsResponseSchema, { topics: this.map.allTopics().map((t) => this.topicMetadata(t)) }) };
+      case "describeTopic": {
+        const t = this.requireTopic(body.value.name);
+        return { case: "describeTopicResponse", value: create(DescribeTopicResponseSchema, { topic: this.topicMetadata(t) }) };
+      }
+      case "metadata":
+        return this.metadata(body.value);
+      case "clusterStatus":
+        return this.clusterStatus();
+      case "getTopicLeader":
+        return this.getTopicLeader(body.value);
+      case "initProducer":
+        return this.initProducer();
+      case "joinGroup":
+        return this.joinGroup(body.value);
+      case "groupHeartbeat": {
+        const v = body.value;
+        const r = this.groups.heartbeat(v.groupId, v.memberId, v.generation, performance.now());
+        if (!r.ok) throw groupError(r.code, r.message);
+        return { case: "groupHeartbeatResponse", value: create(GroupHeartbeatResponseSchema, {}) };
+      }
+      case "leaveGroup": {
+        const r = this.groups.leave(body.value.groupId, body.value.memberId);
+        if (!r.ok) throw groupError(r.code, r.message);
+        return { case: "leaveGroupResponse", value: create(LeaveGroupResponseSchema, {}) };
+      }
+      default:
+        throw new WireError(ErrorCode.UNSUPPORTED_REQUEST, `a sentinel does not serve ${body.case ?? "an empty body"}`);
+    }
+  }
+
+  // ---- registry ----------------------------------------------------------------------------------------
+
+  private async registerBroker(req: BodyOf<"registerBroker">): Promise<Body> {
+    const id = req.brokerId;
+    if (!(id > 0)) throw new WireError(ErrorCode.INVALID_ARGUMENT, "broker_id must be a positive integer");
+    try {
+      parseAddress(req.address);
+    } catch {
+      throw new WireError(ErrorCode.INVALID_ARGUMENT, `broker address "${req.address}" is not host:port`);
+    }
+    const known = this.map.broker(id);
+    if (known && known.address !== req.address && !known.left && this.health.isAlive(id)) {
+      throw new WireError(
+        ErrorCode.DUPLICATE_BROKER,
+        `broker id ${id} is already registered at ${known.address}, which is alive; refusing ${req.address}`,
+      );
+    }
+    const changed =
+      !known ||
+      known.left ||
+      known.address !== req.address ||
+      known.fsyncPolicy !== req.fsyncPolicy ||
+      known.version !== req.version ||
+      known.capacity !== req.capacity;
+    if (changed) {
+      const r = await this.propose({
+        type: "register-broker",
+        id,
+        address: req.address,
+        fsyncPolicy: req.fsyncPolicy,
+        version: req.version,
+        capacity: req.capacity,
+      });
+      if (!r.ok) throw new WireError(ErrorCode.INVALID_ARGUMENT, r.message);
+      if (known && known.address !== req.address) this.pool.close(known.address);
+    }
+    const t = this.health.beat(id, performance.now());
+    if (t) this.onTransition(t);
+    this.ring.add(id);
+    this.notifier.forgetBroker(id); // a restarted broker gets its roles again
+    this.deps.log.info("sentinel broker registered", { broker: id, address: req.address, fsync: req.fsyncPolicy });
+    this.notifier.run(performance.now());
+    return {
+      case: "registerBrokerResponse",
+      value: create(RegisterBrokerResponseSchema, { keepAliveIntervalMs: this.deps.opts.keepAliveMs, clusterId: this.deps.clusterId }),
+    };
+  }
+
+  private async unregisterBroker(req: BodyOf<"unregisterBroker">): Promise<Body> {
+    const known = this.map.broker(req.brokerId);
+    if (!known) throw new WireError(ErrorCode.UNKNOWN_BROKER, `broker ${req.brokerId} is not registered`);
+    if (!known.left) {
+      const r = await this.propose({ type: "unregister-broker", id: req.brokerId });
+      if (!r.ok) throw new WireError(ErrorCode.INVALID_ARGUMENT, r.message);
+    }
+    const t = this.health.leave(req.brokerId);
+    if (t) this.onTransition(t);
+    this.reports.dropBroker(req.brokerId);
+    this.deps.log.info("sentinel broker unregistered", { broker: req.brokerId });
+    return { case: "unregisterBrokerResponse", value: create(UnregisterBrokerResponseSchema, {}) };
+  }
+
+  private keepAlive(req: BodyOf<"keepAlive">): Body {
+    const id = req.brokerId;
+    const known = this.map.broker(id);
+    const h = this.health.health(id);
+    if (!known || known.left || h === undefined || h === "left" || (req.address !== "" && req.address !== known.address)) {
+      // After a sentinel restart (or an unregister) the broker must introduce itself again.
+      throw new WireError(ErrorCode.UNKNOWN_BROKER, `broker ${id} is not registered with this sentinel; register again`);
+    }
+    const now = performance.now();
+    const t = this.health.beat(id, now);
+    if (t) this.onTransition(t);
+    this.reports.replaceAll(id, req.partitions, now);
+    this.notifier.observe(id, req.partitions, now);
+    if (req.fsyncPolicy !== "" && req.fsyncPolicy !== known.fsyncPolicy) {
+      void this.propose({ ...known, type: "register-broker", fsyncPolicy: req.fsyncPolicy }).catch(() => {});
+    }
+    return { case: "keepAliveResponse", value: create(KeepAliveResponseSchema, {}) };
+  }
+
+  // ---- topic admin ---------------------------------------------------------------------------------------
+
+  private requireTopic(name: string): TopicRecord {
+    const t = this.map.topic(name);
+    if (!t) throw new WireError(ErrorCode.UNKNOWN_TOPIC, `topic "${name}" does not exist`);
+    return t;
+  }
+
+  private healthyBrokers(): BrokerId[] {
+    return this.ring.members().filter((b) => this.health.isHealthy(b));
+  }
+
+  private async createTopic(req: BodyOf<"createTopic">): Promise<Body> {
+    const bad = validateTopicName(req.name);
+    if (bad) throw new WireError(ErrorCode.INVALID_ARGUMENT, bad);
+    if (this.map.topic(req.name)) throw new WireError(ErrorCode.TOPIC_EXISTS, `topic "${req.name}" already exists`);
+    const partitions = req.partitions === 0 ? 1 : req.partitions;
+    if (partitions > MAX_PARTITIONS_PER_TOPIC) {
+      throw new WireError(ErrorCode.INVALID_ARGUMENT, `partitions must be at most ${MAX_PARTITIONS_PER_TOPIC}`);
+    }
+    const healthy = this.healthyBrokers();
+    const replicas = req.replicas === 0 ? Math.max(1, Math.min(DEFAULT_REPLICAS, healthy.length)) : req.replicas;
+    if (replicas > MAX_REPLICATION_FACTOR) {
+      throw new WireError(ErrorCode.INVALID_ARGUMENT, `replicas must be at most ${MAX_REPLICATION_FACTOR}`);
+    }
+    if (replicas > healthy.length) {
+      throw new WireError(
+        ErrorCode.NOT_ENOUGH_BROKERS,
+        `topic "${req.name}" needs ${replicas} replicas but only ${healthy.length} broker(s) are healthy` +
+          (healthy.length > 0 ? ` (${healthy.join(", ")})` : ""),
+      );
+    }
+    const eligible = (b: BrokerId) => this.health.isHealthy(b);
+    const placement = Array.from({ length: partitions }, (_, i) => this.ring.replicas(partitionKey(req.name, i), replicas, eligible));
+    const r = await this.propose({
+      type: "create-topic",
+      name: req.name,
+      replicationFactor: replicas,
+      config: { ...req.config },
+      placement,
+    });
+    if (!r.ok) throw mapError(r);
+    const topic = this.requireTopic(req.name);
+    this.deps.log.info("sentinel topic created", { topic: req.name, partitions, replicas, placement });
+    this.groups.topicsChanged([req.name]);
+    this.notifier.run(performance.now());
+    await this.waitConfirmed(topic, CREATE_TOPIC_CONFIRM_TIMEOUT_MS);
+    return { case: "createTopicResponse", value: create(CreateTopicResponseSchema, { topic: this.topicMetadata(topic) }) };
+  }
+
+  /** Waits (bounded) until every replica confirmed SetTopicRole, so a producer right after create finds it. */
+  private async waitConfirmed(topic: TopicRecord, timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline && !this.stopped) {
+      const current = this.map.topic(topic.name);
+      if (!current || current !== topic) return;
+      const done = topic.partitions.every((p) =>
+        [...p.replicas, ...p.learners].every((b) => this.notifier.confirmed(b, topic.name, p.partition, p.epoch)),
+      );
+      if (done) return;
+      await Bun.sleep(10);
+    }
+  }
+
+  private async deleteTopic(req: BodyOf<"deleteTopic">): Promise<Body> {
+    const r = await this.propose({ type: "delete-topic", name: req.name });
+    if (!r.ok) throw mapError(r);
+    const hosts = new Set<BrokerId>();
+    for (const p of r.topic?.partitions ?? []) for (const b of [...p.replicas, ...p.learners]) hosts.add(b);
+    for (const b of hosts) this.notifier.scheduleRemoval(b, req.name, undefined);
+    this.notifier.run(performance.now());
+    this.groups.topicsChanged([req.name]);
+    this.deps.log.info("sentinel topic deleted", { topic: req.name, brokers: [...hosts] });
+    return { case: "deleteTopicResponse", value: create(DeleteTopicResponseSchema, {}) };
+  }
+
+  // ---- metadata ------------------------------------------------------------------------------------------
+
+  private partitionMetadata(t: TopicRecord, p: PartitionRecord): PartitionMetadata {
+    const members = [...p.replicas, ...p.learners];
+    const leader = this.reports.leaderOf(t.name, p.partition, p.group, members, (b) => this.health.isAlive(b));
+    const s = leader?.leaderReport?.status;
+    return create(PartitionMetadataSchema, {
+      topic: t.name,
+      partition: p.partition,
+      group: BigInt(p.group),
+      leaderId: leader?.leaderId ?? 0,
+      leaderAddress: leader ? (this.map.broker(leader.leaderId)?.address ?? "") : "",
+      term: BigInt(leader?.term ?? 0),
+      // Raft's membership when the leader reported it (mid-failover it differs from the map's target).
+      replicas: s && s.voters.length > 0 ? [...s.voters] : [...p.replicas],
+      learners: s ? [...s.learners] : [...p.learners],
+      commitIndex: s?.commitIndex ?? 0n,
+      highWatermark: s?.highWatermark ?? 0n,
+      logStartOffset: s?.logStartOffset ?? 0n,
+    });
+  }
+
+  private topicMetadata(t: TopicRecord): TopicMetadata {
+    return create(TopicMetadataSchema, {
+      name: t.name,
+      partitions: t.partitions.length,
+      replicationFactor: t.replicationFactor,
+      partitionMetadata: t.partitions.map((p) => this.partitionMetadata(t, p)),
+      config: t.config,
+    });
+  }
+
+  private brokerInfos(ids?: BrokerId[]) {
+    const list = ids ?? this.map.allBrokers().filter((b) => !b.left && this.health.isAlive(b.id)).map((b) => b.id);
+    return list.map((id) => create(BrokerInfoSchema, { id, address: this.map.broker(id)?.address ?? "" }));
+  }
+
+  private sentinelAddresses(): string[] {
+    return this.deps.opts.peers.length > 0 ? [...this.deps.opts.peers] : [this.deps.address()];
+  }
+
+  private metadata(req: BodyOf<"metadata">): Body {
+    const topics = req.topics.length === 0 ? this.map.allTopics() : req.topics.map((n) => this.requireTopic(n));
+    return {
+      case: "metadataResponse",
+      value: create(MetadataResponseSchema, {
+        brokers: this.brokerInfos(),
+        topics: topics.map((t) => this.topicMetadata(t)),
+        sentinels: this.sentinelAddresses(),
+      }),
+    };
+  }
+
+  private clusterStatus(): Body {
+    const now = performance.now();
+    const brokers = this.map.allBrokers().map((b) =>
+      create(BrokerStatusSchema, {
+        id: b.id,
+        address: b.address,
+        health: b.left ? BrokerHealth.LEFT : healthToProto(this.health.health(b.id)),
+        lastSeenMsAgo: BigInt(Math.max(0, Math.round(now - (this.health.lastSeenMs(b.id) ?? this.createdAtMs)))),
+        fsyncPolicy: b.fsyncPolicy,
+        partitions: this.map.partitionsOf(b.id).length,
+        leaders: this.reports.leaderCount(b.id),
+        version: b.version,
+      }),
+    );
+    return {
+      case: "clusterStatusResponse",
+      value: create(ClusterStatusResponseSchema, {
+        brokers,
+        topics: this.map.allTopics().map((t) => this.topicMetadata(t)),
+        sentinels: [create(SentinelStatusSchema, { id: this.deps.opts.id, address: this.deps.address(), leader: true })],
+      }),
+    };
+  }
+
+  // ---- leader discovery ----------------------------------------------------------------------------------
+
+  private async getTopicLeader(req: BodyOf<"getTopicLeader">): Promise<Body> {
+    const t = this.requireTopic(req.topic);
+    let p = t.partitions[req.partition];
+    if (!p) throw new WireError(ErrorCode.UNKNOWN_PARTITION, `topic "${req.topic}" has no partition ${req.partition}`);
+    if (req.unreachableBrokers.length > 0) {
+      await this.verifyUnreachable(t.name, p, req.unreachableBrokers.slice(0, MAX_UNREACHABLE_REPORTED));
+      p = this.map.partition(t.name, req.partition) ?? p;
+    }
+    const md = this.partitionMetadata(t, p);
+    const replicas = this.brokerInfos([...new Set([...md.replicas, ...md.learners, ...p.replicas])]);
+    if (md.leaderId === 0) {
+      throw new WireError(ErrorCode.LEADER_NOT_AVAILABLE, `no leader known for ${t.name}/${p.partition} yet (election in progress)`);
+    }
+    return { case: "getTopicLeaderResponse", value: create(GetTopicLeaderResponseSchema, { partition: md, replicas }) };
+  }
+
+  /**
+   * A client says it cannot reach some brokers. Never act on its word: probe every live replica of the
+   * partition ourselves (connect + GetBrokerTopicRole). A replica the client named that fails our probe
+   * is marked down (failover follows); the others' answers refresh who leads right now.
+   */
+  private async verifyUnreachable(topic: string, p: PartitionRecord, reported: number[]): Promise<void> {
+    const members = [...new Set([...p.replicas, ...p.learners])];
+    const named = new Set(reported.filter((b) => members.includes(b)));
+    if (named.size === 0) return;
+    await Promise.all(
+      members
+        .filter((b) => this.health.isAlive(b))
+        .map(async (b) => {
+          const ok = await this.probe(b, topic, p.partition);
+          if (!ok && named.has(b)) {
+            const t = this.health.markDown(b, performance.now());
+            if (t) {
+              this.deps.log.warn("sentinel broker down: a client reported it unreachable and the probe agrees", { broker: b, topic });
+              this.onTransition(t);
+            }
+          }
+        }),
+    );
+  }
+
+  private probe(broker: BrokerId, topic: string, partition: number): Promise<boolean> {
+    const running = this.probes.get(broker);
+    if (running) return running;
+    const address = this.map.broker(broker)?.address;
+    if (!address) return Promise.resolve(false);
+    const client = new WireClient(address, {
+      connectTimeoutMs: PROBE_TIMEOUT_MS,
+      requestTimeoutMs: PROBE_TIMEOUT_MS,
+      maxFrameBytes: this.deps.opts.maxFrameBytes,
+    });
+    const req = create(GetBrokerTopicRoleRequestSchema, { topic, partition });
+    const result = client
+      .call({ case: "getBrokerTopicRole", value: req }, { timeoutMs: PROBE_TIMEOUT_MS })
+      .then((res) => {
+        try {
+          const r = expectCase(res, "getBrokerTopicRoleResponse");
+          if (r.status && r.status.topic === topic) this.reports.updateOne(broker, r.status, performance.now());
+        } catch (e) {
+          // An error answer still proves the broker is up and serving.
+          if (!(e instanceof WireError) || e.transport !== undefined) return false;
+        }
+        return true;
+      })
+      .catch(() => false)
+      .finally(() => {
+        client.close();
+        this.probes.delete(broker);
+      });
+    this.probes.set(broker, result);
+    return result;
+  }
+
+  // ---- producers and groups ------------------------------------------------------------------------------
+
+  private async initProducer(): Promise<Body> {
+    const r = await this.propose({ type: "next-producer-id" });
+    if (!r.ok || r.producerId === undefined) throw new WireError(ErrorCode.UNKNOWN, "could not allocate a producer id");
+    return {
+      case: "initProducerResponse",
+      value: create(InitProducerResponseSchema, { producerId: BigInt(r.producerId), producerEpoch: 0 }),
+    };
+  }
+
+  private joinGroup(req: BodyOf<"joinGroup">): Body {
+    for (const t of req.topics) this.requireTopic(t);
+    const r = this.groups.join(req.groupId, req.memberId, req.topics, req.sessionTimeoutMs, performance.now());
+    if (!r.ok) throw groupError(r.code, r.message);
+    const v = r.value;
+    return {
+      case: "joinGroupResponse",
+      value: create(JoinGroupResponseSchema, {
+        memberId: v.memberId,
+        generation: v.generation,
+        assignment: v.assignment.map((a) => create(TopicPartitionsSchema, { topic: a.topic, partitions: a.partitions })),
+        heartbeatIntervalMs: v.heartbeatIntervalMs,
+      }),
+    };
+  }
+}
+
+function healthToProto(h: Health | undefined): BrokerHealth {
+  switch (h) {
+    case "healthy":
+      return BrokerHealth.HEALTHY;
+    case "suspicious":
+      return BrokerHealth.SUSPICIOUS;
+    case "down":
+      return BrokerHealth.DOWN;
+    case "left":
+      return BrokerHealth.LEFT;
+    default:
+      // Known from the map but not heard from since this sentinel started.
+      return BrokerHealth.HEALTH_UNSPECIFIED;
+  }
+}
+
+function mapError(r: Extract<MapResult, { ok: false }>): WireError {
+  const code =
+    r.code === "TOPIC_EXISTS"
+      ? ErrorCode.TOPIC_EXISTS
+      : r.code === "UNKNOWN_TOPIC"
+        ? ErrorCode.UNKNOWN_TOPIC
+        : r.code === "UNKNOWN_PARTITION"
+          ? ErrorCode.UNKNOWN_PARTITION
+          : ErrorCode.INVALID_ARGUMENT;
+  return new WireError(code, r.message);
+}
+
+function groupError(code: GroupErrorCode, message: string): WireError {
+  const map: Record<GroupErrorCode, ErrorCode> = {
+    UNKNOWN_GROUP: ErrorCode.UNKNOWN_GROUP,
+    UNKNOWN_MEMBER: ErrorCode.UNKNOWN_MEMBER,
+    REBALANCE_IN_PROGRESS: ErrorCode.REBALANCE_IN_PROGRESS,
+    ILLEGAL_GENERATION: ErrorCode.ILLEGAL_GENERATION,
+    INVALID_ARGUMENT: ErrorCode.INVALID_ARGUMENT,
+  };
+  return new WireError(map[code], message);
+}
