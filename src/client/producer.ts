@@ -1,0 +1,388 @@
+import { create } from "@bufbuild/protobuf";
+import { ErrorCode, InitProducerRequestSchema, ProduceRequestSchema } from "../proto/goulette_pb";
+import { expectCase } from "../wire/expect-case";
+import type { ClientOptions } from "./admin";
+import { backoffMs } from "./backoff";
+import { ClientError, WireError, codeOf, describeError, isRetriable, isTransportFailure } from "./errors";
+import { LeaderDirectory, type BrokerRef } from "./leaders";
+import { Partitioner } from "./partitioner";
+import { encodeRecords, recordBytes, toBytes, type OutgoingRecord } from "./records";
+import { SentinelClient } from "./sentinel-client";
+import { SequenceNumbers } from "./sequence";
+import { WireTransport, type Transport } from "./transport";
+
+export interface ProducerMessage {
+  key?: string | Uint8Array;
+  value: string | Uint8Array;
+  headers?: Record<string, string | Uint8Array>;
+  /** Overrides the partitioner. */
+  partition?: number;
+}
+
+export interface RecordMetadata {
+  topic: string;
+  partition: number;
+  offset: number;
+}
+
+export interface ProducerOptions extends ClientOptions {
+  /** Extra wait for more records before a batch goes out; 0 sends at the end of the current turn. */
+  lingerMs?: number;
+  maxBatchBytes?: number;
+  maxBatchRecords?: number;
+  /** Batches in flight per partition. */
+  maxInFlightBatches?: number;
+  /** Producer id + sequence numbers, so a retried batch is never appended twice (default true). */
+  idempotent?: boolean;
+  /** How long a broker may take to commit one batch. */
+  requestTimeoutMs?: number;
+  /** A message not acknowledged within this long fails, retries included. */
+  deliveryTimeoutMs?: number;
+}
+
+interface Pending {
+  record: OutgoingRecord;
+  size: number;
+  deadline: number;
+  resolve(m: RecordMetadata): void;
+  reject(e: Error): void;
+}
+
+interface Batch {
+  records: Pending[];
+  bytes: Uint8Array;
+  baseSequence: number;
+  deadline: number;
+  attempts: number;
+}
+
+const defaults = {
+  lingerMs: 0,
+  maxBatchBytes: 256 * 1024,
+  maxBatchRecords: 16_384,
+  maxInFlightBatches: 8,
+  idempotent: true,
+  requestTimeoutMs: 10_000,
+  deliveryTimeoutMs: 30_000,
+};
+
+/**
+ * Sends messages to topics and resolves each once its batch is committed by a majority of replicas.
+ * Records are gathered per partition into batches (by size and linger time); each partition keeps a window
+ * of batches in flight to its leader and retries failed ones in sequence order after finding the leader again.
+ */
+export class Producer {
+  readonly options: Required<Omit<ProducerOptions, "transport" | "sentinelTimeoutMs">>;
+  readonly sentinel: SentinelClient;
+  readonly directory: LeaderDirectory;
+  readonly sequences = new SequenceNumbers();
+  private readonly transport: Transport;
+  private readonly ownsTransport: boolean;
+  private readonly partitioner = new Partitioner();
+  private readonly senders = new Map<string, PartitionSender>();
+  private identity: Promise<{ producerId: number; producerEpoch: number }> | undefined;
+  private closed = false;
+
+  constructor(opts: ProducerOptions) {
+    this.options = { ...defaults, ...stripUndefined(opts), sentinels: opts.sentinels } as Producer["options"];
+    if (this.options.maxBatchBytes < 1024) throw new Error(`maxBatchBytes must be >= 1024, got ${this.options.maxBatchBytes}`);
+    if (this.options.maxInFlightBatches < 1) throw new Error(`maxInFlightBatches must be >= 1`);
+    this.ownsTransport = opts.transport === undefined;
+    this.transport = opts.transport ?? new WireTransport();
+    this.sentinel = new SentinelClient(opts.sentinels, this.transport, { timeoutMs: opts.sentinelTimeoutMs });
+    this.directory = new LeaderDirectory(this.sentinel);
+  }
+
+  /** Resolves with one {partition, offset} per message, in the order given, once all are committed. */
+  async send(topic: string, messages: ProducerMessage[]): Promise<RecordMetadata[]> {
+    if (this.closed) throw new ClientError(ErrorCode.SHUTTING_DOWN, "producer is closed");
+    if (messages.length === 0) return [];
+    const [count, id] = await Promise.all([this.directory.partitionCount(topic), this.producerIdentity()]);
+    const deadline = Date.now() + this.options.deliveryTimeoutMs;
+    const acks: Promise<RecordMetadata>[] = [];
+    for (const m of messages) {
+      const record: OutgoingRecord = {
+        key: m.key === undefined ? undefined : toBytes(m.key),
+        value: toBytes(m.value),
+        headers: m.headers ? Object.entries(m.headers).map(([k, v]) => ({ key: k, value: toBytes(v) })) : [],
+        timestampMs: Date.now(),
+      };
+      const partition = m.partition ?? this.partitioner.partition(record.key, count);
+      if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
+        throw new ClientError(ErrorCode.UNKNOWN_PARTITION, `${topic} has ${count} partitions, no partition ${partition}`);
+      }
+      acks.push(
+        new Promise<RecordMetadata>((resolve, reject) => {
+          this.sender(topic, partition, id).add({ record, size: recordBytes(record), deadline, resolve, reject });
+        }),
+      );
+    }
+    return Promise.all(acks);
+  }
+
+  /** Checks the topic exists and gets the producer id; returns the topic's partition count. */
+  async prepare(topic: string): Promise<number> {
+    const [count] = await Promise.all([this.directory.partitionCount(topic), this.producerIdentity()]);
+    return count;
+  }
+
+  /** Resolves when every message handed to send() so far is acknowledged or failed. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.senders.values()].map((s) => s.idle()));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.flush();
+    if (this.ownsTransport) this.transport.close();
+  }
+
+  private producerIdentity(): Promise<{ producerId: number; producerEpoch: number }> {
+    if (!this.options.idempotent) return Promise.resolve({ producerId: 0, producerEpoch: 0 });
+    if (!this.identity) {
+      this.identity = this.sentinel
+        .request({ case: "initProducer", value: create(InitProducerRequestSchema, {}) }, "initProducerResponse")
+        .then((r) => {
+          const producerId = Number(r.producerId);
+          if (producerId <= 0) throw new ClientError(ErrorCode.UNKNOWN, "sentinel allocated no producer id");
+          return { producerId, producerEpoch: r.producerEpoch };
+        });
+      // A failed allocation is retried by the next send rather than cached forever.
+      this.identity.catch(() => (this.identity = undefined));
+    }
+    return this.identity;
+  }
+
+  private sender(topic: string, partition: number, id: { producerId: number; producerEpoch: number }): PartitionSender {
+    const k = `${topic}/${partition}`;
+    let s = this.senders.get(k);
+    if (!s) {
+      s = new PartitionSender(topic, partition, id.producerId, id.producerEpoch, this);
+      this.senders.set(k, s);
+    }
+    return s;
+  }
+
+  /** @internal used by PartitionSender */
+  call(address: string, body: Parameters<Transport["call"]>[1], timeoutMs: number) {
+    return this.transport.call(address, body, timeoutMs);
+  }
+}
+
+/** One partition's queue, in-flight window and retry state. */
+class PartitionSender {
+  private queue: Pending[] = [];
+  private queueBytes = 0;
+  private inflight = 0;
+  private retries: Batch[] = [];
+  private leader: BrokerRef | undefined;
+  private unreachable = new Set<number>();
+  private recovering = false;
+  private failures = 0;
+  private lastError = "";
+  private scheduled = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    private readonly producerId: number,
+    private readonly producerEpoch: number,
+    private readonly producer: Producer,
+  ) {}
+
+  add(p: Pending): void {
+    this.queue.push(p);
+    this.queueBytes += p.size;
+    if (this.queueBytes >= this.producer.options.maxBatchBytes) this.pump();
+    else this.schedule();
+  }
+
+  idle(): Promise<void> {
+    if (this.empty()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private empty(): boolean {
+    return this.queue.length === 0 && this.inflight === 0 && this.retries.length === 0;
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    const run = () => {
+      this.scheduled = false;
+      this.pump();
+    };
+    if (this.producer.options.lingerMs > 0) setTimeout(run, this.producer.options.lingerMs);
+    else setImmediate(run);
+  }
+
+  private pump(): void {
+    if (this.recovering) return;
+    if (!this.leader) {
+      if (!this.empty()) this.recover();
+      return;
+    }
+    const { maxInFlightBatches } = this.producer.options;
+    while (this.inflight < maxInFlightBatches) {
+      const batch = this.retries.shift() ?? this.formBatch();
+      if (!batch) break;
+      this.dispatch(batch, this.leader);
+    }
+    this.notifyIdle();
+  }
+
+  private formBatch(): Batch | undefined {
+    const now = Date.now();
+    // Records whose delivery time ran out while waiting for a leader fail here, before taking a sequence.
+    while (this.queue.length > 0 && this.queue[0]!.deadline <= now) {
+      const p = this.queue.shift()!;
+      this.queueBytes -= p.size;
+      p.reject(this.timeoutError());
+    }
+    if (this.queue.length === 0) return undefined;
+    const { maxBatchBytes, maxBatchRecords, idempotent } = this.producer.options;
+    let n = 0;
+    let bytes = 0;
+    while (n < this.queue.length && n < maxBatchRecords) {
+      const size = this.queue[n]!.size;
+      if (n > 0 && bytes + size > maxBatchBytes) break;
+      bytes += size;
+      n++;
+    }
+    const records = this.queue.splice(0, n);
+    this.queueBytes -= bytes;
+    const baseSequence = idempotent ? this.producer.sequences.take(this.topic, this.partition, n) : 0;
+    const encoded = encodeRecords(
+      records.map((r) => r.record),
+      { producerId: this.producerId, producerEpoch: this.producerEpoch, baseSequence },
+    );
+    return { records, bytes: encoded, baseSequence, deadline: Math.min(...records.map((r) => r.deadline)), attempts: 0 };
+  }
+
+  private async dispatch(batch: Batch, leader: BrokerRef): Promise<void> {
+    this.inflight++;
+    batch.attempts++;
+    const { requestTimeoutMs } = this.producer.options;
+    try {
+      const res = await this.producer.call(
+        leader.address,
+        {
+          case: "produce",
+          value: create(ProduceRequestSchema, {
+            topic: this.topic,
+            partition: this.partition,
+            producerId: BigInt(this.producerId),
+            producerEpoch: this.producerEpoch,
+            baseSequence: batch.baseSequence,
+            recordCount: batch.records.length,
+            timeoutMs: requestTimeoutMs,
+            batch: batch.bytes,
+          }),
+        },
+        requestTimeoutMs + 1000,
+      );
+      const r = expectCase(res, "produceResponse");
+      this.inflight--;
+      this.failures = 0;
+      this.unreachable.clear();
+      const base = Number(r.baseOffset);
+      batch.records.forEach((p, i) => p.resolve({ topic: this.topic, partition: this.partition, offset: base + i }));
+    } catch (err) {
+      this.inflight--;
+      this.onFailure(batch, leader, err);
+    }
+    this.pump();
+  }
+
+  private onFailure(batch: Batch, leader: BrokerRef, err: unknown): void {
+    this.lastError = `${leader.address}: ${describeError(err)}`;
+    if (!isRetriable(err) || Date.now() >= batch.deadline) {
+      const e = isRetriable(err) ? this.timeoutError() : err instanceof Error ? err : new Error(String(err));
+      for (const p of batch.records) p.reject(e);
+      return;
+    }
+    // Keep sequence order: a retried batch goes out before any later one.
+    this.retries.push(batch);
+    this.retries.sort((a, b) => a.baseSequence - b.baseSequence);
+    if (this.leader?.address !== leader.address) return; // another failure already moved us on
+    const code = codeOf(err);
+    if (err instanceof WireError && code === ErrorCode.NOT_LEADER && err.leaderId && err.leaderAddress && err.leaderAddress !== leader.address) {
+      this.leader = { id: err.leaderId, address: err.leaderAddress };
+      this.producer.directory.setLeader(this.topic, this.partition, this.leader);
+    } else {
+      if (isTransportFailure(err) && leader.id) this.unreachable.add(leader.id);
+      if (code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE || isTransportFailure(err)) {
+        this.leader = undefined;
+        this.producer.directory.invalidate(this.topic, this.partition);
+      }
+    }
+    this.failures++;
+    this.recover();
+  }
+
+  /**
+   * Waits for the window to drain (so retries go out in sequence order), backs off, finds the leader if
+   * needed, then resumes. Records that run out of time while we wait fail with the last error seen.
+   */
+  private recover(): void {
+    if (this.recovering) return;
+    this.recovering = true;
+    void (async () => {
+      while (this.inflight > 0) await new Promise((r) => setTimeout(r, 1));
+      for (;;) {
+        if (this.failures > 0) await new Promise((r) => setTimeout(r, backoffMs(this.failures - 1, 10, 500)));
+        this.expire();
+        if (this.empty()) break;
+        if (this.leader) break;
+        try {
+          const route = await this.producer.directory.lookup(this.topic, this.partition, [...this.unreachable]);
+          this.leader = route.leader;
+          break;
+        } catch (err) {
+          this.lastError = `sentinel: ${describeError(err)}`;
+          this.failures++;
+        }
+      }
+      this.recovering = false;
+      this.pump();
+    })();
+  }
+
+  private expire(): void {
+    const now = Date.now();
+    const keep: Batch[] = [];
+    for (const b of this.retries) {
+      if (b.deadline <= now) for (const p of b.records) p.reject(this.timeoutError());
+      else keep.push(b);
+    }
+    this.retries = keep;
+    while (this.queue.length > 0 && this.queue[0]!.deadline <= now) {
+      const p = this.queue.shift()!;
+      this.queueBytes -= p.size;
+      p.reject(this.timeoutError());
+    }
+    this.notifyIdle();
+  }
+
+  private timeoutError(): ClientError {
+    const ms = this.producer.options.deliveryTimeoutMs;
+    return new ClientError(
+      ErrorCode.TIMEOUT,
+      `could not deliver to ${this.topic}/${this.partition} within ${ms} ms${this.lastError ? ` (last: ${this.lastError})` : ""}`,
+    );
+  }
+
+  private notifyIdle(): void {
+    if (!this.empty() || this.idleWaiters.length === 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,92 @@
+import { ErrorCode } from "../proto/goulette_pb";
+import type { Body, BodyCase, BodyOf } from "../wire/errors";
+import { expectCase } from "../wire/expect-case";
+import { backoffMs, sleep } from "./backoff";
+import { ClientError, WireError, describeError, isTransportFailure } from "./errors";
+import type { Transport } from "./transport";
+
+export interface SentinelClientOptions {
+  /** Give up on a request after this long, whatever was tried. */
+  timeoutMs?: number;
+  /** Per attempt on one address, so a dead address costs little of the budget. */
+  attemptTimeoutMs?: number;
+}
+
+/**
+ * Talks to the sentinels: tries each address in turn, follows NOT_SENTINEL_LEADER to the leader it names,
+ * and remembers who answered so later requests go there first.
+ */
+export class SentinelClient {
+  private readonly addresses: string[];
+  private preferred = 0;
+  private readonly timeoutMs: number;
+  private readonly attemptTimeoutMs: number;
+
+  constructor(addresses: string[], private readonly transport: Transport, opts: SentinelClientOptions = {}) {
+    if (addresses.length === 0) throw new ClientError(ErrorCode.INVALID_ARGUMENT, "no sentinel address given");
+    this.addresses = [...new Set(addresses)];
+    this.timeoutMs = opts.timeoutMs ?? 3000;
+    this.attemptTimeoutMs = opts.attemptTimeoutMs ?? 1000;
+  }
+
+  get addressList(): readonly string[] {
+    return this.addresses;
+  }
+
+  /**
+   * Sends `body` and unwraps `expected`. Errors the sentinel answers with (other than NOT_SENTINEL_LEADER)
+   * are thrown as they are: the caller knows which of them are worth waiting out.
+   */
+  async request<C extends BodyCase>(body: Body, expected: C, timeoutMs = this.timeoutMs): Promise<BodyOf<C>> {
+    const deadline = Date.now() + timeoutMs;
+    let lastError = "";
+    for (let round = 0; ; round++) {
+      const tried = new Set<string>();
+      let next: string | undefined = this.addresses[this.preferred % this.addresses.length];
+      let i = 0;
+      while (next !== undefined && Date.now() < deadline) {
+        const address = next;
+        tried.add(address);
+        next = undefined;
+        try {
+          const remaining = Math.max(1, deadline - Date.now());
+          const res = await this.transport.call(address, body, Math.min(this.attemptTimeoutMs, remaining));
+          const value = expectCase(res, expected);
+          this.remember(address);
+          return value;
+        } catch (err) {
+          if (err instanceof WireError && err.code === ErrorCode.NOT_SENTINEL_LEADER) {
+            lastError = `${address} is not the sentinel leader`;
+            if (err.leaderAddress && !tried.has(err.leaderAddress)) next = err.leaderAddress;
+          } else if (isTransportFailure(err)) {
+            lastError = `${address}: ${describeError(err)}`;
+          } else {
+            this.remember(address);
+            throw err;
+          }
+        }
+        if (next === undefined) {
+          while (i < this.addresses.length && tried.has(this.addresses[i]!)) i++;
+          next = this.addresses[i];
+        }
+      }
+      if (Date.now() >= deadline) break;
+      await sleep(Math.min(backoffMs(round, 50, 500), Math.max(0, deadline - Date.now())));
+      if (Date.now() >= deadline) break;
+    }
+    throw new ClientError(
+      ErrorCode.TIMEOUT,
+      `no sentinel reachable at ${this.addresses.join(",")} after ${timeoutMs} ms${lastError ? ` (last: ${lastError})` : ""}`,
+    );
+  }
+
+  private remember(address: string): void {
+    const i = this.addresses.indexOf(address);
+    if (i >= 0) this.preferred = i;
+    else {
+      // A leader we were redirected to that was not in the list: keep it, first in line.
+      this.addresses.push(address);
+      this.preferred = this.addresses.length - 1;
+    }
+  }
+}
