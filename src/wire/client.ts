@@ -15,6 +15,8 @@ export interface WireClientOptions {
   maxInFlight?: number;
   /** Bytes queued for a socket that does not take them; more are refused at once. Default 64 MiB. */
   maxBufferedBytes?: number;
+  /** Pieces below this many bytes are copied into one write; larger ones (batches) are written as they are. */
+  coalesceBelowBytes?: number;
   /** First delay after a failed connect, doubled per consecutive failure up to backoffMaxMs. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
@@ -31,7 +33,10 @@ interface Pending {
   frame: EncodedFrame;
   resolve(body: Body): void;
   reject(err: WireError): void;
+  /** Only for a call whose deadline is earlier than one already queued (see `deadlines`). */
   timer: ReturnType<typeof setTimeout> | undefined;
+  deadlineMs: number;
+  timeoutMs: number;
   done: boolean;
 }
 
@@ -68,6 +73,7 @@ export class WireClient {
   private readonly backoffBaseMs: number;
   private readonly backoffMaxMs: number;
   private readonly onPush: ((body: Body) => void) | undefined;
+  private readonly coalesceBelowBytes: number | undefined;
 
   private socket: Socket<SocketRef> | undefined;
   private outbox: Outbox | undefined;
@@ -84,6 +90,15 @@ export class WireClient {
   /** Not yet sent: waiting for a connection. */
   private waiting: Pending[] = [];
   private waitingLive = 0;
+  /**
+   * Calls in deadline order. Most calls use the default timeout, so deadlines arrive in order and one
+   * timer serves them all (a timer per call costs as much as the rest of the call on the hot path).
+   * A call that would break the order gets a timer of its own.
+   */
+  private deadlines: Pending[] = [];
+  private deadlineHead = 0;
+  private deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  private deadlineTimerAtMs = 0;
 
   constructor(address: string, opts: WireClientOptions = {}) {
     const { hostname, port } = parseAddress(address);
@@ -98,6 +113,7 @@ export class WireClient {
     this.backoffBaseMs = opts.backoffBaseMs ?? 50;
     this.backoffMaxMs = opts.backoffMaxMs ?? 2_000;
     this.onPush = opts.onPush;
+    this.coalesceBelowBytes = opts.coalesceBelowBytes;
   }
 
   get connected(): boolean {
@@ -128,14 +144,15 @@ export class WireClient {
       if (frame.byteLength - 4 > this.maxFrameBytes) {
         return reject(new WireError(ErrorCode.FRAME_TOO_LARGE, `request of ${frame.byteLength} bytes above the maximum ${this.maxFrameBytes}`));
       }
-      const p: Pending = { id, frame, resolve, reject, timer: undefined, done: false };
-      p.timer = setTimeout(() => {
-        if (p.done) return;
-        const wasSent = this.inflight.delete(id);
-        if (!wasSent) this.waitingLive--;
-        p.done = true;
-        reject(new WireError(ErrorCode.TIMEOUT, `no response from ${this.address} within ${timeoutMs} ms`, {}, "timeout"));
-      }, timeoutMs);
+      const deadlineMs = Date.now() + timeoutMs;
+      const p: Pending = { id, frame, resolve, reject, timer: undefined, deadlineMs, timeoutMs, done: false };
+      const last = this.deadlines[this.deadlines.length - 1];
+      if (last === undefined || last.deadlineMs <= deadlineMs) {
+        this.deadlines.push(p);
+        this.armDeadlineTimer();
+      } else {
+        p.timer = setTimeout(() => this.expire(p), timeoutMs);
+      }
       this.submit(p);
     });
   }
@@ -145,7 +162,7 @@ export class WireClient {
     if (this.closed) throw new WireError(ErrorCode.SHUTTING_DOWN, "client closed", {}, "closed");
     const frame = encodeFrame(0, body);
     if (this.pending >= this.maxInFlight) return;
-    const p: Pending = { id: 0, frame, resolve: () => {}, reject: () => {}, timer: undefined, done: false };
+    const p: Pending = { id: 0, frame, resolve: () => {}, reject: () => {}, timer: undefined, deadlineMs: 0, timeoutMs: 0, done: false };
     this.submit(p);
   }
 
@@ -194,9 +211,56 @@ export class WireClient {
     if (p.done) return;
     p.done = true;
     if (p.timer !== undefined) clearTimeout(p.timer);
+    this.popSettledDeadlines();
     if (result instanceof WireError) p.reject(result);
     else p.resolve(result);
   }
+
+  private expire(p: Pending): void {
+    if (p.done) return;
+    if (!this.inflight.delete(p.id)) this.waitingLive--;
+    this.settle(p, new WireError(ErrorCode.TIMEOUT, `no response from ${this.address} within ${p.timeoutMs} ms`, {}, "timeout"));
+  }
+
+  /** Responses mostly come in order: drop settled calls from the front so the queue stays short. */
+  private popSettledDeadlines(): void {
+    const d = this.deadlines;
+    while (this.deadlineHead < d.length && d[this.deadlineHead]!.done) this.deadlineHead++;
+    if (this.deadlineHead === d.length) {
+      this.deadlines = [];
+      this.deadlineHead = 0;
+      // Nothing left to time out: do not keep the process alive for a stale deadline.
+      if (this.deadlineTimer !== undefined) {
+        clearTimeout(this.deadlineTimer);
+        this.deadlineTimer = undefined;
+      }
+    } else if (this.deadlineHead > 1024 && this.deadlineHead * 2 > d.length) {
+      this.deadlines = d.slice(this.deadlineHead);
+      this.deadlineHead = 0;
+    }
+  }
+
+  private armDeadlineTimer(): void {
+    const front = this.deadlines[this.deadlineHead];
+    if (front === undefined) return;
+    if (this.deadlineTimer !== undefined && this.deadlineTimerAtMs <= front.deadlineMs) return;
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    this.deadlineTimerAtMs = front.deadlineMs;
+    this.deadlineTimer = setTimeout(this.sweepDeadlines, Math.max(0, front.deadlineMs - Date.now()));
+  }
+
+  private readonly sweepDeadlines = (): void => {
+    this.deadlineTimer = undefined;
+    const now = Date.now();
+    for (;;) {
+      const front = this.deadlines[this.deadlineHead];
+      if (front === undefined || front.deadlineMs > now) break;
+      this.deadlineHead++;
+      this.expire(front);
+    }
+    this.popSettledDeadlines();
+    this.armDeadlineTimer();
+  };
 
   private failWaiting(err: WireError): void {
     const waiting = this.waiting;
@@ -276,7 +340,7 @@ export class WireClient {
     socket.setNoDelay(true);
     this.socket = socket;
     this.decoder = new FrameDecoder(this.maxFrameBytes);
-    const outbox = new Outbox(socket, { maxBufferedBytes: this.maxBufferedBytes });
+    const outbox = new Outbox(socket, { maxBufferedBytes: this.maxBufferedBytes, coalesceBelowBytes: this.coalesceBelowBytes });
     this.outbox = outbox;
     const waiting = this.waiting;
     this.waiting = [];

@@ -129,6 +129,23 @@ describe("server and client", () => {
     expect(expectCase(await c.call(produce("ok")), "produceResponse")).toBeDefined();
   });
 
+  test("timeouts of mixed lengths each fire at their own deadline", async () => {
+    const s = start({ handle: () => new Promise<Body>(() => {}) });
+    const c = client(s.port);
+    const t0 = performance.now();
+    const order: number[] = [];
+    const calls = [400, 300, 60, 200, 60].map((ms) =>
+      c.call(produce("x"), { timeoutMs: ms }).catch((e: WireError) => {
+        expect(e.code).toBe(ErrorCode.TIMEOUT);
+        expect(performance.now() - t0).toBeGreaterThanOrEqual(ms - 5);
+        order.push(ms);
+      }),
+    );
+    await Promise.all(calls);
+    expect(order).toEqual([60, 60, 200, 300, 400]);
+    expect(c.pending).toBe(0);
+  });
+
   test("calls in flight reject when the connection is lost; the client reconnects for the next call", async () => {
     let stall = true;
     let conns = 0;

@@ -1,0 +1,81 @@
+// Wire throughput on one loopback connection. Prints JSON lines; not a test.
+//   bun bench/wire.ts            server in a child process (the realistic shape: two processes)
+//   bun bench/wire.ts --inproc   server and client on one event loop
+//   bun bench/wire.ts --server   (internal) run only the server, print its port
+import { create } from "@bufbuild/protobuf";
+import { ProduceRequestSchema, ProduceResponseSchema } from "../src/proto/goulette_pb";
+import { WireClient, expectCase, serve, type Body } from "../src/wire";
+
+const args = new Set(process.argv.slice(2));
+const durationMs = Number(process.env.BENCH_MS ?? 2000);
+
+function startServer() {
+  const ack: Body = { case: "produceResponse", value: create(ProduceResponseSchema, { baseOffset: 1n }) };
+  return serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxInFlightPerConnection: 100_000,
+    handle: (body) => (body.case === "produce" ? ack : undefined),
+  });
+}
+
+if (args.has("--server")) {
+  const s = startServer();
+  console.log(s.port);
+  process.stdin.on("data", () => {}); // exit with the parent
+  process.stdin.on("end", () => process.exit(0));
+} else {
+  let port: number;
+  let child: ReturnType<typeof Bun.spawn> | undefined;
+  let stopServer: () => void;
+  if (args.has("--inproc")) {
+    const s = startServer();
+    port = s.port;
+    stopServer = () => s.stop();
+  } else {
+    child = Bun.spawn([process.execPath, import.meta.path, "--server"], { stdin: "pipe", stdout: "pipe" });
+    const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
+    const { value } = await reader.read();
+    port = Number(new TextDecoder().decode(value).trim());
+    stopServer = () => child!.kill();
+  }
+  const mode = child ? "two-processes" : "in-process";
+
+  async function run(name: string, opts: { batchBytes: number; window: number; coalesceBelowBytes?: number }) {
+    const c = new WireClient(`127.0.0.1:${port}`, { maxInFlight: 100_000, coalesceBelowBytes: opts.coalesceBelowBytes });
+    const batch = new Uint8Array(opts.batchBytes).fill(7);
+    const req = (): Body => ({ case: "produce", value: create(ProduceRequestSchema, { topic: "bench", partition: 0, batch }) });
+    await c.call(req());
+    let done = 0;
+    let running = true;
+    const t0 = performance.now();
+    const worker = async () => {
+      while (running) {
+        expectCase(await c.call(req()), "produceResponse");
+        done++;
+      }
+    };
+    const workers = Array.from({ length: opts.window }, worker);
+    await Bun.sleep(durationMs);
+    running = false;
+    await Promise.all(workers);
+    const seconds = (performance.now() - t0) / 1000;
+    c.close();
+    const line: Record<string, unknown> = {
+      bench: name,
+      mode,
+      frameBytes: opts.batchBytes,
+      window: opts.window,
+      requests: done,
+      requestsPerSec: Math.round(done / seconds),
+      MBps: Math.round((done * opts.batchBytes) / seconds / 1e6),
+    };
+    if (opts.coalesceBelowBytes !== undefined) line.coalesceBelowBytes = opts.coalesceBelowBytes;
+    console.log(JSON.stringify(line));
+  }
+
+  await run("wire.throughput.64KiB.two-writes", { batchBytes: 64 * 1024, window: 32 });
+  await run("wire.throughput.64KiB.one-concatenated-write", { batchBytes: 64 * 1024, window: 32, coalesceBelowBytes: 1 << 20 });
+  await run("wire.pipelined.small", { batchBytes: 16, window: 1000 });
+  stopServer();
+}
