@@ -100,6 +100,12 @@ export class RaftNode {
     return this.r.log.term(index);
   }
 
+  /** The membership as of `index` (not compacted): what a snapshot taken at `index` must carry. */
+  confAt(index: number): ConfState {
+    const c = this.r.confAt(index);
+    return { voters: [...c.voters], learners: [...c.learners] };
+  }
+
   /** The entry at `index` (read-only: it is shared with the core). */
   entryAt(index: number): Entry | undefined {
     return this.r.log.entry(index);

@@ -1,0 +1,540 @@
+// A broker: hosts many partitions, each its own Raft group, over ONE WAL. The pump moves the ready() of
+// every group that has work through one write and one fdatasync, then sends and applies, so fsyncs per
+// second follow the load, never the number of partitions.
+import { create } from "@bufbuild/protobuf";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { ErrorCode, PartitionStatusSchema, Role as WireRole, type PartitionStatus, type SetTopicRoleRequest } from "../proto/goulette_pb";
+import { RaftNode } from "../raft/node";
+import { MessageType, Role, type Message, type NodeId, type Ready, type RestartState, type SnapshotMeta, type SoftState } from "../raft/types";
+import { PartitionLog, Wal, parseFsyncPolicy, realFileLayer, writeFileAtomic, type RecoveredGroup, type StorageLogger } from "../storage";
+import { ClientPool, serve, WireError, type Body, type WireServer } from "../wire";
+import type { Logger } from "../log";
+import { assert } from "./assert";
+import { BrokerHandlers } from "./handlers";
+import type { BrokerOptions } from "./options";
+import { Partition, NotLeaderError, type PartitionId } from "./partition";
+import { PartitionState } from "./partition-state";
+import { PeerTransport } from "./peers";
+import { decodeRaftBatch } from "./raft-codec";
+import { SentinelSession } from "./sentinel-session";
+import { pullFragments } from "./fragments";
+
+export const VERSION = "0.1.0";
+const WAL_DIR = ".wal";
+const META_FILE = "partition.json";
+const CHECKPOINT_INTERVAL_MS = 1_000;
+const EARLY = new Set<MessageType>([MessageType.Append, MessageType.Heartbeat, MessageType.Snapshot]);
+
+/** What a partition directory remembers so a restarted broker rejoins its groups without the sentinel. */
+interface PartitionMeta {
+  topic: string;
+  partition: number;
+  group: number;
+  voters: NodeId[]; // the initial replica set (empty when it joined an existing group as a learner)
+  learners: NodeId[];
+  peers: Record<string, string>; // broker id -> address
+}
+
+function roleToWire(r: Role): WireRole {
+  switch (r) {
+    case Role.Leader:
+      return WireRole.LEADER;
+    case Role.Follower:
+      return WireRole.FOLLOWER;
+    default:
+      return WireRole.CANDIDATE;
+  }
+}
+
+export class Broker {
+  readonly log: Logger;
+  readonly pool: ClientPool;
+  readonly peers: PeerTransport;
+  readonly byGroup = new Map<number, Partition>();
+  readonly byName = new Map<string, Partition>();
+  readonly handlers: BrokerHandlers;
+  wal!: Wal;
+  server!: WireServer;
+  address = "";
+  private session!: SentinelSession;
+  private dirty = new Set<Partition>();
+  private pumping = false;
+  private pumpAgain = false;
+  private pumpScheduled = false;
+  private tickTimer: ReturnType<typeof setInterval> | undefined;
+  private checkpointTimer: ReturnType<typeof setInterval> | undefined;
+  private metas = new Map<number, PartitionMeta>();
+  private stopping = false;
+  /** Fatal WAL fault: nothing can be made durable any more, so nothing is acknowledged. */
+  walFailed: Error | undefined;
+
+  constructor(readonly opts: BrokerOptions, log: Logger) {
+    this.log = log.child({ broker: opts.id });
+    this.pool = new ClientPool({ maxFrameBytes: opts.maxFrameBytes, connectTimeoutMs: 1_000, backoffBaseMs: 20, backoffMaxMs: 500 });
+    this.peers = new PeerTransport(opts.id, this.pool);
+    this.handlers = new BrokerHandlers(this);
+  }
+
+  async start(): Promise<void> {
+    const fsync = parseFsyncPolicy(this.opts.fsync);
+    this.wal = await Wal.open({
+      dir: join(this.opts.dataDir, WAL_DIR),
+      fsync,
+      log: storageLogger(this.log),
+    });
+    for (const cut of this.wal.cuts) this.log.warn("wal tail cut", { ...cut });
+    await this.restorePartitions();
+
+    const [host, portText] = splitHostPort(this.opts.listen);
+    this.server = serve({
+      hostname: host,
+      port: Number(portText),
+      maxFrameBytes: this.opts.maxFrameBytes,
+      handle: (body) => this.handle(body),
+    });
+    this.address = this.opts.advertise ?? `${host}:${this.server.port}`;
+    this.log.info("listening", { address: this.address, dataDir: this.opts.dataDir, fsync: this.opts.fsync });
+
+    this.tickTimer = setInterval(() => this.tick(), this.opts.tickMs);
+    this.checkpointTimer = setInterval(() => void this.checkpointAll(), CHECKPOINT_INTERVAL_MS);
+    this.session = new SentinelSession(
+      {
+        brokerId: this.opts.id,
+        address: this.address,
+        sentinels: this.opts.sentinels,
+        fsyncPolicy: this.opts.fsync,
+        version: VERSION,
+        status: () => [...this.byGroup.values()].map((p) => this.status(p)),
+      },
+      this.pool,
+      this.log,
+    );
+    this.session.start();
+  }
+
+  private handle(body: Body): Body | undefined | Promise<Body | undefined> {
+    if (body.case === "raft") {
+      for (const { group, msg } of decodeRaftBatch(body.value)) this.stepRemote(group, msg);
+      return undefined;
+    }
+    return this.handlers.handle(body);
+  }
+
+  private stepRemote(group: number, msg: Message): void {
+    const p = this.byGroup.get(group);
+    if (!p || p.removed) {
+      this.log.debug("message for unknown group ignored", { group, from: msg.from, type: msg.type });
+      return;
+    }
+    try {
+      p.node.step(msg);
+    } catch (e) {
+      // A peer's message must never take the broker down; the core asserts its own invariants.
+      this.log.error("raft step failed", { group, error: (e as Error).message });
+      return;
+    }
+    this.markDirty(p);
+  }
+
+  private tick(): void {
+    for (const p of this.byGroup.values()) {
+      if (p.removed) continue;
+      p.node.tick();
+      this.dirty.add(p);
+    }
+    this.schedulePump();
+  }
+
+  markDirty(p: Partition): void {
+    this.dirty.add(p);
+    this.schedulePump();
+  }
+
+  schedulePump(): void {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    // setImmediate, not a microtask: requests that arrived in the same I/O turn join this round.
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      void this.pump();
+    });
+  }
+
+  /**
+   * One round for every group with work: persist all readies (one WAL write, ONE fdatasync), send, apply,
+   * advance. Rounds repeat while work arrives, so load naturally batches into fewer, larger fsyncs.
+   */
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      for (;;) {
+        this.pumpAgain = false;
+        const work: [Partition, Ready][] = [];
+        for (const p of this.dirty) {
+          if (p.installing || p.removed) continue;
+          if (p.node.hasReady()) work.push([p, p.node.ready()]);
+        }
+        this.dirty.clear();
+        if (work.length === 0) {
+          if (this.pumpAgain) continue;
+          break;
+        }
+        let needSync = false;
+        const round: [Partition, Ready][] = [];
+        for (const [p, rd] of work) {
+          if (rd.snapshot) {
+            void this.installSnapshot(p, rd);
+            continue;
+          }
+          round.push([p, rd]);
+          if (rd.entries.length > 0) {
+            this.wal.appendEntries(p.id.group, rd.entries);
+            needSync = true;
+          }
+          if (rd.hardState) {
+            this.wal.setHardState(p.id.group, rd.hardState);
+            needSync = true;
+          }
+        }
+        // A leader's appends and heartbeats promise nothing about its own disk (the core counts the leader
+        // towards a majority only once advance() says its entries are persisted), so they leave before our
+        // fdatasync and the followers' fsyncs overlap ours.
+        for (const [p, rd] of round) for (const m of rd.messages) if (EARLY.has(m.type)) this.peers.queue(p.id.group, m);
+        this.peers.flush();
+        if (needSync && !this.walFailed) {
+          try {
+            await this.wal.sync();
+          } catch (e) {
+            this.failWal(e as Error);
+          }
+        }
+        if (this.walFailed) {
+          // Nothing promised after a failed sync may be sent or applied; the broker can only serve reads.
+          for (const [p] of round) p.failPending(this.walFailed);
+          break;
+        }
+        for (const [p, rd] of round) for (const m of rd.messages) if (!EARLY.has(m.type)) this.peers.queue(p.id.group, m);
+        this.peers.flush();
+        for (const [p, rd] of round) this.finishReady(p, rd);
+      }
+    } finally {
+      this.pumping = false;
+    }
+    if (this.pumpAgain || this.dirty.size > 0) this.schedulePump();
+  }
+
+  private finishReady(p: Partition, rd: Ready): void {
+    if (rd.softState) this.onSoftState(p, rd.softState);
+    if (!p.failed) {
+      try {
+        p.applyCommitted(rd.committedEntries);
+      } catch (e) {
+        p.failed = e as Error;
+        p.failPending(p.failed);
+        this.log.error("partition stopped accepting writes", { partition: p.key, error: p.failed.message });
+      }
+    }
+    p.node.advance(rd);
+    if (p.node.hasReady()) this.dirty.add(p);
+  }
+
+  private onSoftState(p: Partition, s: SoftState): void {
+    if (s.role === Role.Leader) this.log.info("election won", { partition: p.key, term: p.node.term });
+    else this.log.info("role change", { partition: p.key, role: s.role, leader: s.leader, term: p.node.term });
+    if (s.role !== Role.Leader) p.failPending(new NotLeaderError(s.leader));
+  }
+
+  private failWal(e: Error): void {
+    if (this.walFailed) return;
+    this.walFailed = e;
+    this.log.error("wal failed: no more writes are acknowledged", { error: e.message });
+    for (const p of this.byGroup.values()) {
+      p.failed = e;
+      p.failPending(e);
+    }
+  }
+
+  /**
+   * A follower too far behind got a snapshot: pull the fragments it lacks from the leader, make them durable,
+   * record the snapshot in the WAL, and only then let Raft answer (the answer says "I hold up to index").
+   */
+  private async installSnapshot(p: Partition, rd: Ready): Promise<void> {
+    const snap = rd.snapshot!;
+    p.installing = true;
+    try {
+      const target = PartitionState.decode(snap.data).nextOffset;
+      const leader = this.peers.addressOf(p.node.leader);
+      this.log.info("installing snapshot", { partition: p.key, index: snap.index, upToOffset: target, from: leader });
+      if (p.log.nextOffset !== target) {
+        assert(leader !== undefined, "snapshot from a leader with no known address");
+        await pullFragments(this.pool.get(leader), p, target, this.log);
+      }
+      await p.log.flush();
+      this.wal.setSnapshot(p.id.group, snap);
+      if (rd.entries.length) this.wal.appendEntries(p.id.group, rd.entries);
+      if (rd.hardState) this.wal.setHardState(p.id.group, rd.hardState);
+      await this.wal.sync();
+      p.restoreSnapshot(snap);
+      for (const m of rd.messages) this.peers.queue(p.id.group, m);
+      this.peers.flush();
+      this.finishReady(p, rd);
+      this.log.info("snapshot installed", { partition: p.key, index: snap.index, nextOffset: p.log.nextOffset });
+    } catch (e) {
+      // Raft will send the snapshot again; nothing was acknowledged on the strength of this one.
+      this.log.warn("snapshot install failed", { partition: p.key, error: (e as Error).message });
+      p.node.reportSnapshot(p.node.leader, false);
+      p.node.advance(rd);
+    } finally {
+      p.installing = false;
+      this.markDirty(p);
+    }
+  }
+
+  /**
+   * Makes the partition logs durable and records each group's state in the WAL as a snapshot, so the WAL can
+   * drop what the logs hold and the Raft log can be compacted. One fdatasync per dirty partition per second.
+   */
+  private async checkpointAll(): Promise<void> {
+    for (const p of [...this.byGroup.values()]) {
+      if (this.stopping) return;
+      if (p.appliedIndex > p.snapshotIndex) await this.checkpoint(p, false);
+    }
+  }
+
+  async checkpoint(p: Partition, forceCompact: boolean): Promise<void> {
+    if (p.installing || p.removed || p.checkpointing || this.walFailed) return;
+    p.checkpointing = true;
+    try {
+      const index = p.appliedIndex;
+      const data = p.snapshotData();
+      await p.log.flush();
+      if (p.removed) return;
+      const term = p.node.termAt(index);
+      assert(term !== undefined, `checkpoint at ${index}, which the Raft log no longer holds`);
+      const meta: SnapshotMeta = { index, term, conf: p.node.confAt(index), data };
+      this.wal.setSnapshot(p.id.group, meta);
+      await this.wal.sync();
+      this.wal.release(p.id.group, index);
+      p.snapshotIndex = index;
+      // Keep the entries a follower still needs in memory, unless it is far behind: then it gets fragments.
+      const lagging = p.isLeader() ? Math.min(index, ...(p.node.status().progress ?? []).map((pr) => pr.match)) : index;
+      if (forceCompact || lagging >= index || index - lagging > 10_000) p.node.compact(index, data);
+    } catch (e) {
+      this.log.warn("checkpoint failed", { partition: p.key, error: (e as Error).message });
+    } finally {
+      p.checkpointing = false;
+    }
+  }
+
+  // ---- partitions: create, restore, remove ------------------------------------------------------------
+
+  private partitionDir(topic: string, partition: number): string {
+    return join(this.opts.dataDir, topic, String(partition));
+  }
+
+  private raftNode(id: PartitionId, voters: NodeId[], learners: NodeId[], restart?: RestartState): RaftNode {
+    return new RaftNode(
+      {
+        id: this.opts.id,
+        voters,
+        learners,
+        electionTicks: this.opts.electionTicks,
+        heartbeatTicks: this.opts.heartbeatTicks,
+        seed: (this.opts.id * 2654435761 + id.group * 40503 + Date.now()) >>> 0,
+        preVote: true,
+        checkQuorum: true,
+      },
+      restart,
+    );
+  }
+
+  private async openPartition(meta: PartitionMeta, recovered: RecoveredGroup | undefined): Promise<Partition> {
+    const id: PartitionId = { topic: meta.topic, partition: meta.partition, group: meta.group };
+    for (const [bid, addr] of Object.entries(meta.peers)) this.peers.setAddress(Number(bid), addr);
+    const log = await PartitionLog.open({
+      dir: this.partitionDir(meta.topic, meta.partition),
+      segmentBytes: this.opts.segmentBytes,
+      log: storageLogger(this.log.child({ partition: `${meta.topic}/${meta.partition}` })),
+    });
+    let restart: RestartState | undefined;
+    let state = new PartitionState(log.logStartOffset);
+    let applied = 0;
+    if (recovered && (recovered.hardState || recovered.snapshot || recovered.entries.length > 0)) {
+      restart = {
+        hardState: recovered.hardState ?? { term: 0, vote: 0, commit: 0 },
+        snapshot: recovered.snapshot,
+        entries: recovered.entries,
+        applied: recovered.snapshot?.index,
+      };
+      if (recovered.snapshot) {
+        state = PartitionState.decode(recovered.snapshot.data);
+        applied = recovered.snapshot.index;
+      }
+    }
+    if (log.nextOffset < state.nextOffset) throw new Error(`${id.topic}/${id.partition}: log ends at ${log.nextOffset} before its snapshot (${state.nextOffset})`);
+    const node = this.raftNode(id, meta.voters, meta.learners, restart);
+    const p: Partition = new Partition(id, node, log, state, applied, () => this.markDirty(p));
+    this.byGroup.set(id.group, p);
+    this.byName.set(p.key, p);
+    this.metas.set(id.group, meta);
+    return p;
+  }
+
+  private async restorePartitions(): Promise<void> {
+    if (!existsSync(this.opts.dataDir)) return;
+    for (const topic of readdirSync(this.opts.dataDir)) {
+      if (topic.startsWith(".")) continue;
+      const tdir = join(this.opts.dataDir, topic);
+      let parts: string[];
+      try {
+        parts = readdirSync(tdir);
+      } catch {
+        continue;
+      }
+      for (const part of parts) {
+        const file = join(tdir, part, META_FILE);
+        if (!existsSync(file)) continue;
+        const meta = JSON.parse(readFileSync(file, "utf8")) as PartitionMeta;
+        const p = await this.openPartition(meta, this.wal.recovered.get(meta.group));
+        this.log.info("partition restored", { partition: p.key, group: meta.group, nextOffset: p.log.nextOffset, applied: p.appliedIndex });
+        this.markDirty(p);
+      }
+    }
+  }
+
+  private saveMeta(meta: PartitionMeta): void {
+    writeFileAtomic(realFileLayer, join(this.partitionDir(meta.topic, meta.partition), META_FILE), new TextEncoder().encode(JSON.stringify(meta)));
+  }
+
+  /** SetTopicRole: create or join the partition's group; a LEADER hint campaigns or asks for a transfer. */
+  async setTopicRole(req: SetTopicRoleRequest): Promise<Partition> {
+    const key = `${req.topic}/${req.partition}`;
+    const peers: Record<string, string> = {};
+    for (const b of [...req.followers, ...req.learners]) if (b.id !== this.opts.id && b.address) peers[b.id] = b.address;
+    if (req.leaderId && req.leaderAddress && req.leaderId !== this.opts.id) peers[req.leaderId] = req.leaderAddress;
+    for (const [bid, addr] of Object.entries(peers)) this.peers.setAddress(Number(bid), addr);
+
+    let p = this.byName.get(key);
+    if (p && p.id.group !== Number(req.group)) throw new WireError(ErrorCode.INVALID_ARGUMENT, `${key} is group ${p.id.group} here, not ${req.group}`);
+    if (!p) {
+      const joining = req.role === WireRole.LEARNER;
+      const voters = joining ? [] : uniqueSorted([this.opts.id, ...req.followers.map((b) => b.id)]);
+      const learners = joining ? [] : uniqueSorted(req.learners.map((b) => b.id).filter((id) => id !== this.opts.id));
+      const meta: PartitionMeta = { topic: req.topic, partition: req.partition, group: Number(req.group), voters, learners, peers };
+      const dir = this.partitionDir(req.topic, req.partition);
+      rmSync(dir, { recursive: true, force: true }); // leftovers of a removed incarnation must not leak in
+      p = await this.openPartition(meta, undefined);
+      this.saveMeta(meta);
+      this.log.info("partition created", { partition: key, group: meta.group, voters, joining, hint: WireRole[req.role] });
+      if (req.role === WireRole.LEADER) p.node.campaign();
+    } else {
+      const meta = this.metas.get(p.id.group)!;
+      const merged = { ...meta.peers, ...peers };
+      if (JSON.stringify(merged) !== JSON.stringify(meta.peers)) {
+        meta.peers = merged;
+        this.saveMeta(meta);
+      }
+      if (req.role === WireRole.LEADER && !p.isLeader() && p.node.leader !== 0 && p.node.conf.voters.includes(this.opts.id)) {
+        p.node.transferLeadership(this.opts.id);
+      }
+    }
+    this.markDirty(p);
+    return p;
+  }
+
+  /** RemoveTopic: stop the group and delete its data. Idempotent. */
+  async removePartition(topic: string, partition: number): Promise<void> {
+    const p = this.byName.get(`${topic}/${partition}`);
+    if (!p) {
+      rmSync(this.partitionDir(topic, partition), { recursive: true, force: true });
+      return;
+    }
+    p.close();
+    this.byName.delete(p.key);
+    this.byGroup.delete(p.id.group);
+    this.metas.delete(p.id.group);
+    this.wal.removeGroup(p.id.group);
+    await this.wal.sync().catch(() => {});
+    await p.log.remove();
+    rmSync(this.partitionDir(topic, partition), { recursive: true, force: true });
+    this.log.info("partition removed", { partition: p.key });
+  }
+
+  status(p: Partition): PartitionStatus {
+    const s = create(PartitionStatusSchema, {
+      topic: p.id.topic,
+      partition: p.id.partition,
+      group: BigInt(p.id.group),
+      role: p.node.conf.learners.includes(this.opts.id) ? WireRole.LEARNER : roleToWire(p.node.role),
+      term: BigInt(p.node.term),
+      leaderId: p.node.leader,
+      logEndOffset: BigInt(p.log.nextOffset),
+      commitIndex: BigInt(p.node.commitIndex),
+      highWatermark: BigInt(p.log.nextOffset),
+      voters: p.node.conf.voters,
+      learners: p.node.conf.learners,
+      appliedIndex: BigInt(p.appliedIndex),
+      logStartOffset: BigInt(p.log.logStartOffset),
+    });
+    for (const pr of p.node.status().progress ?? []) s.matchIndex[pr.id] = BigInt(pr.match);
+    return s;
+  }
+
+  /** Graceful stop: hand leadership away, leave the sentinel, close everything. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const led = [...this.byGroup.values()].filter((p) => p.isLeader());
+    for (const p of led) {
+      const target = p.node.conf.voters.find((v) => v !== this.opts.id);
+      if (target) p.node.transferLeadership(target);
+      this.markDirty(p);
+    }
+    const until = Date.now() + 1_000;
+    while (led.some((p) => p.isLeader()) && Date.now() < until) await Bun.sleep(10);
+    await this.session?.stop();
+    await this.halt();
+    this.log.info("stopped");
+  }
+
+  /** Stops at once, as a crash would (tests): no hand-over, no goodbye to the sentinel. */
+  async crash(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.session?.halt();
+    await this.halt();
+  }
+
+  private async halt(): Promise<void> {
+    clearInterval(this.tickTimer);
+    clearInterval(this.checkpointTimer);
+    this.server?.stop();
+    while (this.pumping) await Bun.sleep(1);
+    for (const p of this.byGroup.values()) {
+      p.close();
+      await p.log.close();
+    }
+    await this.wal?.close();
+    this.pool.closeAll();
+  }
+}
+
+function storageLogger(log: Logger): StorageLogger {
+  return (level, message, details) => log[level](message, details);
+}
+
+function uniqueSorted(ids: number[]): number[] {
+  return [...new Set(ids)].sort((a, b) => a - b);
+}
+
+export function splitHostPort(address: string): [string, string] {
+  const i = address.lastIndexOf(":");
+  if (i <= 0) throw new Error(`not a host:port address: ${address}`);
+  return [address.slice(0, i).replace(/^\[|\]$/g, ""), address.slice(i + 1)];
+}

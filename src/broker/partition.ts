@@ -1,0 +1,168 @@
+// One partition on this broker: a Raft group bound to its partition log and its replicated state machine.
+// The broker's pump (pump.ts) moves every group's ready() through the shared WAL; this class owns what
+// happens per group: proposals waiting for their entry to apply, applying committed entries to the log,
+// long-poll readers waiting for new data, and the status reported to the sentinel.
+import { RaftNode } from "../raft/node";
+import { EntryType, ProposalError, Role, type ConfChange, type Entry, type NodeId, type SnapshotMeta } from "../raft/types";
+import type { PartitionLog } from "../storage";
+import { assert } from "./assert";
+import { PartitionState, type ApplyResult } from "./partition-state";
+
+export interface PartitionId {
+  topic: string;
+  partition: number;
+  group: number;
+}
+
+interface PendingProposal {
+  term: number;
+  resolve(r: ApplyResult): void;
+  reject(e: Error): void;
+}
+
+interface DataWaiter {
+  offset: number;
+  wake(): void;
+}
+
+export class NotLeaderError extends Error {
+  constructor(readonly leader: NodeId) {
+    super(leader ? `not the leader; broker ${leader} leads` : "not the leader; no leader is known yet");
+  }
+}
+
+export class Partition {
+  readonly pending = new Map<number, PendingProposal>();
+  private waiters = new Set<DataWaiter>();
+  /** Set while a snapshot (fragments from the leader) is being installed: the pump leaves this group alone. */
+  installing = false;
+  /** A storage fault: the partition stops accepting writes, keeps serving what it has. */
+  failed: Error | undefined;
+  /** Highest index covered by a snapshot persisted in the WAL (and compacted from the Raft log). */
+  snapshotIndex: number;
+  appliedIndex: number;
+  removed = false;
+  checkpointing = false;
+
+  constructor(
+    readonly id: PartitionId,
+    readonly node: RaftNode,
+    readonly log: PartitionLog,
+    public state: PartitionState,
+    appliedIndex: number,
+    /** Tells the broker's pump this group has work (a proposal to persist and send). */
+    private onWork: () => void,
+  ) {
+    this.appliedIndex = appliedIndex;
+    this.snapshotIndex = appliedIndex;
+  }
+
+  get key(): string {
+    return `${this.id.topic}/${this.id.partition}`;
+  }
+
+  isLeader(): boolean {
+    return this.node.role === Role.Leader;
+  }
+
+  /** Proposes `data` and resolves once its entry is committed and applied here (so durable on a majority). */
+  propose(data: Uint8Array): Promise<ApplyResult> {
+    return this.track(() => this.node.propose(data));
+  }
+
+  /** One membership change at a time (the core refuses a second); resolves once it is applied. */
+  proposeConfChange(change: ConfChange): Promise<ApplyResult> {
+    return this.track(() => this.node.proposeConfChange(change));
+  }
+
+  private track(proposeFn: () => number): Promise<ApplyResult> {
+    if (this.failed) return Promise.reject(this.failed);
+    if (!this.isLeader()) return Promise.reject(new NotLeaderError(this.node.leader));
+    let index: number;
+    try {
+      index = proposeFn();
+    } catch (e) {
+      if (e instanceof ProposalError) {
+        return Promise.reject(e.reason === "not-leader" ? new NotLeaderError(e.leader) : new Error(`proposal refused: ${e.reason}`));
+      }
+      throw e;
+    }
+    const term = this.node.term;
+    this.onWork();
+    return new Promise<ApplyResult>((resolve, reject) => this.pending.set(index, { term, resolve, reject }));
+  }
+
+  /**
+   * Applies committed entries in order: batches to the log, commands to the state. Entries at or below
+   * appliedIndex were applied before a restart (the log may hold them) and only rebuild state.
+   */
+  applyCommitted(entries: Entry[]): void {
+    for (const e of entries) {
+      if (e.index <= this.appliedIndex) continue;
+      assert(e.index === this.appliedIndex + 1, `apply out of order: ${e.index} after ${this.appliedIndex}`);
+      let result: ApplyResult = { kind: "none" };
+      if (e.type === EntryType.Normal && e.data.length > 0) {
+        result = this.state.apply(e.index, e.data);
+        if (result.kind === "appended") {
+          if (e.index > this.log.appliedIndex) this.log.append(result.batch);
+          else assert(this.log.nextOffset >= this.state.nextOffset, "log behind state after restart");
+        }
+      }
+      this.appliedIndex = e.index;
+      const p = this.pending.get(e.index);
+      if (p) {
+        this.pending.delete(e.index);
+        if (p.term === e.term) p.resolve(result);
+        else p.reject(new NotLeaderError(this.node.leader));
+      }
+    }
+    if (entries.length) this.wakeReaders();
+  }
+
+  /** Leadership moved away: entries proposed here may never commit. Producers retry (idempotently). */
+  failPending(err: Error): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  /** Resolves when data at or after `offset` is readable, or after maxWaitMs. */
+  waitForData(offset: number, maxWaitMs: number): Promise<void> {
+    if (this.log.nextOffset > offset || maxWaitMs <= 0 || this.removed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const w: DataWaiter = {
+        offset,
+        wake: () => {
+          clearTimeout(timer);
+          this.waiters.delete(w);
+          resolve();
+        },
+      };
+      const timer = setTimeout(w.wake, maxWaitMs);
+      this.waiters.add(w);
+    });
+  }
+
+  wakeReaders(all = false): void {
+    for (const w of [...this.waiters]) if (all || this.log.nextOffset > w.offset) w.wake();
+  }
+
+  /** The state a snapshot at appliedIndex carries (records themselves live in the log's fragments). */
+  snapshotData(): Uint8Array {
+    return this.state.encode();
+  }
+
+  /** A snapshot was installed: the state machine restarts from its data; the log already holds its records. */
+  restoreSnapshot(meta: SnapshotMeta): void {
+    this.state = PartitionState.decode(meta.data);
+    assert(this.log.nextOffset === this.state.nextOffset, `log ends at ${this.log.nextOffset}, snapshot at ${this.state.nextOffset}`);
+    this.appliedIndex = meta.index;
+    this.snapshotIndex = meta.index;
+    this.wakeReaders();
+  }
+
+  close(): void {
+    this.removed = true;
+    this.failPending(new Error("partition closed"));
+    this.wakeReaders(true);
+  }
+}

@@ -1,0 +1,143 @@
+// The broker's side of the cluster map: register with a sentinel, then beat with the status of every
+// partition hosted here, so the sentinel knows what Raft decided. A sentinel that forgot us (restarted)
+// answers UNKNOWN_BROKER and we register again; a sentinel that is not the leader names the leader.
+import { create } from "@bufbuild/protobuf";
+import {
+  ErrorCode,
+  KeepAliveRequestSchema,
+  RegisterBrokerRequestSchema,
+  UnregisterBrokerRequestSchema,
+  type PartitionStatus,
+} from "../proto/goulette_pb";
+import type { Logger } from "../log";
+import { expectCase, WireError, type ClientPool } from "../wire";
+
+export interface SessionOptions {
+  brokerId: number;
+  address: string;
+  sentinels: string[];
+  fsyncPolicy: string;
+  version: string;
+  status(): PartitionStatus[];
+}
+
+const DEFAULT_KEEP_ALIVE_MS = 200;
+const CALL_TIMEOUT_MS = 2_000;
+const BACKOFF_MAX_MS = 1_000;
+
+export class SentinelSession {
+  private current = 0; // index into sentinels
+  private leaderHint: string | undefined;
+  private registered = false;
+  private keepAliveMs = DEFAULT_KEEP_ALIVE_MS;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private stopped = false;
+  private failures = 0;
+
+  constructor(
+    private opts: SessionOptions,
+    private pool: ClientPool,
+    private log: Logger,
+  ) {}
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  private target(): string {
+    return this.leaderHint ?? this.opts.sentinels[this.current % this.opts.sentinels.length]!;
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.beat(), ms);
+  }
+
+  private async beat(): Promise<void> {
+    if (this.stopped) return;
+    const address = this.target();
+    try {
+      if (!this.registered) {
+        const res = expectCase(
+          await this.pool.get(address).call(
+            {
+              case: "registerBroker",
+              value: create(RegisterBrokerRequestSchema, {
+                brokerId: this.opts.brokerId,
+                address: this.opts.address,
+                fsyncPolicy: this.opts.fsyncPolicy,
+                version: this.opts.version,
+              }),
+            },
+            { timeoutMs: CALL_TIMEOUT_MS },
+          ),
+          "registerBrokerResponse",
+        );
+        this.keepAliveMs = res.keepAliveIntervalMs || DEFAULT_KEEP_ALIVE_MS;
+        this.registered = true;
+        this.log.info("registered", { sentinel: address, keepAliveMs: this.keepAliveMs });
+      }
+      expectCase(
+        await this.pool.get(address).call(
+          {
+            case: "keepAlive",
+            value: create(KeepAliveRequestSchema, {
+              brokerId: this.opts.brokerId,
+              address: this.opts.address,
+              fsyncPolicy: this.opts.fsyncPolicy,
+              partitions: this.opts.status(),
+            }),
+          },
+          { timeoutMs: CALL_TIMEOUT_MS },
+        ),
+        "keepAliveResponse",
+      );
+      this.failures = 0;
+      this.schedule(this.keepAliveMs);
+    } catch (e) {
+      this.failures++;
+      if (e instanceof WireError && e.code === ErrorCode.UNKNOWN_BROKER) {
+        this.registered = false;
+        this.log.info("re-registering", { sentinel: address });
+        this.schedule(0);
+        return;
+      }
+      if (e instanceof WireError && e.code === ErrorCode.NOT_SENTINEL_LEADER && e.leaderAddress) {
+        this.leaderHint = e.leaderAddress;
+        this.registered = false;
+        this.schedule(0);
+        return;
+      }
+      if (e instanceof WireError && e.code === ErrorCode.DUPLICATE_BROKER) {
+        this.log.error("sentinel refused registration", { sentinel: address, error: e.message });
+      } else if (this.failures === 1 || this.failures % 50 === 0) {
+        this.log.warn("sentinel unreachable", { sentinel: address, error: (e as Error).message, failures: this.failures });
+      }
+      // Try the next sentinel; a restarted one will have forgotten us, so register again there.
+      this.leaderHint = undefined;
+      this.current++;
+      if (this.opts.sentinels.length > 1) this.registered = false;
+      this.schedule(Math.min(BACKOFF_MAX_MS, this.keepAliveMs * Math.min(this.failures, 5)));
+    }
+  }
+
+  /** Stops beating without a goodbye. */
+  halt(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  /** Best effort: tell the sentinel we leave on purpose, so it fails over at once instead of waiting. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    try {
+      await this.pool.get(this.target()).call(
+        { case: "unregisterBroker", value: create(UnregisterBrokerRequestSchema, { brokerId: this.opts.brokerId }) },
+        { timeoutMs: 1_000 },
+      );
+    } catch {
+      // the sentinel will notice the silence instead
+    }
+  }
+}

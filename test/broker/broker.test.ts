@@ -1,0 +1,140 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { ErrorCode, ReadFrom } from "../../src/proto/goulette_pb";
+import { WireError } from "../../src/wire";
+import { BrokerCluster } from "./harness";
+
+let cluster: BrokerCluster | undefined;
+afterEach(async () => {
+  await cluster?.stop();
+  cluster = undefined;
+});
+
+async function threeBrokers(): Promise<BrokerCluster> {
+  cluster = new BrokerCluster();
+  await cluster.start(3);
+  await cluster.assign("t", 0, 1, [0, 1, 2]);
+  await cluster.waitForLeader("t", 0);
+  return cluster;
+}
+
+async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 5_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error("condition not met in time");
+    await Bun.sleep(10);
+  }
+}
+
+describe("broker: produce and fetch on one RF3 partition", () => {
+  test("the hinted replica leads, acknowledges with consecutive offsets, and every replica serves identical data", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    expect(leader).toBe(0);
+    const a = await c.produce(leader, "t", 0, ["a", "b", "c"]);
+    const b = await c.produce(leader, "t", 0, ["d"]);
+    expect(Number(a.baseOffset)).toBe(0);
+    expect(Number(b.baseOffset)).toBe(3);
+    const want = ["a", "b", "c", "d"].map((value, offset) => ({ offset, value }));
+    expect(await c.readAll(leader, "t", 0)).toEqual(want);
+    // Followers learn the commit index from the next heartbeat or append.
+    for (const f of [1, 2]) await eventually(async () => (await c.readAll(f, "t", 0)).length === 4);
+    for (const f of [1, 2]) expect(await c.readAll(f, "t", 0, ReadFrom.FOLLOWER)).toEqual(want);
+  });
+
+  test("a follower answers produce with NOT_LEADER naming the leader's address", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    const follower = (leader + 1) % 3;
+    const err = await c.produce(follower, "t", 0, ["x"]).catch((e) => e);
+    expect(err).toBeInstanceOf(WireError);
+    expect((err as WireError).code).toBe(ErrorCode.NOT_LEADER);
+    expect((err as WireError).leaderAddress).toBe(c.addresses[leader]!);
+  });
+
+  test("unknown partition and out-of-range offsets get typed errors", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    const unknown = await c.produce(leader, "nope", 0, ["x"]).catch((e) => e);
+    expect((unknown as WireError).code).toBe(ErrorCode.UNKNOWN_PARTITION);
+    await c.produce(leader, "t", 0, ["a"]);
+    const { create } = await import("@bufbuild/protobuf");
+    const { FetchRequestSchema } = await import("../../src/proto/goulette_pb");
+    const res = await c.pool.get(c.addresses[leader]!).call({
+      case: "fetch",
+      value: create(FetchRequestSchema, { topic: "t", partition: 0, offset: 99n, maxBytes: 1024 }),
+    });
+    const err = (() => {
+      try {
+        const { expectCase } = require("../../src/wire");
+        expectCase(res, "fetchResponse");
+      } catch (e) {
+        return e as WireError;
+      }
+    })();
+    expect(err?.code).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+    expect(err?.earliestOffset).toBe(0);
+    expect(err?.latestOffset).toBe(1);
+  });
+
+  test("a corrupt batch is rejected and nothing is appended", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    const { create } = await import("@bufbuild/protobuf");
+    const { ProduceRequestSchema } = await import("../../src/proto/goulette_pb");
+    const { encodeBatch } = await import("../../src/wire/batch");
+    const { expectCase } = await import("../../src/wire");
+    const batch = encodeBatch({ records: [{ value: "hello" }] });
+    batch[batch.length - 1]! ^= 0xff;
+    const res = await c.pool.get(c.addresses[leader]!).call({ case: "produce", value: create(ProduceRequestSchema, { topic: "t", partition: 0, batch }) });
+    expect(() => expectCase(res, "produceResponse")).toThrow(/crc|checksum/i);
+    await c.produce(leader, "t", 0, ["ok"]);
+    expect(await c.readAll(leader, "t", 0)).toEqual([{ offset: 0, value: "ok" }]);
+  });
+
+  test("an idempotent producer's retried batch is acknowledged with its original offset and stored once", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    const producer = { id: 77, epoch: 0, seq: 0 };
+    const first = await c.produce(leader, "t", 0, ["p0", "p1"], producer);
+    const retry = await c.produce(leader, "t", 0, ["p0", "p1"], producer);
+    expect(Number(retry.baseOffset)).toBe(Number(first.baseOffset));
+    expect(retry.duplicate).toBe(true);
+    const next = await c.produce(leader, "t", 0, ["p2"], { ...producer, seq: 2 });
+    expect(Number(next.baseOffset)).toBe(2);
+    const gap = await c.produce(leader, "t", 0, ["p9"], { ...producer, seq: 9 }).catch((e) => e);
+    expect((gap as WireError).code).toBe(ErrorCode.OUT_OF_ORDER_SEQUENCE);
+    expect((await c.readAll(leader, "t", 0)).map((r) => r.value)).toEqual(["p0", "p1", "p2"]);
+  });
+});
+
+describe("broker: failures", () => {
+  test("killing the leader: a new leader is elected, keeps every acknowledged message, and takes new ones", async () => {
+    const c = await threeBrokers();
+    const old = c.leaderOf("t", 0)!;
+    const acked: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      await c.produce(old, "t", 0, [`m${i}`]);
+      acked.push(`m${i}`);
+    }
+    await c.kill(old);
+    const next = await c.waitForLeader("t", 0, 5_000);
+    expect(next).not.toBe(old);
+    await c.produce(next, "t", 0, ["after"]);
+    acked.push("after");
+    expect((await c.readAll(next, "t", 0)).map((r) => r.value)).toEqual(acked);
+    // The old leader restarts from its data dir and catches up by log.
+    await c.restart(old);
+    await eventually(async () => (await c.readAll(old, "t", 0)).length === acked.length);
+    expect((await c.readAll(old, "t", 0)).map((r) => r.value)).toEqual(acked);
+  });
+
+  test("a restarted broker keeps its partitions and data without any sentinel", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    for (let i = 0; i < 5; i++) await c.produce(leader, "t", 0, [`v${i}`]);
+    for (const i of [0, 1, 2]) await c.kill(i);
+    for (const i of [0, 1, 2]) await c.restart(i);
+    const l = await c.waitForLeader("t", 0, 5_000);
+    expect((await c.readAll(l, "t", 0)).map((r) => r.value)).toEqual(["v0", "v1", "v2", "v3", "v4"]);
+  });
+});
