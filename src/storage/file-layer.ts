@@ -98,6 +98,8 @@ export class FaultyFileLayer implements FileLayer {
   datasyncFailCode: string | undefined;
   /** Paths that look missing (ENOENT) to open/readFile/exists. */
   readonly missing = new Set<string>();
+  /** Paths still listed by readdir that fail to open with ENOENT (a file that vanished). */
+  readonly missingOnOpen = new Set<string>();
   pathContains = "";
   bytesWritten = 0;
   datasyncs = 0;
@@ -113,7 +115,7 @@ export class FaultyFileLayer implements FileLayer {
   }
 
   open(path: string, mode: OpenMode): FileHandle {
-    if (this.missing.has(path)) throw osError("ENOENT", "open", path);
+    if (this.missing.has(path) || this.missingOnOpen.has(path)) throw osError("ENOENT", "open", path);
     if (mode !== "read") this.checkMutation("open", path);
     const h = this.inner.open(path, mode);
     const layer = this;

@@ -1,0 +1,764 @@
+// One partition's log: `<dir>/<20-digit base offset>.log` segments of stamped record batches, each sealed
+// segment with a sparse offset index and a time index beside it. Appends go to the page cache without an
+// fsync (the shared WAL made them durable); flush() makes them durable here so the WAL can let go.
+// Batches are stored and served byte-for-byte; every read verifies their checksum.
+import { join } from "node:path";
+import {
+  BATCH_HEADER_BYTES,
+  type BatchHeader,
+  batchChecksumOk,
+  readBatchHeader,
+  viewOf,
+} from "./batch-header";
+import { StorageError, storageErrorFromOs } from "./errors";
+import { realFileLayer } from "./file-layer";
+import { SegmentIndex } from "./segment-index";
+import type {
+  DamagedRange,
+  FileHandle,
+  FileLayer,
+  Fragment,
+  PartitionLogOptions,
+  ReadResult,
+  StorageLogger,
+} from "./types";
+
+const DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024;
+const SEGMENT_BYTES_MAX = 2 ** 31; // positions are u32 in the index
+const DEFAULT_SEGMENT_MS = 7 * 24 * 3600 * 1000;
+const DEFAULT_INDEX_INTERVAL_BYTES = 4096;
+const SCAN_CHUNK_BYTES = 4 * 1024 * 1024;
+
+interface Segment {
+  baseOffset: number;
+  nextOffset: number;
+  sizeBytes: number;
+  lastRaftIndex: number;
+  maxTimestamp: number;
+  createdMs: number;
+  sealed: boolean;
+  handle: FileHandle;
+  writable: boolean; // sealed segments are opened read-only until a repair or truncation needs them
+  index: SegmentIndex;
+  bytesSinceIndex: number;
+}
+
+function assert(cond: unknown, msg: string): asserts cond {
+  if (!cond) throw new Error(`partition log invariant: ${msg}`);
+}
+
+function fileBase(baseOffset: number): string {
+  return String(baseOffset).padStart(20, "0");
+}
+
+export class PartitionLog {
+  private readonly fs: FileLayer;
+  private readonly log: StorageLogger;
+  private readonly segmentBytes: number;
+  private readonly segmentMs: number;
+  private readonly retentionBytes: number;
+  private readonly retentionMs: number;
+  private readonly indexIntervalBytes: number;
+  private segments: Segment[] = [];
+  private damaged: DamagedRange[] = [];
+  private sealing: Promise<void> = Promise.resolve();
+  private dirDirty = false; // a segment file was created: the directory needs an fsync
+  private failure: StorageError | undefined;
+  private closed = false;
+
+  private constructor(readonly dir: string, opts: PartitionLogOptions) {
+    this.fs = opts.fs ?? realFileLayer;
+    this.log = opts.log ?? (() => {});
+    this.segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    this.segmentMs = opts.segmentMs ?? DEFAULT_SEGMENT_MS;
+    this.retentionBytes = opts.retentionBytes ?? -1;
+    this.retentionMs = opts.retentionMs ?? -1;
+    this.indexIntervalBytes = opts.indexIntervalBytes ?? DEFAULT_INDEX_INTERVAL_BYTES;
+    assert(this.segmentBytes >= BATCH_HEADER_BYTES && this.segmentBytes <= SEGMENT_BYTES_MAX, "segmentBytes out of range");
+    assert(this.indexIntervalBytes >= 1, "indexIntervalBytes must be >= 1");
+  }
+
+  static async open(opts: PartitionLogOptions): Promise<PartitionLog> {
+    const p = new PartitionLog(opts.dir, opts);
+    try {
+      p.fs.mkdir(opts.dir);
+      p.recover();
+    } catch (err) {
+      for (const s of p.segments) s.handle.close();
+      throw storageErrorFromOs(err, "opening partition log in", opts.dir);
+    }
+    return p;
+  }
+
+  get logStartOffset(): number {
+    return this.segments[0]!.baseOffset;
+  }
+  get nextOffset(): number {
+    return this.active().nextOffset;
+  }
+  /** raftIndex of the last batch held (0 if none). */
+  get appliedIndex(): number {
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const s = this.segments[i]!;
+      if (s.sizeBytes > 0) return s.lastRaftIndex;
+    }
+    return 0;
+  }
+  get sizeBytes(): number {
+    return this.segments.reduce((n, s) => n + s.sizeBytes, 0);
+  }
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  damagedRanges(): DamagedRange[] {
+    return this.damaged.map((d) => ({ ...d }));
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Writing
+
+  /** Appends one stamped batch (page cache only). Rolls the active segment when full or old. */
+  append(batch: Uint8Array, nowMs = Date.now()): void {
+    this.checkWritable();
+    const h = readBatchHeader(viewOf(batch), 0);
+    if (typeof h === "string") throw new StorageError("CORRUPT_DATA", `refusing batch: ${h}`, {});
+    assert(h.sizeBytes === batch.length, `batch length field ${h.sizeBytes} != ${batch.length} bytes`);
+    assert(h.baseOffset === this.nextOffset, `batch baseOffset ${h.baseOffset} != nextOffset ${this.nextOffset}`);
+    assert(h.raftIndex >= this.appliedIndex, `raftIndex ${h.raftIndex} < appliedIndex ${this.appliedIndex}`);
+    if (!batchChecksumOk(batch, 0, h)) throw new StorageError("CORRUPT_DATA", "refusing batch: checksum mismatch", {});
+    let seg = this.active();
+    if (seg.sizeBytes > 0 && (seg.sizeBytes + batch.length > this.segmentBytes || nowMs - seg.createdMs >= this.segmentMs)) {
+      seg = this.roll(nowMs);
+    }
+    try {
+      seg.handle.write(batch, seg.sizeBytes);
+    } catch (err) {
+      throw this.fail(err, "appending to");
+    }
+    this.indexBatch(seg, h, seg.sizeBytes);
+    seg.sizeBytes += batch.length;
+  }
+
+  private indexBatch(seg: Segment, h: BatchHeader, pos: number): void {
+    const rel = h.baseOffset - seg.baseOffset;
+    if (pos > 0 && seg.bytesSinceIndex >= this.indexIntervalBytes) {
+      seg.index.addOffset(rel, pos);
+      seg.bytesSinceIndex = 0;
+    }
+    seg.bytesSinceIndex += h.sizeBytes;
+    if (h.maxTimestamp > seg.maxTimestamp) {
+      seg.index.addTime(h.maxTimestamp, rel);
+      seg.maxTimestamp = h.maxTimestamp;
+    }
+    seg.nextOffset = h.baseOffset + h.recordCount;
+    seg.lastRaftIndex = h.raftIndex;
+  }
+
+  /** Seals the active segment in the background (fdatasync, then its indexes) and opens the next. */
+  private roll(nowMs: number): Segment {
+    const old = this.active();
+    old.sealed = true;
+    const next = this.newSegment(old.nextOffset, nowMs);
+    this.segments.push(next);
+    const summary = { ...old, maxTimestamp: old.maxTimestamp };
+    this.sealing = this.sealing.then(async () => {
+      if (this.closed) return;
+      await old.handle.datasync();
+      this.writeIndexFiles(old.baseOffset, old.index, summary);
+    });
+    this.sealing.catch((err: unknown) => this.fail(err, "sealing a segment of"));
+    return next;
+  }
+
+  private newSegment(baseOffset: number, nowMs: number): Segment {
+    let handle: FileHandle;
+    try {
+      handle = this.fs.open(this.path(baseOffset, "log"), "create");
+    } catch (err) {
+      throw this.fail(err, "creating a segment in");
+    }
+    this.dirDirty = true;
+    return {
+      baseOffset,
+      nextOffset: baseOffset,
+      sizeBytes: 0,
+      lastRaftIndex: 0,
+      maxTimestamp: -1,
+      createdMs: nowMs,
+      sealed: false,
+      handle,
+      writable: true,
+      index: new SegmentIndex(),
+      bytesSinceIndex: 0,
+    };
+  }
+
+  private makeWritable(seg: Segment): void {
+    if (seg.writable) return;
+    const path = seg.handle.path;
+    const h = this.fs.open(path, "write");
+    seg.handle.close();
+    seg.handle = h;
+    seg.writable = true;
+  }
+
+  private writeIndexFiles(baseOffset: number, index: SegmentIndex, s: Omit<Segment, "handle" | "index">): void {
+    for (const [ext, bytes] of [
+      ["index", index.encodeOffsets(s)],
+      ["timeindex", index.encodeTimes()],
+    ] as const) {
+      const h = this.fs.open(this.path(baseOffset, ext), "create");
+      try {
+        h.write(bytes, 0);
+        h.truncate(bytes.length);
+        h.datasyncSync();
+      } finally {
+        h.close();
+      }
+    }
+  }
+
+  /**
+   * Makes everything appended so far durable here. Returns the raftIndex now durable: the broker
+   * passes it to wal.release().
+   */
+  async flush(): Promise<number> {
+    this.checkWritable();
+    const applied = this.appliedIndex;
+    const seg = this.active();
+    const dirDirty = this.dirDirty;
+    this.dirDirty = false;
+    try {
+      await this.sealing;
+      await seg.handle.datasync();
+      if (dirDirty) this.fs.fsyncDir(this.dir);
+    } catch (err) {
+      throw this.fail(err, "flushing");
+    }
+    return applied;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Reading
+
+  /**
+   * Whole batches from the one holding `offset`, up to maxBytes (at least one), checksums verified.
+   * A read stops at the end of a segment; the caller continues from nextOffset.
+   */
+  read(offset: number, maxBytes: number): ReadResult {
+    if (this.closed) throw new StorageError("IO", `partition log ${this.dir} is closed`);
+    this.checkRange(offset);
+    if (offset === this.nextOffset) return { records: new Uint8Array(0), nextOffset: offset };
+    const seg = this.segmentFor(offset);
+    this.refuseDamaged(offset);
+    const found = this.locate(seg, offset);
+    const first = found.header;
+    let want = Math.min(seg.sizeBytes - found.pos, Math.max(maxBytes, first.sizeBytes));
+    const buf = new Uint8Array(want);
+    const got = this.readAt(seg, buf, found.pos);
+    if (got < first.sizeBytes) this.damage(seg, found.pos, found.header.baseOffset, "segment shorter than its batch");
+    const view = viewOf(buf);
+    let pos = 0;
+    let expect = first.baseOffset;
+    while (pos + BATCH_HEADER_BYTES <= got) {
+      const h = readBatchHeader(view, pos);
+      if (typeof h !== "string" && pos + h.sizeBytes > got && pos > 0) break; // the next read starts there
+      const problem =
+        typeof h === "string"
+          ? h
+          : pos + h.sizeBytes > got
+            ? "batch cut short"
+            : h.baseOffset !== expect
+              ? `batch at offset ${h.baseOffset}, expected ${expect}`
+              : !batchChecksumOk(buf, pos, h)
+                ? "checksum mismatch"
+                : undefined;
+      if (problem !== undefined || typeof h === "string") {
+        // Serve the good batches before the damage; the next read from there reports it.
+        if (pos === 0) this.damage(seg, found.pos, expect, problem ?? "bad header");
+        this.damage(seg, found.pos + pos, expect, problem ?? "bad header", false);
+        break;
+      }
+      expect = h.baseOffset + h.recordCount;
+      pos += h.sizeBytes;
+    }
+    want = pos;
+    return { records: buf.subarray(0, want), nextOffset: expect };
+  }
+
+  /** Raw batches for a replica, with a checksum over all of them. */
+  readFragment(fromOffset: number, maxBytes: number): Fragment {
+    const r = this.read(fromOffset, maxBytes);
+    const baseOffset = r.records.length > 0 ? Number(viewOf(r.records).getBigInt64(0)) : fromOffset;
+    return { data: r.records, baseOffset, nextOffset: r.nextOffset, crc32: Bun.hash.crc32(r.records) };
+  }
+
+  /** The first offset whose batch has maxTimestamp >= ms, or undefined if none is that recent. */
+  offsetForTimestamp(ms: number): number | undefined {
+    for (const seg of this.segments) {
+      if (seg.maxTimestamp < ms || seg.sizeBytes === 0) continue;
+      const belowRel = seg.index.timeFloorBelow(ms);
+      let pos = 0;
+      if (belowRel >= 0) pos = this.locate(seg, seg.baseOffset + belowRel).pos;
+      const hdr = new Uint8Array(BATCH_HEADER_BYTES);
+      while (pos < seg.sizeBytes) {
+        const n = this.readAt(seg, hdr, pos);
+        const h = n === BATCH_HEADER_BYTES ? readBatchHeader(viewOf(hdr), 0) : "short";
+        if (typeof h === "string") break;
+        if (h.maxTimestamp >= ms) return h.baseOffset;
+        pos += h.sizeBytes;
+      }
+    }
+    return undefined;
+  }
+
+  /** Position and header of the batch holding `offset`, scanning headers from the sparse index. */
+  private locate(seg: Segment, offset: number): { pos: number; header: BatchHeader } {
+    const start = seg.index.floor(offset - seg.baseOffset);
+    let pos = start.pos;
+    let expect = seg.baseOffset + start.rel;
+    const hdr = new Uint8Array(BATCH_HEADER_BYTES);
+    const view = viewOf(hdr);
+    while (pos < seg.sizeBytes) {
+      const n = this.readAt(seg, hdr, pos);
+      const h = n === BATCH_HEADER_BYTES ? readBatchHeader(view, 0) : "truncated batch header";
+      if (typeof h === "string") this.damage(seg, pos, expect, h);
+      if (h.baseOffset !== expect) this.damage(seg, pos, expect, `batch at offset ${h.baseOffset}, expected ${expect}`);
+      if (offset < h.baseOffset + h.recordCount) return { pos, header: h };
+      expect = h.baseOffset + h.recordCount;
+      pos += h.sizeBytes;
+    }
+    this.damage(seg, pos, expect, "offset past the end of its segment");
+  }
+
+  private readAt(seg: Segment, buf: Uint8Array, pos: number): number {
+    try {
+      return seg.handle.read(buf, pos);
+    } catch (err) {
+      throw storageErrorFromOs(err, "reading", seg.handle.path);
+    }
+  }
+
+  /** Records a damaged range (never served until repaired) and, unless told otherwise, throws. */
+  private damage(seg: Segment, pos: number, fromOffset: number, reason: string, raise?: true): never;
+  private damage(seg: Segment, pos: number, fromOffset: number, reason: string, raise: false): void;
+  private damage(seg: Segment, pos: number, fromOffset: number, reason: string, raise = true): void {
+    const file = seg.handle.path;
+    if (!this.damaged.some((d) => d.file === file && d.fromOffset <= fromOffset && fromOffset < d.toOffset)) {
+      const after = seg.index.firstAfterPosition(pos);
+      const toOffset = after ? seg.baseOffset + after.rel : seg.nextOffset;
+      const d: DamagedRange = { file, position: pos, fromOffset, toOffset: Math.max(toOffset, fromOffset + 1) };
+      this.damaged.push(d);
+      this.log("error", "corrupt batch in partition log: range will not be served", { ...d, reason });
+    }
+    if (raise) {
+      throw new StorageError("CORRUPT_DATA", `corrupt data in ${file} at position ${pos}: ${reason}`, {
+        file,
+        position: pos,
+        fromOffset,
+      });
+    }
+  }
+
+  private refuseDamaged(offset: number): void {
+    const d = this.damaged.find((r) => r.fromOffset <= offset && offset < r.toOffset);
+    if (d) {
+      throw new StorageError("CORRUPT_DATA", `offset ${offset} is in a damaged range of ${d.file} at ${d.position}`, {
+        file: d.file,
+        position: d.position,
+        fromOffset: d.fromOffset,
+        toOffset: d.toOffset,
+      });
+    }
+  }
+
+  private checkRange(offset: number): void {
+    if (!Number.isInteger(offset) || offset < this.logStartOffset || offset > this.nextOffset) {
+      throw new StorageError(
+        "OFFSET_OUT_OF_RANGE",
+        `offset ${offset} is outside [${this.logStartOffset}, ${this.nextOffset}]`,
+        { earliest: this.logStartOffset, latest: this.nextOffset },
+      );
+    }
+  }
+
+  private segmentFor(offset: number): Segment {
+    let lo = 0;
+    let hi = this.segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.segments[mid]!.baseOffset <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    let seg = this.segments[lo]!;
+    // Skip empty segments (an empty active segment shares its base with the end of the previous one).
+    while (offset >= seg.nextOffset && lo + 1 < this.segments.length) seg = this.segments[++lo]!;
+    return seg;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Replication and repair
+
+  /** A replica installs batches read from a peer: verified end to end and batch by batch, then appended. */
+  writeFragment(baseOffset: number, data: Uint8Array, crc32: number): void {
+    this.checkWritable();
+    if (Bun.hash.crc32(data) !== crc32) {
+      throw new StorageError("CORRUPT_DATA", "fragment checksum mismatch", { baseOffset });
+    }
+    if (baseOffset !== this.nextOffset) {
+      throw new StorageError("OFFSET_OUT_OF_RANGE", `fragment starts at ${baseOffset}, log ends at ${this.nextOffset}`, {
+        earliest: this.logStartOffset,
+        latest: this.nextOffset,
+      });
+    }
+    for (const b of splitVerified(data, baseOffset)) this.append(b);
+  }
+
+  /**
+   * Overwrites a damaged range with a peer's copy of the same batches (identical bytes, since offsets and
+   * raft indexes are stamped identically on every replica). May be called repeatedly, front to back.
+   */
+  repair(fromOffset: number, data: Uint8Array, crc32: number): void {
+    this.checkWritable();
+    const d = this.damaged.find((r) => r.fromOffset === fromOffset);
+    if (!d) throw new StorageError("IO", `no damaged range starts at ${fromOffset}`, { fromOffset });
+    if (Bun.hash.crc32(data) !== crc32) throw new StorageError("CORRUPT_DATA", "repair checksum mismatch", { fromOffset });
+    const seg = this.segments.find((s) => s.handle.path === d.file);
+    assert(seg, `damaged file ${d.file} is no longer in the log`);
+    try {
+      this.makeWritable(seg);
+    } catch (err) {
+      throw this.fail(err, "repairing");
+    }
+    let pos = d.position;
+    let offset = fromOffset;
+    for (const b of splitVerified(data, fromOffset)) {
+      if (offset >= d.toOffset) break;
+      try {
+        seg.handle.write(b, pos);
+      } catch (err) {
+        throw this.fail(err, "repairing");
+      }
+      pos += b.length;
+      offset += viewOf(b).getUint32(26);
+    }
+    this.damaged = this.damaged.filter((r) => r !== d);
+    if (offset < d.toOffset) {
+      this.damaged.push({ ...d, position: pos, fromOffset: offset });
+      return;
+    }
+    // The repaired run must end exactly where the known-good data resumes.
+    if (offset !== d.toOffset || (d.toOffset < seg.nextOffset && this.locate(seg, d.toOffset).pos !== pos)) {
+      this.damage(seg, pos, offset, "repaired batches do not line up with the segment");
+    }
+    this.log("info", "damaged range repaired", { file: d.file, fromOffset, toOffset: d.toOffset });
+  }
+
+  /** Empties the log and restarts it at `offset` (a replica too far behind installs fragments from there). */
+  async resetTo(offset: number): Promise<void> {
+    this.checkWritable();
+    assert(Number.isInteger(offset) && offset >= 0, `bad reset offset ${offset}`);
+    await this.sealing.catch(() => {});
+    try {
+      // Newest first: a crash part-way leaves a shorter but contiguous log.
+      for (const s of [...this.segments].reverse()) this.removeSegmentFiles(s);
+      this.segments = [this.newSegment(offset, Date.now())];
+      this.damaged = [];
+      this.fs.fsyncDir(this.dir);
+      this.dirDirty = false;
+    } catch (err) {
+      throw this.fail(err, "resetting");
+    }
+  }
+
+  /** Cuts every batch at and after `offset` (a batch boundary): recovery of a diverged replica. */
+  async truncateTo(offset: number): Promise<void> {
+    this.checkWritable();
+    if (offset >= this.nextOffset) return;
+    if (offset <= this.logStartOffset) return this.resetTo(offset);
+    await this.sealing.catch(() => {});
+    const target = this.segmentFor(offset);
+    const { pos, header } = this.locate(target, offset);
+    if (header.baseOffset !== offset) {
+      throw new StorageError("IO", `truncateTo(${offset}) is inside the batch at ${header.baseOffset}`, { offset });
+    }
+    try {
+      while (this.active() !== target) this.removeSegmentFiles(this.segments.pop()!);
+      const seg = target;
+      this.makeWritable(seg);
+      for (const ext of ["index", "timeindex"] as const) {
+        const p = this.path(seg.baseOffset, ext);
+        if (this.fs.exists(p)) this.fs.unlink(p);
+      }
+      seg.handle.truncate(pos);
+      seg.handle.datasyncSync();
+      this.fs.fsyncDir(this.dir);
+      seg.sealed = false;
+      this.rescan(seg, true);
+      this.damaged = this.damaged.filter((d) => d.fromOffset < offset);
+      for (const d of this.damaged) d.toOffset = Math.min(d.toOffset, offset);
+    } catch (err) {
+      throw this.fail(err, "truncating");
+    }
+  }
+
+  /** Deletes whole sealed segments beyond the size or age limits; offsets never shift. */
+  async enforceRetention(nowMs: number): Promise<number> {
+    this.checkWritable();
+    await this.sealing.catch(() => {});
+    let total = this.sizeBytes;
+    let removed = 0;
+    try {
+      while (this.segments.length > 1) {
+        const s = this.segments[0]!;
+        const bySize = this.retentionBytes >= 0 && total - s.sizeBytes >= this.retentionBytes;
+        const byAge = this.retentionMs >= 0 && s.maxTimestamp >= 0 && s.maxTimestamp < nowMs - this.retentionMs;
+        if (!s.sealed || !(bySize || byAge)) break;
+        this.segments.shift();
+        this.removeSegmentFiles(s);
+        this.damaged = this.damaged.filter((d) => d.file !== s.handle.path);
+        total -= s.sizeBytes;
+        removed++;
+      }
+      if (removed > 0) this.fs.fsyncDir(this.dir);
+    } catch (err) {
+      throw this.fail(err, "enforcing retention in");
+    }
+    if (removed > 0) this.log("info", "retention removed segments", { dir: this.dir, removed, logStartOffset: this.logStartOffset });
+    return removed;
+  }
+
+  private removeSegmentFiles(s: Segment): void {
+    s.handle.close();
+    for (const ext of ["index", "timeindex", "log"] as const) {
+      const p = this.path(s.baseOffset, ext);
+      if (this.fs.exists(p)) this.fs.unlink(p);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Recovery
+
+  private recover(): void {
+    const bases = this.fs
+      .readdir(this.dir)
+      .map((n) => /^(\d{20})\.log$/.exec(n)?.[1])
+      .filter((b): b is string => b !== undefined)
+      .map(Number)
+      .sort((a, b) => a - b);
+    const now = Date.now();
+    if (bases.length === 0) {
+      this.segments = [this.newSegment(0, now)];
+      return;
+    }
+    for (let i = 0; i < bases.length; i++) {
+      const baseOffset = bases[i]!;
+      const isActive = i === bases.length - 1;
+      const handle = this.fs.open(this.path(baseOffset, "log"), isActive ? "write" : "read");
+      const seg: Segment = {
+        baseOffset,
+        nextOffset: baseOffset,
+        sizeBytes: handle.sizeBytes(),
+        lastRaftIndex: 0,
+        maxTimestamp: -1,
+        createdMs: now,
+        sealed: !isActive,
+        handle,
+        writable: isActive,
+        index: new SegmentIndex(),
+        bytesSinceIndex: 0,
+      };
+      this.segments.push(seg);
+      if (!isActive && this.loadIndex(seg)) continue;
+      this.rescan(seg, isActive);
+      if (!isActive) {
+        this.writeIndexFiles(seg.baseOffset, seg.index, seg);
+        this.log("warn", "rebuilt missing or damaged segment index", { file: handle.path });
+      }
+    }
+    // Damage running to the end of a sealed segment ends where the next segment begins.
+    for (let i = 0; i + 1 < this.segments.length; i++) {
+      const seg = this.segments[i]!;
+      const next = this.segments[i + 1]!;
+      for (const d of this.damaged) {
+        if (d.file === seg.handle.path && d.toOffset === Infinity) {
+          d.toOffset = next.baseOffset;
+          seg.nextOffset = next.baseOffset;
+        }
+      }
+    }
+    // A crash during resetTo can leave older segments before a gap: the newest run is the log.
+    for (let i = this.segments.length - 1; i > 0; i--) {
+      const prev = this.segments[i - 1]!;
+      if (prev.nextOffset !== this.segments[i]!.baseOffset) {
+        const dropped = this.segments.splice(0, i);
+        for (const s of dropped) this.removeSegmentFiles(s);
+        this.log("warn", "dropped segments before a gap in the log", { dir: this.dir, count: dropped.length });
+        break;
+      }
+    }
+  }
+
+  private loadIndex(seg: Segment): boolean {
+    const ip = this.path(seg.baseOffset, "index");
+    const tp = this.path(seg.baseOffset, "timeindex");
+    if (!this.fs.exists(ip) || !this.fs.exists(tp)) return false;
+    const loaded = SegmentIndex.decode(this.fs.readFile(ip), this.fs.readFile(tp), seg.baseOffset, seg.sizeBytes);
+    if (!loaded) return false;
+    seg.index = loaded.index;
+    seg.nextOffset = loaded.summary.nextOffset;
+    seg.lastRaftIndex = loaded.summary.lastRaftIndex;
+    seg.maxTimestamp = loaded.summary.maxTimestamp;
+    return true;
+  }
+
+  /**
+   * Reads every batch of a segment, verifying each, and rebuilds its indexes. In the active segment a
+   * damaged tail is cut; damage followed by good batches (or in a sealed segment) becomes a damaged range.
+   */
+  private rescan(seg: Segment, isActive: boolean): void {
+    seg.index = new SegmentIndex();
+    seg.bytesSinceIndex = 0;
+    seg.nextOffset = seg.baseOffset;
+    seg.maxTimestamp = -1;
+    seg.lastRaftIndex = 0;
+    const size = seg.sizeBytes;
+    let pos = 0;
+    let buf = new Uint8Array(0);
+    let bufPos = 0; // file position of buf[0]
+    const load = (at: number, need: number): void => {
+      buf = new Uint8Array(Math.min(size - at, Math.max(SCAN_CHUNK_BYTES, need)));
+      bufPos = at;
+      const n = this.readAt(seg, buf, at);
+      if (n < buf.length) buf = buf.subarray(0, n);
+    };
+    while (pos < size) {
+      if (pos + BATCH_HEADER_BYTES > bufPos + buf.length) load(pos, BATCH_HEADER_BYTES);
+      let view = viewOf(buf);
+      let h = readBatchHeader(view, pos - bufPos);
+      if (typeof h !== "string" && pos + h.sizeBytes > bufPos + buf.length && pos + h.sizeBytes <= size) {
+        load(pos, h.sizeBytes);
+        view = viewOf(buf);
+        h = readBatchHeader(view, 0);
+      }
+      const problem =
+        typeof h === "string"
+          ? h
+          : pos + h.sizeBytes > size
+            ? "batch runs past the end of the file"
+            : h.baseOffset !== seg.nextOffset
+              ? `batch at offset ${h.baseOffset}, expected ${seg.nextOffset}`
+              : !batchChecksumOk(buf, pos - bufPos, h)
+                ? "checksum mismatch"
+                : undefined;
+      if (problem === undefined && typeof h !== "string") {
+        this.indexBatch(seg, h, pos);
+        pos += h.sizeBytes;
+        continue;
+      }
+      // Is there a good batch right after the damaged one? Then it is damage in the middle, not a tail.
+      const resume = typeof h === "string" ? undefined : this.goodBatchAt(seg, pos + h.sizeBytes, size);
+      if (resume && resume.baseOffset > seg.nextOffset) {
+        const d: DamagedRange = { file: seg.handle.path, position: pos, fromOffset: seg.nextOffset, toOffset: resume.baseOffset };
+        this.damaged.push(d);
+        this.log("error", "corrupt batch in partition log: range will not be served", { ...d, reason: problem });
+        seg.index.addOffset(resume.baseOffset - seg.baseOffset, pos + (h as BatchHeader).sizeBytes);
+        seg.bytesSinceIndex = 0;
+        seg.nextOffset = resume.baseOffset;
+        pos += (h as BatchHeader).sizeBytes;
+        buf = new Uint8Array(0);
+        continue;
+      }
+      if (isActive) {
+        this.log("warn", "cut torn or corrupt tail of partition log", {
+          file: seg.handle.path,
+          position: pos,
+          bytesCut: size - pos,
+          reason: problem,
+        });
+        seg.handle.truncate(pos);
+        seg.sizeBytes = pos;
+      } else {
+        const d: DamagedRange = { file: seg.handle.path, position: pos, fromOffset: seg.nextOffset, toOffset: Infinity };
+        this.damaged.push(d);
+        this.log("error", "corrupt batch in sealed segment: range will not be served", { ...d, reason: problem });
+        // Where the damaged range ends is the next segment's base: set once that is known, in recover().
+      }
+      break;
+    }
+  }
+
+  private goodBatchAt(seg: Segment, pos: number, size: number): BatchHeader | undefined {
+    if (pos + BATCH_HEADER_BYTES > size) return undefined;
+    const hdr = new Uint8Array(BATCH_HEADER_BYTES);
+    if (this.readAt(seg, hdr, pos) !== BATCH_HEADER_BYTES) return undefined;
+    const h = readBatchHeader(viewOf(hdr), 0);
+    if (typeof h === "string" || pos + h.sizeBytes > size) return undefined;
+    const whole = new Uint8Array(h.sizeBytes);
+    this.readAt(seg, whole, pos);
+    return batchChecksumOk(whole, 0, h) ? h : undefined;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.sealing.catch(() => {});
+    this.closed = true;
+    for (const s of this.segments) s.handle.close();
+  }
+
+  /** Closes and deletes the partition's directory. */
+  async remove(): Promise<void> {
+    await this.close();
+    try {
+      this.fs.rmdir(this.dir);
+    } catch (err) {
+      throw storageErrorFromOs(err, "removing", this.dir);
+    }
+  }
+
+  private active(): Segment {
+    const s = this.segments[this.segments.length - 1];
+    assert(s, "a partition log always has an active segment");
+    return s;
+  }
+
+  private path(baseOffset: number, ext: "log" | "index" | "timeindex"): string {
+    return join(this.dir, `${fileBase(baseOffset)}.${ext}`);
+  }
+
+  private checkWritable(): void {
+    if (this.closed) throw new StorageError("IO", `partition log ${this.dir} is closed`);
+    if (this.failure) throw this.failure;
+  }
+
+  /** A failed write stops appends for good: what the file holds past the last good batch is unknown. */
+  private fail(err: unknown, what: string): StorageError {
+    if (err instanceof StorageError) return err; // refused, not failed: the files are as they were
+    if (!this.failure) {
+      this.failure = storageErrorFromOs(err, what, this.dir);
+      this.log("error", "partition log stopped accepting writes", { dir: this.dir, code: this.failure.code, error: this.failure.message });
+    }
+    return this.failure;
+  }
+}
+
+/** Splits raw batches, checking each one's checksum and that offsets follow from `baseOffset`. */
+function splitVerified(data: Uint8Array, baseOffset: number): Uint8Array[] {
+  const view = viewOf(data);
+  const out: Uint8Array[] = [];
+  let pos = 0;
+  let expect = baseOffset;
+  while (pos < data.length) {
+    const h = readBatchHeader(view, pos);
+    if (typeof h === "string" || pos + h.sizeBytes > data.length || !batchChecksumOk(data, pos, h) || h.baseOffset !== expect) {
+      throw new StorageError("CORRUPT_DATA", `bad batch in fragment at byte ${pos}`, { position: pos, baseOffset: expect });
+    }
+    out.push(data.subarray(pos, pos + h.sizeBytes));
+    expect = h.baseOffset + h.recordCount;
+    pos += h.sizeBytes;
+  }
+  return out;
+}

@@ -1,0 +1,247 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { StorageError } from "../../src/storage/errors";
+import { FaultyFileLayer } from "../../src/storage/file-layer";
+import { PartitionLog } from "../../src/storage/partition-log";
+import { batchRun, concat, makeBatch } from "./batches";
+import { tempDir } from "./helpers";
+
+let cleanup: (() => void) | undefined;
+afterEach(() => {
+  cleanup?.();
+  cleanup = undefined;
+});
+function dir(): string {
+  const t = tempDir();
+  cleanup = t.cleanup;
+  return join(t.dir, "topic", "0");
+}
+
+function errorOf(f: () => unknown): StorageError {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof StorageError) return e;
+    throw e;
+  }
+  throw new Error("expected a StorageError");
+}
+
+const small = { segmentBytes: 2048, indexIntervalBytes: 300 };
+
+describe("PartitionLog", () => {
+  test("append and read whole batches by offset, from any record inside a batch", async () => {
+    const p = await PartitionLog.open({ dir: dir(), ...small });
+    const bs = batchRun(0, 1, 50, 3, 100);
+    for (const b of bs) p.append(b);
+    expect(p.nextOffset).toBe(150);
+    expect(p.appliedIndex).toBe(50);
+    expect(p.segmentCount).toBeGreaterThan(3);
+    for (let offset = 0; offset < 150; offset++) {
+      const r = p.read(offset, 1);
+      const k = Math.floor(offset / 3);
+      expect(r.records).toEqual(bs[k]!);
+      expect(r.nextOffset).toBe(k * 3 + 3);
+    }
+    const many = p.read(24, 500); // 12 batches of 3 records per 2 KiB segment: offsets 0..35 in the first
+    expect(many.records).toEqual(concat(bs.slice(8, 11)));
+    expect(many.nextOffset).toBe(33);
+    expect(p.read(30, 500).records).toEqual(concat(bs.slice(10, 12))); // stops at the segment's end
+    expect(p.read(150, 100)).toEqual({ records: new Uint8Array(0), nextOffset: 150 });
+    await p.close();
+  });
+
+  test("offsets outside the log are OFFSET_OUT_OF_RANGE with earliest and latest", async () => {
+    const p = await PartitionLog.open({ dir: dir(), ...small });
+    for (const b of batchRun(0, 1, 3)) p.append(b);
+    const e = errorOf(() => p.read(7, 100));
+    expect(e.code).toBe("OFFSET_OUT_OF_RANGE");
+    expect(e.details).toEqual({ earliest: 0, latest: 6 });
+    await p.close();
+  });
+
+  test("append refuses a batch at the wrong offset or with a bad checksum", async () => {
+    const p = await PartitionLog.open({ dir: dir(), ...small });
+    expect(() => p.append(makeBatch({ baseOffset: 5, raftIndex: 1 }))).toThrow(/baseOffset 5 != nextOffset 0/);
+    const bad = makeBatch({ baseOffset: 0, raftIndex: 1 });
+    bad[70]! ^= 1;
+    expect(errorOf(() => p.append(bad)).code).toBe("CORRUPT_DATA");
+    await p.close();
+  });
+
+  test("sealed segments get indexes; reopen uses them, and rebuilds missing or damaged ones", async () => {
+    const d = dir();
+    const p = await PartitionLog.open({ dir: d, ...small });
+    const bs = batchRun(0, 1, 60, 2, 100);
+    for (const b of bs) p.append(b);
+    expect(await p.flush()).toBe(60);
+    await p.close();
+    const idx = readdirSync(d).filter((n) => n.endsWith(".index")).sort();
+    expect(idx.length).toBe(readdirSync(d).filter((n) => n.endsWith(".log")).length - 1);
+    unlinkSync(join(d, idx[0]!));
+    const t = join(d, idx[1]!.replace(".index", ".timeindex"));
+    const tb = readFileSync(t);
+    tb[tb.length - 1]! ^= 0xff;
+    writeFileSync(t, tb);
+    const logs: string[] = [];
+    const q = await PartitionLog.open({ dir: d, ...small, log: (_l, m) => logs.push(m) });
+    expect(logs.filter((m) => m.includes("rebuilt")).length).toBe(2);
+    expect(existsSync(join(d, idx[0]!))).toBe(true);
+    for (let o = 0; o < 120; o++) expect(q.read(o, 1).records).toEqual(bs[o >> 1]!);
+    expect(q.nextOffset).toBe(120);
+    expect(q.appliedIndex).toBe(60);
+    await q.close();
+  });
+
+  test("retention by size and by age drops whole old segments; offsets never shift", async () => {
+    const d = dir();
+    const p = await PartitionLog.open({ dir: d, ...small, retentionBytes: 4000 });
+    const bs = batchRun(0, 1, 100, 1, 100);
+    for (const b of bs) p.append(b);
+    const before = p.segmentCount;
+    expect(await p.enforceRetention(Date.now())).toBeGreaterThan(0);
+    expect(p.segmentCount).toBeLessThan(before);
+    expect(p.sizeBytes).toBeGreaterThanOrEqual(4000);
+    const start = p.logStartOffset;
+    expect(start).toBeGreaterThan(0);
+    expect(p.read(start, 1).records).toEqual(bs[start]!);
+    const e = errorOf(() => p.read(start - 1, 1));
+    expect(e.code).toBe("OFFSET_OUT_OF_RANGE");
+    expect(e.details.earliest).toBe(start);
+    await p.close();
+    const q = await PartitionLog.open({ dir: d, ...small, retentionMs: 1000 });
+    expect(q.logStartOffset).toBe(start);
+    // Batch timestamps are 1000 + offset: at now = 2090, segments whose newest is before 1090 go.
+    await q.enforceRetention(2090);
+    expect(q.logStartOffset).toBeGreaterThan(start);
+    expect(q.logStartOffset).toBeLessThanOrEqual(90);
+    expect(q.nextOffset).toBe(100);
+    await q.close();
+  });
+
+  test("offsetForTimestamp finds the first batch at or after a time", async () => {
+    const p = await PartitionLog.open({ dir: dir(), ...small });
+    for (const b of batchRun(0, 1, 40, 2, 100)) p.append(b); // batch at offset o: max ts 1000 + o + 1
+    expect(p.offsetForTimestamp(0)).toBe(0);
+    expect(p.offsetForTimestamp(1001)).toBe(0);
+    expect(p.offsetForTimestamp(1002)).toBe(2);
+    expect(p.offsetForTimestamp(1050)).toBe(50);
+    expect(p.offsetForTimestamp(1079)).toBe(78);
+    expect(p.offsetForTimestamp(1080)).toBeUndefined();
+    await p.close();
+  });
+
+  test("fragments stream to another replica, verified by checksum", async () => {
+    const a = await PartitionLog.open({ dir: dir(), ...small });
+    const t = tempDir();
+    const b = await PartitionLog.open({ dir: join(t.dir, "b"), ...small });
+    try {
+      const bs = batchRun(0, 1, 30, 2, 100);
+      for (const x of bs) a.append(x);
+      let from = 0;
+      while (from < a.nextOffset) {
+        const f = a.readFragment(from, 700);
+        b.writeFragment(f.baseOffset, f.data, f.crc32);
+        from = f.nextOffset;
+      }
+      expect(b.nextOffset).toBe(60);
+      expect(b.appliedIndex).toBe(30);
+      expect(b.read(0, 1 << 20).records.length).toBeGreaterThan(0);
+      for (let o = 0; o < 60; o += 2) expect(b.read(o, 1).records).toEqual(bs[o / 2]!);
+      const f = a.readFragment(0, 500);
+      const bad = f.data.slice();
+      bad[100]! ^= 4;
+      const c = await PartitionLog.open({ dir: join(t.dir, "c"), ...small });
+      expect(() => c.writeFragment(0, bad, f.crc32)).toThrow(/checksum/);
+      expect(() => c.writeFragment(0, bad, Bun.hash.crc32(bad))).toThrow(/bad batch/);
+      expect(c.nextOffset).toBe(0);
+      await c.close();
+    } finally {
+      await a.close();
+      await b.close();
+      t.cleanup();
+    }
+  });
+
+  test("resetTo empties the log and restarts it at an offset, also after reopen", async () => {
+    const d = dir();
+    const p = await PartitionLog.open({ dir: d, ...small });
+    for (const b of batchRun(0, 1, 30)) p.append(b);
+    await p.resetTo(500);
+    expect(p.logStartOffset).toBe(500);
+    expect(p.nextOffset).toBe(500);
+    p.append(makeBatch({ baseOffset: 500, raftIndex: 90 }));
+    await p.close();
+    const q = await PartitionLog.open({ dir: d, ...small });
+    expect([q.logStartOffset, q.nextOffset, q.appliedIndex]).toEqual([500, 501, 90]);
+    expect(readdirSync(d).filter((n) => n.endsWith(".log")).length).toBe(1);
+    await q.close();
+  });
+
+  test("truncateTo cuts batches at and after an offset, across segments", async () => {
+    const d = dir();
+    const p = await PartitionLog.open({ dir: d, ...small });
+    const bs = batchRun(0, 1, 60, 2, 100);
+    for (const b of bs) p.append(b);
+    await expect(p.truncateTo(31)).rejects.toThrow(/inside the batch/);
+    await p.truncateTo(30);
+    expect([p.nextOffset, p.appliedIndex]).toEqual([30, 15]);
+    for (const b of batchRun(30, 16, 5, 2, 100)) p.append(b);
+    await p.close();
+    const q = await PartitionLog.open({ dir: d, ...small });
+    expect([q.nextOffset, q.appliedIndex]).toEqual([40, 20]);
+    for (let o = 0; o < 30; o += 2) expect(q.read(o, 1).records).toEqual(bs[o / 2]!);
+    await q.close();
+  });
+
+  test("a full disk stops appends with DISK_FULL and damages nothing already written", async () => {
+    const d = dir();
+    const fs = new FaultyFileLayer();
+    const p = await PartitionLog.open({ dir: d, ...small, fs });
+    const bs = batchRun(0, 1, 10, 1, 100);
+    for (const b of bs.slice(0, 5)) p.append(b);
+    await p.flush();
+    fs.writeBudgetBytes = 50;
+    expect(errorOf(() => p.append(bs[5]!)).code).toBe("DISK_FULL");
+    expect(errorOf(() => p.append(bs[5]!)).code).toBe("DISK_FULL");
+    expect(p.read(0, 1 << 20).records).toEqual(concat(bs.slice(0, 5)));
+    await p.close();
+    const q = await PartitionLog.open({ dir: d, ...small });
+    expect(q.nextOffset).toBe(5);
+    q.append(bs[5]!);
+    await q.close();
+  });
+
+  test("a read-only disk stops appends with READ_ONLY", async () => {
+    const fs = new FaultyFileLayer();
+    const p = await PartitionLog.open({ dir: dir(), ...small, fs });
+    const bs = batchRun(0, 1, 40, 1, 100);
+    p.append(bs[0]!);
+    fs.readOnlyCode = "EROFS";
+    let e: StorageError | undefined;
+    for (const b of bs.slice(1)) {
+      try {
+        p.append(b);
+      } catch (err) {
+        e = err as StorageError;
+        break;
+      }
+    }
+    expect(e?.code).toBe("READ_ONLY");
+    await expect(p.flush()).rejects.toThrow(StorageError);
+    await p.close();
+  });
+
+  test("a missing segment file is an IO error at open, not a silent empty log", async () => {
+    const d = dir();
+    const p = await PartitionLog.open({ dir: d, ...small });
+    for (const b of batchRun(0, 1, 30)) p.append(b);
+    await p.close();
+    const fs = new FaultyFileLayer();
+    const name = readdirSync(d).filter((n) => n.endsWith(".log")).sort()[0]!;
+    fs.missingOnOpen.add(join(d, name));
+    const e = await PartitionLog.open({ dir: d, ...small, fs }).catch((x: unknown) => x);
+    expect((e as StorageError).code).toBe("IO");
+  });
+});
