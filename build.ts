@@ -40,6 +40,9 @@ export async function build(outfile = join(root, "dist/goulette")): Promise<Buil
       autoloadDotenv: false,
       autoloadBunfig: false,
     },
+    // Modules loaded by a runtime path are separate entrypoints; splitting makes them share one copy of
+    // common code, so e.g. `instanceof UsageError` holds for an error thrown by a command module.
+    splitting: true,
     minify: true,
     sourcemap: "linked",
     bytecode: true,

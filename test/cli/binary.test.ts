@@ -1,6 +1,6 @@
 // The compiled executable: built once into temp folders, copied alone (no node_modules beside it) and run.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -44,7 +44,8 @@ function buildFakeTree(): string {
   const fake = join(import.meta.dir, "fixtures/fake-server.ts");
   copyFileSync(fake, join(fakeTree, "src/broker/index.ts"));
   copyFileSync(fake, join(fakeTree, "src/sentinel/index.ts"));
-  copyFileSync(join(import.meta.dir, "fixtures/fake-command.ts"), join(fakeTree, "src/cli/commands/topic.ts"));
+  const command = readFileSync(join(import.meta.dir, "fixtures/fake-command.ts"), "utf8");
+  writeFileSync(join(fakeTree, "src/cli/commands/topic.ts"), command.replace("../../../src/cli/usage-error", "../usage-error"));
   const outfile = join(work, "fake-out/goulette");
   const r = Bun.spawnSync([process.execPath, join(fakeTree, "build.ts"), outfile], { cwd: fakeTree, env: cleanEnv() });
   if (r.exitCode !== 0) throw new Error(`fake tree build failed: ${r.stderr.toString()}`);
@@ -148,6 +149,15 @@ describe("compiled executable", () => {
     const r = runSync([fakeBinary, "topic", "create", "t1", "--partitions", "2"], { GOULETTE_SENTINEL: "127.0.0.1:7070" });
     expect(r.code).toBe(3);
     expect(JSON.parse(r.out)).toEqual({ args: ["create", "t1", "--partitions", "2"], sentinel: "127.0.0.1:7070" });
+  });
+
+  test("a command's UsageError exits 2 and any other error exits 1, each as one line", () => {
+    const bad = runSync([fakeBinary, "topic", "bad", "x"]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toBe(`goulette topic: "x" is not a thing\n`);
+    const crash = runSync([fakeBinary, "topic", "crash"]);
+    expect(crash.code).toBe(1);
+    expect(crash.err).toBe("goulette topic: it broke\n");
   });
 
   test("a command whose file is not in the build fails with one line, exit 1", () => {
