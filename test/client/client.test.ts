@@ -1,0 +1,204 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { create } from "@bufbuild/protobuf";
+import { ErrorCode, ListTopicsResponseSchema, ProduceResponseSchema, TopicMetadataSchema } from "../../src/proto/goulette_pb";
+import { serve, type WireServer } from "../../src/wire/index";
+import { errorBody, protoError } from "../../src/wire/errors";
+import { Admin, Consumer, Producer } from "../../src/client/index";
+import { memorySink, setIO } from "../../src/cli/output";
+import { run as runTopic } from "../../src/cli/commands/topic";
+import { FakeBroker, FakeSentinel } from "./fakes";
+
+const stops: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const s of stops.splice(0).reverse()) await s();
+  setIO(undefined);
+});
+function track<T extends { stop(): unknown }>(x: T): T {
+  stops.push(() => x.stop());
+  return x;
+}
+function closing<T extends { close(): Promise<void> }>(x: T): T {
+  stops.push(() => x.close());
+  return x;
+}
+
+describe("sentinel access", () => {
+  test("no sentinel reachable: a clear error within the timeout, not a hang", async () => {
+    const admin = closing(new Admin({ sentinels: ["127.0.0.1:1"], sentinelTimeoutMs: 1000 }));
+    const t0 = Date.now();
+    await expect(admin.listTopics()).rejects.toThrow(/^no sentinel reachable at 127\.0\.0\.1:1 after 1000 ms/);
+    expect(Date.now() - t0).toBeLessThan(2500);
+  });
+
+  test("the CLI says so on one stderr line and exits 1", async () => {
+    const out = memorySink(), err = memorySink();
+    setIO({ out, err });
+    const t0 = Date.now();
+    expect(await runTopic(["list", "--sentinel", "127.0.0.1:1"], {})).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(err.text()).toMatch(/^goulette: no sentinel reachable at 127\.0\.0\.1:1 after 3000 ms[^\n]*\n$/);
+    expect(out.text()).toBe("");
+  });
+
+  test("follows NOT_SENTINEL_LEADER to the leader it names, after a dead address", async () => {
+    const leader = track(serve({
+      hostname: "127.0.0.1", port: 0,
+      handle: () => ({ case: "listTopicsResponse", value: create(ListTopicsResponseSchema, { topics: [create(TopicMetadataSchema, { name: "t", partitions: 2, replicationFactor: 3 })] }) }),
+    }));
+    const follower = track(serve({
+      hostname: "127.0.0.1", port: 0,
+      handle: () => errorBody(ErrorCode.NOT_SENTINEL_LEADER, "not leader", { leaderAddress: `127.0.0.1:${leader.port}` }),
+    }));
+    const admin = closing(new Admin({ sentinels: ["127.0.0.1:1", `127.0.0.1:${follower.port}`] }));
+    const topics = await admin.listTopics();
+    expect(topics.map((t) => [t.name, t.partitions, t.replicationFactor])).toEqual([["t", 2, 3]]);
+  });
+
+  test("an error the sentinel answers is passed on as it is", async () => {
+    const s = track(new FakeSentinel("t"));
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    await expect(p.send("missing", [{ value: "x" }])).rejects.toThrow(/no topic missing/);
+  });
+});
+
+describe("producer", () => {
+  test("batches what is sent together, with contiguous sequence numbers and offsets", async () => {
+    const s = track(new FakeSentinel("t"));
+    const b = track(new FakeBroker(1));
+    s.leaders.set(0, b.info);
+    const p = closing(new Producer({ sentinels: [s.address], maxBatchBytes: 4096 }));
+    const sends = Array.from({ length: 300 }, (_, i) => p.send("t", [{ value: `m-${i}`.padEnd(40, ".") }]));
+    const acks = (await Promise.all(sends)).flat();
+    expect(acks.map((a) => a.offset)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(b.produced.length).toBeGreaterThan(1); // 300 x ~62 bytes does not fit 4 KiB
+    expect(b.produced.length).toBeLessThan(20);
+    let seq = 0;
+    for (const r of b.produced) {
+      expect(r.producerId).toBe(42n);
+      expect(r.baseSequence).toBe(seq);
+      seq += r.recordCount;
+    }
+    expect(seq).toBe(300);
+  });
+
+  test("NOT_LEADER with a hint: the batch goes to the named leader with the same sequence", async () => {
+    const s = track(new FakeSentinel("t"));
+    const old = track(new FakeBroker(1));
+    const next = track(new FakeBroker(2));
+    s.leaders.set(0, old.info);
+    old.onProduce = () => ({ case: "produceResponse", value: create(ProduceResponseSchema, { error: protoError(ErrorCode.NOT_LEADER, "moved", { leaderId: 2, leaderAddress: next.address }) }) });
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    const acks = await p.send("t", [{ value: "a" }, { value: "b" }]);
+    expect(acks).toEqual([{ topic: "t", partition: 0, offset: 0 }, { topic: "t", partition: 0, offset: 1 }]);
+    expect(old.produced.length).toBe(1);
+    expect(next.produced.map((r) => [r.baseSequence, r.recordCount])).toEqual([[0, 2]]);
+    expect(Buffer.from(next.produced[0]!.batch)).toEqual(Buffer.from(old.produced[0]!.batch));
+    const more = await p.send("t", [{ value: "c" }]);
+    expect(more[0]!.offset).toBe(2);
+    expect(old.produced.length).toBe(1); // the hint stuck
+  });
+
+  test("a leader that cannot be reached is reported to the sentinel, and the new leader found", async () => {
+    const s = track(new FakeSentinel("t"));
+    const dead = new FakeBroker(1);
+    const deadInfo = dead.info;
+    dead.stop();
+    const alive = track(new FakeBroker(2));
+    s.leaders.set(0, deadInfo);
+    // The sentinel learns of the failure only from the client's report, as when its own probe agrees.
+    const handle = s.handle.bind(s);
+    s.handle = (body) => {
+      if (body.case === "getTopicLeader" && body.value.unreachableBrokers.includes(1)) s.leaders.set(0, alive.info);
+      return handle(body);
+    };
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    const acks = await p.send("t", [{ value: "x" }]);
+    expect(acks[0]).toEqual({ topic: "t", partition: 0, offset: 0 });
+    expect(s.leaderRequests.some((r) => r.unreachableBrokers.includes(1))).toBe(true);
+    expect(alive.produced.length).toBe(1);
+  });
+
+  test("a retried batch that the broker already appended is not appended twice", async () => {
+    const s = track(new FakeSentinel("t"));
+    const b = track(new FakeBroker(1));
+    s.leaders.set(0, b.info);
+    let dropped = false;
+    // First attempt: appended, but the answer is lost (a timeout on the client's side).
+    b.onProduce = (req) => {
+      if (dropped) return undefined;
+      dropped = true;
+      b.append(req.batch);
+      (b as unknown as { seqToOffset: Map<number, number> }).seqToOffset.set(req.baseSequence, 0);
+      return { case: "produceResponse", value: create(ProduceResponseSchema, { error: protoError(ErrorCode.TIMEOUT, "replication timed out") }) };
+    };
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    const acks = await p.send("t", [{ value: "once" }]);
+    expect(acks[0]!.offset).toBe(0);
+    expect(b.produced.length).toBe(2);
+    expect(b.nextOffset).toBe(1);
+  });
+
+  test("gives up with a clear error when no leader appears within the delivery timeout", async () => {
+    const s = track(new FakeSentinel("t"));
+    const p = closing(new Producer({ sentinels: [s.address], deliveryTimeoutMs: 400 }));
+    const t0 = Date.now();
+    await expect(p.send("t", [{ value: "x" }])).rejects.toThrow(/could not deliver to t\/0 within 400 ms.*LEADER_NOT_AVAILABLE/);
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
+  test("keyed messages stay on one partition, keyless ones spread", async () => {
+    const s = track(new FakeSentinel("t"));
+    s.partitions = 3;
+    const b = track(new FakeBroker(1));
+    for (let i = 0; i < 3; i++) s.leaders.set(i, b.info);
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    const keyed = await p.send("t", Array.from({ length: 6 }, () => ({ key: "k", value: "v" })));
+    expect(new Set(keyed.map((a) => a.partition)).size).toBe(1);
+    const keyless = await p.send("t", Array.from({ length: 6 }, () => ({ value: "v" })));
+    expect(keyless.map((a) => a.partition).sort()).toEqual([0, 0, 1, 1, 2, 2]);
+  });
+});
+
+describe("consumer", () => {
+  test("long-polls at the log end and returns a message as soon as it is appended", async () => {
+    const s = track(new FakeSentinel("t"));
+    const b = track(new FakeBroker(1));
+    s.leaders.set(0, b.info);
+    s.replicas = [b.info];
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    await p.send("t", [{ key: "k0", value: "first" }]);
+    const c = closing(new Consumer({ sentinels: [s.address], maxWaitMs: 2000 }));
+    c.assign([{ topic: "t", partition: 0, from: "beginning" }]);
+    const first = await c.poll(2000);
+    expect(first.map((m) => [m.offset, new TextDecoder().decode(m.value), m.key && new TextDecoder().decode(m.key)])).toEqual([[0, "first", "k0"]]);
+    const t0 = Date.now();
+    const pending = c.poll(3000);
+    setTimeout(() => void p.send("t", [{ value: "second" }]), 150);
+    const second = await pending;
+    expect(second.map((m) => m.offset)).toEqual([1]);
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(b.fetches.some((f) => f.maxWaitMs === 2000 && f.offset === 1n)).toBe(true);
+  });
+
+  test("reads from a follower when asked, and from the latest offset", async () => {
+    const s = track(new FakeSentinel("t"));
+    const leader = track(new FakeBroker(1));
+    const follower = track(new FakeBroker(2));
+    s.leaders.set(0, leader.info);
+    s.replicas = [leader.info, follower.info];
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    await p.send("t", [{ value: "a" }, { value: "b" }]);
+    for (const batch of leader.batches) follower.append(batch);
+    const c = closing(new Consumer({ sentinels: [s.address], readFrom: "follower", maxWaitMs: 100 }));
+    c.assign([{ topic: "t", partition: 0, from: 1 }]);
+    const got = await c.poll(1000);
+    expect(got.map((m) => m.offset)).toEqual([1]);
+    expect(follower.fetches.length).toBeGreaterThan(0);
+    expect(leader.fetches.length).toBe(0);
+
+    const tail = closing(new Consumer({ sentinels: [s.address], maxWaitMs: 100 }));
+    tail.assign([{ topic: "t", partition: 0, from: "latest" }]);
+    while (!tail.caughtUp()) await tail.poll(100);
+    expect(tail.position("t", 0)).toBe(2);
+  });
+});

@@ -1,0 +1,97 @@
+import { describe, expect, test } from "bun:test";
+import { Partitioner, keyPartition } from "../../src/client/partitioner";
+import { SequenceNumbers } from "../../src/client/sequence";
+import { backoffMs } from "../../src/client/backoff";
+import { decodeRecords, encodeRecords, recordBytes, toBytes } from "../../src/client/records";
+import { stampBatch } from "../../src/wire/batch";
+
+describe("partitioner", () => {
+  test("the same key always maps to the same partition, within range", () => {
+    const p = new Partitioner();
+    for (const k of ["a", "user-17", "", "☃"]) {
+      const first = p.partition(toBytes(k), 7);
+      expect(first).toBeGreaterThanOrEqual(0);
+      expect(first).toBeLessThan(7);
+      for (let i = 0; i < 5; i++) expect(p.partition(toBytes(k), 7)).toBe(first);
+      expect(keyPartition(toBytes(k), 7)).toBe(first);
+    }
+  });
+
+  test("keys spread over partitions", () => {
+    const seen = new Set<number>();
+    for (let i = 0; i < 200; i++) seen.add(keyPartition(toBytes(`key-${i}`), 8));
+    expect(seen.size).toBe(8);
+  });
+
+  test("keyless messages go round-robin", () => {
+    const p = new Partitioner();
+    expect(Array.from({ length: 7 }, () => p.partition(undefined, 3))).toEqual([0, 1, 2, 0, 1, 2, 0]);
+  });
+
+  test("rejects a partition count below one", () => {
+    expect(() => new Partitioner().partition(undefined, 0)).toThrow(/partition count/);
+  });
+});
+
+describe("sequence numbers", () => {
+  test("each batch takes the next range, per partition", () => {
+    const s = new SequenceNumbers();
+    expect(s.take("t", 0, 5)).toBe(0);
+    expect(s.take("t", 0, 3)).toBe(5);
+    expect(s.take("t", 1, 2)).toBe(0);
+    expect(s.take("u", 0, 1)).toBe(0);
+    expect(s.peek("t", 0)).toBe(8);
+  });
+
+  test("wraps at 2^32 like the uint32 on the wire", () => {
+    const s = new SequenceNumbers();
+    s.take("t", 0, 2 ** 32 - 2);
+    expect(s.take("t", 0, 4)).toBe(2 ** 32 - 2);
+    expect(s.peek("t", 0)).toBe(2);
+  });
+
+  test("a batch holds at least one record", () => {
+    expect(() => new SequenceNumbers().take("t", 0, 0)).toThrow();
+  });
+});
+
+describe("backoff", () => {
+  test("grows and stays under its cap", () => {
+    expect(backoffMs(0, 20, 1000, () => 0)).toBe(10);
+    expect(backoffMs(3, 20, 1000, () => 1)).toBe(160);
+    expect(backoffMs(30, 20, 1000, () => 1)).toBe(1000);
+  });
+});
+
+describe("records", () => {
+  test("encode then decode keeps keys, values, headers and offsets", () => {
+    const recs = [
+      { key: toBytes("k1"), value: toBytes("v1"), headers: [{ key: "h", value: toBytes("x") }], timestampMs: 1000 },
+      { key: undefined, value: toBytes(""), headers: [], timestampMs: 1005 },
+    ];
+    const b = encodeRecords(recs, { producerId: 7, producerEpoch: 1, baseSequence: 3 });
+    expect(b.length).toBe(60 + recs.reduce((n, r) => n + recordBytes(r), 0));
+    stampBatch(b, 40, 1);
+    const second = encodeRecords([{ key: undefined, value: toBytes("v3"), headers: [], timestampMs: 2000 }], { producerId: 0, producerEpoch: 0, baseSequence: 0 });
+    stampBatch(second, 42, 2);
+    const both = new Uint8Array(b.length + second.length);
+    both.set(b);
+    both.set(second, b.length);
+    const out = decodeRecords(both);
+    const dec = new TextDecoder();
+    expect(out.map((r) => [r.offset, r.key && dec.decode(r.key), dec.decode(r.value), r.timestampMs])).toEqual([
+      [40, "k1", "v1", 1000],
+      [41, undefined, "", 1005],
+      [42, undefined, "v3", 2000],
+    ]);
+    expect(out[0]!.headers.map((h) => [h.key, dec.decode(h.value)])).toEqual([["h", "x"]]);
+    // A batch cut short at the end (a fetch limited by bytes) is left for the next fetch.
+    expect(decodeRecords(both.subarray(0, both.length - 3)).map((r) => r.offset)).toEqual([40, 41]);
+  });
+
+  test("a corrupt batch throws rather than yield wrong records", () => {
+    const b = encodeRecords([{ key: undefined, value: toBytes("hello"), headers: [], timestampMs: 1 }], { producerId: 0, producerEpoch: 0, baseSequence: 0 });
+    b[b.length - 3]! ^= 0xff;
+    expect(() => decodeRecords(b)).toThrow(/crc/);
+  });
+});
