@@ -1,0 +1,14 @@
+// Every seed that ever failed the simulation, with what it caught. sim.test.ts replays them all.
+// Add a line whenever a seed fails (after fixing the cause), never remove one.
+export interface Regression {
+  seed: number;
+  steps: number;
+  caught: string;
+}
+
+export const REGRESSIONS: Regression[] = [
+  { seed: 1, steps: 400, caught: "sim: bootstrap entries counted as needing a durable majority before first persist" },
+  { seed: 19, steps: 400, caught: "leader stuck in snapshot state after the follower's answer was lost; driver now reports the transfer" },
+  { seed: 49, steps: 400, caught: "same as 19" },
+  { seed: 67, steps: 400, caught: "same as 19" },
+];
