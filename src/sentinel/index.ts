@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger } from "../log";
-import { parseAddress, serve, type BodyCase } from "../wire";
+import { serve, type BodyCase } from "../wire";
 import { writeFileAtomic } from "../storage/atomic-file";
 import { realFileLayer } from "../storage/file-layer";
 import { FileMapStore, type MapStore } from "./map-store";
@@ -48,7 +48,7 @@ export async function startSentinel(input: SentinelOptions): Promise<RunningSent
   const clusterId = loadClusterId(opts.dataDir);
   const store: MapStore = await FileMapStore.open({ dir: opts.dataDir, fsync: opts.fsync !== "never", log });
 
-  const { hostname, port } = parseAddress(opts.listen);
+  const { hostname, port } = parseListen(opts.listen);
   let address = opts.advertise ?? "";
   const sentinel = new Sentinel({ opts, store, address: () => address, log, clusterId, version: SENTINEL_VERSION });
   const server = serve({
@@ -89,4 +89,14 @@ function loadClusterId(dataDir: string): string {
   const id = crypto.randomUUID();
   writeFileAtomic(realFileLayer, path, new TextEncoder().encode(id + "\n"));
   return id;
+}
+
+/** "host:port" to bind; port 0 lets the OS pick (the wire client's parser rightly refuses 0 to dial). */
+function parseListen(listen: string): { hostname: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(listen);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !m[1] || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`bad listen address "${listen}": expected host:port`);
+  }
+  return { hostname: m[1], port };
 }

@@ -355,8 +355,9 @@ export class Sentinel {
       leaderId: leader?.leaderId ?? 0,
       leaderAddress: leader ? (this.map.broker(leader.leaderId)?.address ?? "") : "",
       term: BigInt(leader?.term ?? 0),
-      // Raft's membership when the leader reported it (mid-failover it differs from the map's target).
-      replicas: s && s.voters.length > 0 ? [...s.voters] : [...p.replicas],
+      // Raft's membership when the leader reported it (mid-failover it differs from the map's target),
+      // in the map's order where they agree, so replicas[0] stays the preferred leader.
+      replicas: s && s.voters.length > 0 ? inMapOrder(s.voters, p.replicas) : [...p.replicas],
       learners: s ? [...s.learners] : [...p.learners],
       commitIndex: s?.commitIndex ?? 0n,
       highWatermark: s?.highWatermark ?? 0n,
@@ -520,6 +521,11 @@ export class Sentinel {
       }),
     };
   }
+}
+
+function inMapOrder(reported: number[], mapOrder: BrokerId[]): number[] {
+  const set = new Set(reported);
+  return [...mapOrder.filter((b) => set.has(b)), ...reported.filter((b) => !mapOrder.includes(b))];
 }
 
 function healthToProto(h: Health | undefined): BrokerHealth {

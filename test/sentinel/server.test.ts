@@ -1,0 +1,383 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { create } from "@bufbuild/protobuf";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  BrokerHealth,
+  ClusterStatusRequestSchema,
+  CreateTopicRequestSchema,
+  DeleteTopicRequestSchema,
+  DescribeTopicRequestSchema,
+  ErrorCode,
+  GetTopicLeaderRequestSchema,
+  GroupHeartbeatRequestSchema,
+  InitProducerRequestSchema,
+  JoinGroupRequestSchema,
+  KeepAliveRequestSchema,
+  ListTopicsRequestSchema,
+  MetadataRequestSchema,
+  PartitionStatusSchema,
+  RegisterBrokerRequestSchema,
+  Role,
+  UnregisterBrokerRequestSchema,
+} from "../../src/proto/goulette_pb";
+import { startSentinel, type RunningSentinel } from "../../src/sentinel";
+import { sentinelDefaults, type SentinelOptions } from "../../src/sentinel/options";
+import { WireClient, WireError, expectCase, type Body, type BodyCase, type BodyOf } from "../../src/wire";
+import { FakeCluster, waitFor, type FakeBroker } from "./fake-broker";
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "goulette-sentinel-"));
+  cleanups.push(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+async function sentinel(over: Partial<SentinelOptions> = {}, dataDir = tempDir()): Promise<RunningSentinel & { client: WireClient; dataDir: string }> {
+  const s = await startSentinel({ ...sentinelDefaults, listen: "127.0.0.1:0", dataDir, logLevel: "error", ...over });
+  const client = new WireClient(s.address, { requestTimeoutMs: 5_000 });
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    client.close();
+    await s.stop();
+  };
+  cleanups.push(stop);
+  return { address: s.address, stop, client, dataDir };
+}
+
+async function cluster(s: { address: string }, n: number, keepAliveMs = 0): Promise<{ fc: FakeCluster; brokers: FakeBroker[] }> {
+  const fc = new FakeCluster();
+  cleanups.push(() => fc.stopAll());
+  const brokers: FakeBroker[] = [];
+  for (let i = 1; i <= n; i++) brokers.push(await fc.add(i, s.address, keepAliveMs));
+  return { fc, brokers };
+}
+
+async function rejects(p: Promise<unknown>): Promise<WireError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof WireError) return e;
+    throw e;
+  }
+  throw new Error("expected a WireError");
+}
+
+async function call<C extends BodyCase>(c: WireClient, body: Body, expected: C): Promise<BodyOf<C>> {
+  return expectCase(await c.call(body), expected);
+}
+
+const createTopic = (name: string, partitions: number, replicas: number): Body => ({
+  case: "createTopic",
+  value: create(CreateTopicRequestSchema, { name, partitions, replicas }),
+});
+
+describe("sentinel registry", () => {
+  test("register, keep-alive, unknown broker told to register, duplicate id refused", async () => {
+    const s = await sentinel();
+    const { brokers } = await cluster(s, 1);
+    const b1 = brokers[0]!;
+    await b1.keepAlive();
+    expect(b1.unknownBrokerAnswers).toBe(0);
+
+    const ka = await s.client.call({ case: "keepAlive", value: create(KeepAliveRequestSchema, { brokerId: 9, address: "127.0.0.1:1" }) });
+    expect(() => expectCase(ka, "keepAliveResponse")).toThrow(expect.objectContaining({ code: ErrorCode.UNKNOWN_BROKER }));
+
+    const dup = await rejects(
+      s.client.call({ case: "registerBroker", value: create(RegisterBrokerRequestSchema, { brokerId: 1, address: "127.0.0.1:2" }) }).then((r) => expectCase(r, "registerBrokerResponse")),
+    );
+    expect(dup.code).toBe(ErrorCode.DUPLICATE_BROKER);
+    expect(dup.message).toContain(b1.address);
+    await b1.register(); // same id, same address: fine
+    expect(b1.registrations).toBe(2);
+
+    const bad = await rejects(
+      s.client.call({ case: "registerBroker", value: create(RegisterBrokerRequestSchema, { brokerId: 3, address: "nonsense" }) }).then((r) => expectCase(r, "registerBrokerResponse")),
+    );
+    expect(bad.code).toBe(ErrorCode.INVALID_ARGUMENT);
+
+    await call(s.client, { case: "unregisterBroker", value: create(UnregisterBrokerRequestSchema, { brokerId: 1 }) }, "unregisterBrokerResponse");
+    const status = await call(s.client, { case: "clusterStatus", value: create(ClusterStatusRequestSchema, {}) }, "clusterStatusResponse");
+    expect(status.brokers.map((b) => [b.id, b.health])).toEqual([[1, BrokerHealth.LEFT]]);
+    await b1.keepAlive(); // told UNKNOWN_BROKER, so it registers again
+    expect(b1.unknownBrokerAnswers).toBe(1);
+    expect(b1.registrations).toBe(3);
+  });
+
+  test("a silent broker goes suspicious then down in cluster status", async () => {
+    const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 60, downAfterMs: 150 });
+    await cluster(s, 1);
+    const healthOf = async () => {
+      const st = await call(s.client, { case: "clusterStatus", value: create(ClusterStatusRequestSchema, {}) }, "clusterStatusResponse");
+      return st.brokers[0]!.health;
+    };
+    expect(await healthOf()).toBe(BrokerHealth.HEALTHY);
+    await waitFor("suspicious", async () => (await healthOf()) === BrokerHealth.SUSPICIOUS);
+    await waitFor("down", async () => (await healthOf()) === BrokerHealth.DOWN);
+  });
+});
+
+describe("sentinel topics", () => {
+  test("create places replicas on the ring and sends SetTopicRole to each with the right replica set", async () => {
+    const s = await sentinel();
+    const { brokers } = await cluster(s, 4);
+    const created = await call(s.client, createTopic("orders", 3, 3), "createTopicResponse");
+    const topic = created.topic!;
+    expect(topic.partitions).toBe(3);
+    const groups = new Set<bigint>();
+    for (const pm of topic.partitionMetadata) {
+      expect(pm.replicas.length).toBe(3);
+      groups.add(pm.group);
+      for (const b of brokers) {
+        const calls = b.calls.filter((c) => c.kind === "setTopicRole" && c.req.topic === "orders" && c.req.partition === pm.partition);
+        if (!pm.replicas.includes(b.id)) {
+          expect(calls.length).toBe(0);
+          continue;
+        }
+        expect(calls.length).toBe(1);
+        const first = calls[0]!;
+        if (first.kind !== "setTopicRole") throw new Error("unreachable");
+        const req = first.req;
+        expect(req.group).toBe(pm.group);
+        expect(req.followers.map((f) => f.id).sort()).toEqual(pm.replicas.filter((r) => r !== b.id).sort());
+        expect(req.followers.every((f) => f.address === brokers[f.id - 1]!.address)).toBe(true);
+        // the hint: first replica leads a new partition
+        expect(req.leaderId).toBe(pm.replicas[0]!);
+        expect(req.role).toBe(b.id === pm.replicas[0] ? Role.LEADER : Role.FOLLOWER);
+        expect(req.mapEpoch).toBeGreaterThan(0n);
+      }
+    }
+    expect(groups.size).toBe(3);
+
+    const exists = await rejects(call(s.client, createTopic("orders", 1, 1), "createTopicResponse"));
+    expect(exists.code).toBe(ErrorCode.TOPIC_EXISTS);
+    const tooMany = await rejects(call(s.client, createTopic("big", 1, 5), "createTopicResponse"));
+    expect(tooMany.code).toBe(ErrorCode.NOT_ENOUGH_BROKERS);
+    expect(tooMany.message).toContain("needs 5 replicas but only 4");
+    const badName = await rejects(call(s.client, createTopic("a/b", 1, 1), "createTopicResponse"));
+    expect(badName.code).toBe(ErrorCode.INVALID_ARGUMENT);
+    const unknown = await rejects(call(s.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "nope" }) }, "describeTopicResponse"));
+    expect(unknown.code).toBe(ErrorCode.UNKNOWN_TOPIC);
+
+    const list = await call(s.client, { case: "listTopics", value: create(ListTopicsRequestSchema, {}) }, "listTopicsResponse");
+    expect(list.topics.map((t) => t.name)).toEqual(["orders"]);
+  });
+
+  test("SetTopicRole is retried with backoff until the broker confirms", async () => {
+    const s = await sentinel();
+    const { brokers } = await cluster(s, 1);
+    brokers[0]!.failSetTopicRole = 2;
+    await call(s.client, createTopic("t", 1, 1), "createTopicResponse");
+    await waitFor("confirmation", () => brokers[0]!.hosted.has("t/0"));
+    expect(brokers[0]!.calls.filter((c) => c.kind === "setTopicRole").length).toBe(3);
+  });
+
+  test("delete sends RemoveTopic to every replica", async () => {
+    const s = await sentinel();
+    const { brokers } = await cluster(s, 3);
+    await call(s.client, createTopic("gone", 2, 2), "createTopicResponse");
+    const hosts = brokers.filter((b) => b.hosted.size > 0);
+    await call(s.client, { case: "deleteTopic", value: create(DeleteTopicRequestSchema, { name: "gone" }) }, "deleteTopicResponse");
+    await waitFor("removal on every replica", () => hosts.every((b) => b.calls.some((c) => c.kind === "removeTopic" && c.topic === "gone" && c.all)));
+    expect(brokers.every((b) => b.hosted.size === 0)).toBe(true);
+    const again = await rejects(call(s.client, { case: "deleteTopic", value: create(DeleteTopicRequestSchema, { name: "gone" }) }, "deleteTopicResponse"));
+    expect(again.code).toBe(ErrorCode.UNKNOWN_TOPIC);
+  });
+
+  test("drift: a lost partition gets SetTopicRole again, an extra one gets RemoveTopic", async () => {
+    const s = await sentinel({ keepAliveMs: 20 });
+    const { brokers } = await cluster(s, 1);
+    const b = brokers[0]!;
+    await call(s.client, createTopic("t", 1, 1), "createTopicResponse");
+    b.hosted.clear(); // e.g. its disk was wiped
+    b.phantom.push(create(PartitionStatusSchema, { topic: "old", partition: 4, group: 99n, role: Role.FOLLOWER }));
+    // Reports missing the partition are ignored only during a short grace after the confirmation
+    // (3 keep-alive intervals, for reports already in flight); beats keep coming until it is re-sent.
+    await waitFor("re-sent role", async () => {
+      await b.keepAlive();
+      return b.hosted.has("t/0");
+    });
+    await waitFor("removal", () => b.calls.some((c) => c.kind === "removeTopic" && c.topic === "old" && c.partition === 4 && !c.all));
+    expect(b.calls.filter((c) => c.kind === "setTopicRole").length).toBe(2);
+  });
+
+  test("InitProducer hands out distinct ids", async () => {
+    const s = await sentinel();
+    const a = await call(s.client, { case: "initProducer", value: create(InitProducerRequestSchema, {}) }, "initProducerResponse");
+    const b = await call(s.client, { case: "initProducer", value: create(InitProducerRequestSchema, {}) }, "initProducerResponse");
+    expect(a.producerId).not.toBe(b.producerId);
+  });
+});
+
+describe("sentinel leader discovery", () => {
+  test("GetTopicLeader answers from what brokers report, not from the hint", async () => {
+    const s = await sentinel();
+    const { fc, brokers } = await cluster(s, 3);
+    const created = await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
+    const replicas = created.topic!.partitionMetadata[0]!.replicas;
+    const leaderOf = async () =>
+      call(s.client, { case: "getTopicLeader", value: create(GetTopicLeaderRequestSchema, { topic: "t", partition: 0 }) }, "getTopicLeaderResponse");
+    expect((await leaderOf()).partition!.leaderId).toBe(replicas[0]!); // the replicas reported it in SetTopicRole answers
+
+    fc.elect("t", 0, replicas[2]!); // Raft chose someone else
+    for (const b of brokers) await b.keepAlive();
+    const r = await leaderOf();
+    expect(r.partition!.leaderId).toBe(replicas[2]!);
+    expect(r.partition!.leaderAddress).toBe(brokers[replicas[2]! - 1]!.address);
+    expect(r.partition!.term).toBe(2n);
+    expect(r.replicas.map((x) => x.id).sort()).toEqual([...replicas].sort());
+
+    const md = await call(s.client, { case: "metadata", value: create(MetadataRequestSchema, { topics: ["t"] }) }, "metadataResponse");
+    expect(md.topics[0]!.partitionMetadata[0]!.leaderId).toBe(replicas[2]!);
+    expect(md.sentinels).toEqual([s.address]);
+  });
+
+  test("an unreachable report does not evict a healthy broker; a dead one is confirmed by the probe", async () => {
+    // Down only after a long silence, so any eviction here must come from the probe.
+    const s = await sentinel({ keepAliveMs: 50, suspiciousAfterMs: 20_000, downAfterMs: 60_000 });
+    const { fc, brokers } = await cluster(s, 3);
+    const created = await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
+    const [first, second] = created.topic!.partitionMetadata[0]!.replicas as [number, number, number];
+    const ask = (unreachable: number[]) =>
+      call(
+        s.client,
+        { case: "getTopicLeader", value: create(GetTopicLeaderRequestSchema, { topic: "t", partition: 0, unreachableBrokers: unreachable }) },
+        "getTopicLeaderResponse",
+      );
+    const health = async (id: number) => {
+      const st = await call(s.client, { case: "clusterStatus", value: create(ClusterStatusRequestSchema, {}) }, "clusterStatusResponse");
+      return st.brokers.find((b) => b.id === id)!.health;
+    };
+
+    const lie = await ask([first]);
+    expect(lie.partition!.leaderId).toBe(first);
+    expect(await health(first)).toBe(BrokerHealth.HEALTHY);
+    expect(brokers[first - 1]!.calls.some((c) => c.kind === "getBrokerTopicRole")).toBe(true); // it did probe
+
+    brokers[first - 1]!.kill();
+    fc.elect("t", 0, second); // the survivors elect a new leader; no KeepAlive has told the sentinel yet
+    const truth = await ask([first]);
+    expect(await health(first)).toBe(BrokerHealth.DOWN);
+    expect(truth.partition!.leaderId).toBe(second); // learned from probing the other replicas
+  });
+});
+
+describe("sentinel failover", () => {
+  test("a down replica is replaced through its leader: add learner, catch up, promote, remove", async () => {
+    const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 60, downAfterMs: 150 });
+    const { fc, brokers } = await cluster(s, 4, 20);
+    fc.catchUpPerBeat = 4; // the learner needs a few leader beats to reach commit 10
+    const created = await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
+    const replicas = [...created.topic!.partitionMetadata[0]!.replicas];
+    const spare = [1, 2, 3, 4].find((b) => !replicas.includes(b))!;
+    const [leader, , victim] = replicas as [number, number, number];
+    brokers[victim - 1]!.kill();
+
+    const truth = () => fc.get("t", 0)!;
+    await waitFor("replacement", () => truth().voters.includes(spare) && !truth().voters.includes(victim), 5_000);
+    const changes = brokers[leader - 1]!.calls.flatMap((c) => (c.kind === "changeReplicas" ? [c] : []));
+    const steps = changes.map((c) => (c.req.addLearner ? `add:${c.req.addLearner.id}` : c.req.promote ? `promote:${c.req.promote}` : `remove:${c.req.remove}`));
+    expect(steps).toEqual([`add:${spare}`, `promote:${spare}`, `remove:${victim}`]);
+    const promote = changes[1]!;
+    expect(promote.truth.match).toBeGreaterThanOrEqual(promote.truth.commit); // caught up before promotion
+    // the learner was told its role before the leader added it
+    expect(brokers[spare - 1]!.calls.some((c) => c.kind === "setTopicRole" && c.req.role === Role.LEARNER)).toBe(true);
+
+    const describe = async () =>
+      (await call(s.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "t" }) }, "describeTopicResponse")).topic!;
+    await waitFor("map updated", async () => {
+      const t = await describe();
+      return [...t.partitionMetadata[0]!.replicas].sort().join() === replicas.map((b) => (b === victim ? spare : b)).sort().join();
+    });
+
+    // The replaced broker comes back: it still has the partition on disk and is told to remove it.
+    await brokers[victim - 1]!.revive(20);
+    brokers[victim - 1]!.hosted.add("t/0");
+    await waitFor("cleanup of the replaced replica", () => !brokers[victim - 1]!.hosted.has("t/0"));
+  });
+
+  test("a broker that comes back before it is replaced rejoins without changes", async () => {
+    const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 60, downAfterMs: 400 });
+    const { fc, brokers } = await cluster(s, 4, 20);
+    const created = await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
+    const replicas = [...created.topic!.partitionMetadata[0]!.replicas];
+    const victim = brokers[replicas[1]! - 1]!;
+    victim.kill();
+    const st = async () => (await call(s.client, { case: "clusterStatus", value: create(ClusterStatusRequestSchema, {}) }, "clusterStatusResponse")).brokers;
+    await waitFor("suspicious", async () => (await st()).find((b) => b.id === victim.id)!.health === BrokerHealth.SUSPICIOUS);
+    await victim.revive(20);
+    await waitFor("healthy", async () => (await st()).find((b) => b.id === victim.id)!.health === BrokerHealth.HEALTHY);
+    expect([...fc.get("t", 0)!.voters].sort()).toEqual([...replicas].sort());
+    expect(brokers.flatMap((b) => b.calls).some((c) => c.kind === "changeReplicas")).toBe(false);
+  });
+});
+
+describe("sentinel durability", () => {
+  test("a restarted sentinel keeps its topics, and brokers re-register when told", async () => {
+    const dataDir = tempDir();
+    const s1 = await sentinel({}, dataDir);
+    const { brokers } = await cluster(s1, 3);
+    const created = await call(s1.client, createTopic("keep", 2, 3), "createTopicResponse");
+    const p1 = await call(s1.client, { case: "initProducer", value: create(InitProducerRequestSchema, {}) }, "initProducerResponse");
+    await s1.stop();
+
+    const s2 = await sentinel({}, dataDir);
+    const d = await call(s2.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "keep" }) }, "describeTopicResponse");
+    expect(d.topic!.partitionMetadata.map((p) => [p.group, [...p.replicas]])).toEqual(
+      created.topic!.partitionMetadata.map((p) => [p.group, [...p.replicas]]),
+    );
+    const p2 = await call(s2.client, { case: "initProducer", value: create(InitProducerRequestSchema, {}) }, "initProducerResponse");
+    expect(p2.producerId).toBeGreaterThan(p1.producerId);
+    for (const b of brokers) {
+      b.useSentinel(s2.address);
+      await b.keepAlive();
+      expect(b.unknownBrokerAnswers).toBe(1);
+    }
+    // and the new topic ids never collide with the old ones
+    const t2 = await call(s2.client, createTopic("next", 1, 3), "createTopicResponse");
+    const oldGroups = created.topic!.partitionMetadata.map((p) => p.group);
+    expect(oldGroups).not.toContain(t2.topic!.partitionMetadata[0]!.group);
+  });
+});
+
+describe("sentinel consumer groups", () => {
+  test("members share partitions; a silent member is removed and the others rebalance", async () => {
+    const s = await sentinel();
+    await cluster(s, 1);
+    await call(s.client, createTopic("events", 4, 1), "createTopicResponse");
+    const join = (memberId: string, sessionTimeoutMs: number) =>
+      call(
+        s.client,
+        { case: "joinGroup", value: create(JoinGroupRequestSchema, { groupId: "g", memberId, topics: ["events"], sessionTimeoutMs }) },
+        "joinGroupResponse",
+      );
+    const beat = (memberId: string, generation: number) =>
+      s.client.call({ case: "groupHeartbeat", value: create(GroupHeartbeatRequestSchema, { groupId: "g", memberId, generation }) });
+
+    const a = await join("", 10_000);
+    expect(a.assignment[0]!.partitions).toEqual([0, 1, 2, 3]);
+    const b = await join("", 150);
+    expect(b.assignment[0]!.partitions).toEqual([2, 3]);
+    const rebalance = await rejects(beat(a.memberId, a.generation).then((r) => expectCase(r, "groupHeartbeatResponse")));
+    expect(rebalance.code).toBe(ErrorCode.REBALANCE_IN_PROGRESS);
+    const a2 = await join(a.memberId, 10_000);
+    expect(a2.assignment[0]!.partitions).toEqual([0, 1]);
+
+    // b stops heartbeating: past its 150 ms session it is removed and a gets everything back
+    await waitFor("rebalance after expiry", async () => {
+      const r = await beat(a.memberId, a2.generation);
+      return r.case === "error" && r.value.error?.code === ErrorCode.REBALANCE_IN_PROGRESS;
+    });
+    const a3 = await join(a.memberId, 10_000);
+    expect(a3.assignment[0]!.partitions).toEqual([0, 1, 2, 3]);
+    const unknown = await rejects(join("", 10_000).then(() => s.client.call({ case: "joinGroup", value: create(JoinGroupRequestSchema, { groupId: "g", topics: ["nope"] }) })).then((r) => expectCase(r, "joinGroupResponse")));
+    expect(unknown.code).toBe(ErrorCode.UNKNOWN_TOPIC);
+  });
+});
