@@ -1,0 +1,172 @@
+// Crash shapes for partition segments: the active segment cut at every byte of its last batches (with and
+// without garbage after the cut), and bit flips in sealed and active segments.
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { StorageError } from "../../src/storage/errors";
+import { PartitionLog } from "../../src/storage/partition-log";
+import { batchRun, concat } from "./batches";
+import { tempDir } from "./helpers";
+
+let cleanup: (() => void) | undefined;
+afterEach(() => {
+  cleanup?.();
+  cleanup = undefined;
+});
+function root(): string {
+  const t = tempDir();
+  cleanup = t.cleanup;
+  return t.dir;
+}
+const opts = { segmentBytes: 1200, indexIntervalBytes: 200 };
+
+function logFiles(d: string): string[] {
+  return readdirSync(d).filter((n) => n.endsWith(".log")).sort();
+}
+
+async function readAll(p: PartitionLog): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let o = p.logStartOffset;
+  while (o < p.nextOffset) {
+    const r = p.read(o, 1 << 20);
+    parts.push(r.records);
+    o = r.nextOffset;
+  }
+  return concat(parts);
+}
+
+describe("partition log crash recovery", () => {
+  test("an active segment cut at every byte keeps exactly the whole batches", async () => {
+    const base = root();
+    const d = join(base, "orig");
+    const bs = batchRun(0, 1, 4, 2, 60); // 120-byte batches, all in one segment
+    const p = await PartitionLog.open({ dir: d, ...opts });
+    for (const b of bs) p.append(b);
+    await p.close();
+    const name = logFiles(d)[0]!;
+    const image = readFileSync(join(d, name));
+    const ends = [1, 2, 3, 4].map((k) => k * 120);
+    for (let cut = 240; cut <= 480; cut++) { // every byte of the last two batches
+      for (const garbage of [false, true]) {
+        const c = join(base, "case");
+        rmSync(c, { recursive: true, force: true });
+        mkdirSync(c);
+        const bytes = new Uint8Array(garbage ? 480 : cut);
+        bytes.set(image.subarray(0, cut));
+        if (garbage) bytes.fill(0x5a, cut);
+        writeFileSync(join(c, name), bytes);
+        const logs: string[] = [];
+        const q = await PartitionLog.open({ dir: c, ...opts, log: (_l, m) => logs.push(m) });
+        const whole = ends.filter((e) => e <= cut).length;
+        expect({ cut, next: q.nextOffset, applied: q.appliedIndex }).toEqual({ cut, next: whole * 2, applied: whole });
+        expect(await readAll(q)).toEqual(concat(bs.slice(0, whole)));
+        const clean = ends.includes(cut) && (!garbage || cut === 480);
+        expect(logs.some((m) => m.includes("tail"))).toBe(!clean);
+        await q.close();
+      }
+    }
+  });
+
+  test("a flipped bit in a sealed segment is refused with file and position, and repaired from a peer", async () => {
+    const base = root();
+    const d = join(base, "a");
+    const bs = batchRun(0, 1, 30, 2, 60);
+    const p = await PartitionLog.open({ dir: d, ...opts });
+    for (const b of bs) p.append(b);
+    await p.flush();
+    await p.close();
+    const peer = await PartitionLog.open({ dir: join(base, "peer"), ...opts });
+    for (const b of bs) peer.append(b);
+    const first = logFiles(d)[0]!;
+    const buf = readFileSync(join(d, first));
+    const pos = 3 * 120 + 70; // inside the 4th batch (offsets 6..7)
+    buf[pos]! ^= 0x10;
+    writeFileSync(join(d, first), buf);
+    const logs: Record<string, unknown>[] = [];
+    const q = await PartitionLog.open({ dir: d, ...opts, log: (_l, _m, det) => det && logs.push(det) });
+    expect(q.read(0, 1).records).toEqual(bs[0]!);
+    let e: StorageError | undefined;
+    try {
+      q.read(7, 1);
+    } catch (err) {
+      e = err as StorageError;
+    }
+    expect(e?.code).toBe("CORRUPT_DATA");
+    expect(e?.details.file).toBe(join(d, first));
+    expect(e?.details.position).toBe(360);
+    // Reading through from an earlier offset stops before the damage; the damage is then refused.
+    expect(q.read(4, 1 << 20).records).toEqual(concat(bs.slice(2, 3)));
+    expect(() => q.read(6, 1 << 20)).toThrow(StorageError);
+    const [dr] = q.damagedRanges();
+    expect(dr).toMatchObject({ file: join(d, first), position: 360, fromOffset: 6 });
+    expect(logs.some((l) => l.position === 360)).toBe(true);
+    // Serve later data that is known good.
+    expect(q.read(dr!.toOffset, 1).records).toEqual(bs[dr!.toOffset / 2]!);
+    const f = peer.readFragment(dr!.fromOffset, dr!.toOffset * 200);
+    q.repair(dr!.fromOffset, f.data, f.crc32);
+    expect(q.damagedRanges()).toEqual([]);
+    expect(q.read(6, 1).records).toEqual(bs[3]!);
+    await q.close();
+    await peer.close();
+    const again = await PartitionLog.open({ dir: d, ...opts });
+    expect(await readAll(again)).toEqual(concat(bs));
+    await again.close();
+  });
+
+  test("damage found while rebuilding an index is a damaged range, the rest is served", async () => {
+    const base = root();
+    const d = join(base, "a");
+    const bs = batchRun(0, 1, 30, 2, 60);
+    const p = await PartitionLog.open({ dir: d, ...opts });
+    for (const b of bs) p.append(b);
+    await p.close();
+    const first = logFiles(d)[0]!;
+    unlinkSync(join(d, first.replace(".log", ".index")));
+    const buf = readFileSync(join(d, first));
+    buf[2 * 120 + 100]! ^= 1; // 3rd batch, offsets 4..5
+    writeFileSync(join(d, first), buf);
+    const q = await PartitionLog.open({ dir: d, ...opts });
+    expect(q.damagedRanges()).toEqual([{ file: join(d, first), position: 240, fromOffset: 4, toOffset: 6 }]);
+    expect(() => q.read(4, 1)).toThrow(/damaged range/);
+    expect(() => q.read(5, 1)).toThrow(StorageError);
+    expect(q.read(6, 1).records).toEqual(bs[3]!);
+    expect(q.nextOffset).toBe(60);
+    await q.close();
+  });
+
+  test("a flipped bit in the middle of the active segment keeps the good batches after it", async () => {
+    const base = root();
+    const d = join(base, "a");
+    const bs = batchRun(0, 1, 6, 2, 60);
+    const p = await PartitionLog.open({ dir: d, ...opts });
+    for (const b of bs) p.append(b);
+    await p.close();
+    const name = logFiles(d)[0]!;
+    const buf = readFileSync(join(d, name));
+    buf[120 + 90]! ^= 2; // 2nd batch
+    writeFileSync(join(d, name), buf);
+    const q = await PartitionLog.open({ dir: d, ...opts });
+    expect(q.nextOffset).toBe(12);
+    expect(q.damagedRanges()).toMatchObject([{ fromOffset: 2, toOffset: 4, position: 120 }]);
+    expect(() => q.read(2, 1)).toThrow(StorageError);
+    expect(q.read(4, 1 << 20).records).toEqual(concat(bs.slice(2)));
+    await q.close();
+  });
+
+  test("a stale index that no longer matches its segment is rebuilt", async () => {
+    const base = root();
+    const d = join(base, "a");
+    const bs = batchRun(0, 1, 30, 2, 60);
+    const p = await PartitionLog.open({ dir: d, ...opts });
+    for (const b of bs) p.append(b);
+    await p.close();
+    const first = logFiles(d)[0]!;
+    truncateSync(join(d, first), 600); // the index describes 1200 bytes
+    const logs: string[] = [];
+    const q = await PartitionLog.open({ dir: d, ...opts, log: (_l, m) => logs.push(m) });
+    expect(logs.some((m) => m.includes("rebuilt"))).toBe(true);
+    // Offsets 10.. of the first segment are gone: the log before the gap is dropped, never served wrong.
+    expect(q.logStartOffset).toBeGreaterThan(9);
+    await q.close();
+  });
+});

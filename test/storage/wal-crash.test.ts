@@ -1,0 +1,107 @@
+// Crash shapes for the WAL: a write torn at every byte of the last records (the rest of the preallocated
+// file holds zeros or garbage), and single-bit flips. Recovery must keep exactly the whole records.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Wal } from "../../src/storage/wal";
+import { RECORD_HEADER_BYTES } from "../../src/storage/wal-record";
+import { entries, shape, tempDir } from "./helpers";
+
+const SEGMENT_BYTES = 4096;
+let root: { dir: string; cleanup: () => void };
+let image: Uint8Array; // the segment after every sync
+let lastWriteStart = 0; // where the last sync's records begin
+let lastWriteEnd = 0;
+let recordEnds: number[] = []; // end position of each record of the last write, in order
+let segName = "";
+
+beforeAll(async () => {
+  root = tempDir();
+  const d = join(root.dir, "orig");
+  const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: SEGMENT_BYTES });
+  wal.appendEntries(1, entries(1, 5, 1, 20));
+  wal.setHardState(1, { term: 1, vote: 1, commit: 3 });
+  await wal.sync();
+  lastWriteStart = 32 + wal.stats().bytesWritten - 8; // header + records (bytesWritten counts the end marker)
+  wal.appendEntries(1, entries(6, 8, 1, 20));
+  wal.appendEntries(2, entries(1, 2, 2, 20));
+  await wal.sync();
+  await wal.close();
+  segName = readdirSync(d).find((n) => /^\d{16}\.wal$/.test(n))!;
+  image = new Uint8Array(readFileSync(join(d, segName)));
+  // Each entry record is header + 1 type byte + 20 data bytes.
+  const recBytes = RECORD_HEADER_BYTES + 1 + 20;
+  recordEnds = [1, 2, 3, 4, 5].map((k) => lastWriteStart + k * recBytes);
+  lastWriteEnd = recordEnds[4]!;
+});
+afterAll(() => root.cleanup());
+
+async function recoverFrom(bytes: Uint8Array) {
+  const d = join(root.dir, "case");
+  rmSync(d, { recursive: true, force: true });
+  const { mkdirSync } = await import("node:fs");
+  mkdirSync(d, { recursive: true });
+  writeFileSync(join(d, segName), bytes);
+  const wal = await Wal.open({ dir: d, fsync: "never", segmentBytes: SEGMENT_BYTES });
+  const out = {
+    g1: shape(wal.recovered.get(1)?.entries ?? []),
+    g2: shape(wal.recovered.get(2)?.entries ?? []),
+    hs: wal.recovered.get(1)?.hardState,
+    cuts: wal.cuts,
+    damaged: wal.recovered.get(1)?.damaged ?? false,
+  };
+  await wal.close();
+  return out;
+}
+
+function expected(wholeRecords: number) {
+  return {
+    g1: shape(entries(1, 5 + Math.min(wholeRecords, 3), 1)),
+    g2: shape(entries(1, Math.max(0, wholeRecords - 3), 2)),
+  };
+}
+
+describe("WAL crash recovery", () => {
+  test("the image itself recovers everything", async () => {
+    const r = await recoverFrom(image);
+    expect({ g1: r.g1, g2: r.g2 }).toEqual(expected(5));
+    expect(r.hs).toEqual({ term: 1, vote: 1, commit: 3 });
+    expect(r.cuts).toEqual([]);
+  });
+
+  test("a write torn at every byte keeps exactly the whole records (zero or garbage after the tear)", async () => {
+    for (let cut = lastWriteStart; cut <= lastWriteEnd; cut++) {
+      const whole = recordEnds.filter((e) => e <= cut).length;
+      for (const fill of [0, 0xa5]) {
+        const bytes = image.slice();
+        bytes.fill(fill, cut, lastWriteEnd + 8);
+        const r = await recoverFrom(bytes);
+        expect({ g1: r.g1, g2: r.g2, cut }).toEqual({ ...expected(whole), cut });
+        expect(r.hs).toEqual({ term: 1, vote: 1, commit: 3 });
+        const atBoundary = fill === 0 && (cut === lastWriteEnd || recordEnds.includes(cut) || cut === lastWriteStart);
+        if (!atBoundary) {
+          expect(r.cuts.length).toBe(1);
+          expect(r.cuts[0]!.midLog).toBe(false);
+        }
+      }
+    }
+  });
+
+  test("a flipped bit in the last records cuts from the damaged record; damage before good records is flagged", async () => {
+    for (let pos = lastWriteStart; pos < lastWriteEnd; pos++) {
+      const k = recordEnds.findIndex((e) => e > pos); // damaged record
+      const bytes = image.slice();
+      bytes[pos]! ^= 1 << (pos % 8);
+      const r = await recoverFrom(bytes);
+      expect({ g1: r.g1, g2: r.g2, pos }).toEqual({ ...expected(k), pos });
+      expect(r.cuts.length).toBe(1);
+      const recStart = k === 0 ? lastWriteStart : recordEnds[k - 1]!;
+      expect(r.cuts[0]!.position).toBe(recStart);
+      const inLength = pos < recStart + 4;
+      if (k < 4 && !inLength) {
+        expect(r.cuts[0]!.midLog).toBe(true);
+        expect(r.damaged).toBe(true);
+      }
+    }
+  });
+});
