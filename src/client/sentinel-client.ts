@@ -8,7 +8,10 @@ import type { Transport } from "./transport";
 export interface SentinelClientOptions {
   /** Give up on a request after this long, whatever was tried. */
   timeoutMs?: number;
-  /** Per attempt on one address, so a dead address costs little of the budget. */
+  /**
+   * Per attempt on one address while other addresses are left to try, so a hung sentinel costs little of
+   * the budget. The last address left gets all that remains (a dead one fails fast at connect anyway).
+   */
   attemptTimeoutMs?: number;
 }
 
@@ -50,7 +53,8 @@ export class SentinelClient {
         next = undefined;
         try {
           const remaining = Math.max(1, deadline - Date.now());
-          const res = await this.transport.call(address, body, Math.min(this.attemptTimeoutMs, remaining));
+          const others = this.addresses.some((a) => !tried.has(a));
+          const res = await this.transport.call(address, body, others ? Math.min(this.attemptTimeoutMs, remaining) : remaining);
           const value = expectCase(res, expected);
           this.remember(address);
           return value;

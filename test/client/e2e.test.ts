@@ -1,0 +1,120 @@
+// The client library against a real sentinel and three real brokers, started in-process on loopback.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startSentinel, sentinelDefaults, type RunningSentinel } from "../../src/sentinel/index";
+import { startBroker, brokerDefaults, type RunningBroker } from "../../src/broker/index";
+import { silentLogger } from "../../src/log";
+import { Admin, Consumer, ErrorCode, Producer, type ConsumedMessage } from "../../src/client/index";
+import { codeOf } from "../../src/client/errors";
+
+const dir = mkdtempSync(join(tmpdir(), "goulette-client-e2e-"));
+let sentinel: RunningSentinel;
+const brokers: RunningBroker[] = [];
+let admin: Admin;
+const dec = new TextDecoder();
+
+async function createTopic(name: string, partitions: number, replicas: number): Promise<void> {
+  const until = Date.now() + 15_000;
+  for (;;) {
+    try {
+      await admin.createTopic(name, { partitions, replicas });
+      return;
+    } catch (e) {
+      // Refused until enough brokers have registered.
+      if (codeOf(e) !== ErrorCode.NOT_ENOUGH_BROKERS || Date.now() > until) throw e;
+      await Bun.sleep(50);
+    }
+  }
+}
+
+async function readAll(c: Consumer, n: number, withinMs = 10_000): Promise<ConsumedMessage[]> {
+  const got: ConsumedMessage[] = [];
+  const until = Date.now() + withinMs;
+  while (got.length < n && Date.now() < until) got.push(...(await c.poll(200)));
+  return got;
+}
+
+beforeAll(async () => {
+  sentinel = await startSentinel({ ...sentinelDefaults, listen: "127.0.0.1:0", dataDir: join(dir, "s"), logLevel: "error" });
+  for (let id = 1; id <= 3; id++) {
+    brokers.push(
+      await startBroker(
+        { ...brokerDefaults, id, listen: "127.0.0.1:0", sentinels: [sentinel.address], dataDir: join(dir, `b${id}`), logLevel: "error" },
+        silentLogger,
+      ),
+    );
+  }
+  admin = new Admin({ sentinels: [sentinel.address] });
+});
+
+afterAll(async () => {
+  await admin?.close();
+  for (const b of brokers) await b.stop();
+  await sentinel?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("against real brokers", () => {
+  test("produce, then read every message back from the leader and from a follower at its acknowledged offset", async () => {
+    await createTopic("e2e-rep", 2, 3);
+    const producer = new Producer({ sentinels: [sentinel.address] });
+    const values = Array.from({ length: 200 }, (_, i) => `v-${i}`);
+    const acks = (await Promise.all(values.map((value, i) => producer.send("e2e-rep", [{ value, key: i % 5 === 0 ? "k" : undefined }])))).flat();
+    await producer.close();
+    const want = new Map(acks.map((a, i) => [values[i]!, `${a.partition}/${a.offset}`]));
+    expect(new Set(want.values()).size).toBe(200);
+
+    for (const readFrom of ["leader", "follower"] as const) {
+      const c = new Consumer({ sentinels: [sentinel.address], readFrom, maxWaitMs: 200 });
+      await c.assignTopic("e2e-rep", "beginning");
+      const got = await readAll(c, 200);
+      await c.close();
+      expect(got.length).toBe(200);
+      for (const m of got) expect(`${m.partition}/${m.offset}`).toBe(want.get(dec.decode(m.value))!);
+      const keyed = got.filter((m) => m.key !== undefined);
+      expect(keyed.length).toBe(40);
+      expect(new Set(keyed.map((m) => m.partition)).size).toBe(1);
+    }
+  });
+
+  test("admin: list, describe and cluster status show the topic and its leaders", async () => {
+    await createTopic("e2e-admin", 1, 3);
+    expect((await admin.listTopics()).map((t) => t.name)).toContain("e2e-admin");
+    const t = await admin.describeTopic("e2e-admin");
+    expect(t.partitions).toBe(1);
+    const status = await admin.clusterStatus();
+    expect(status.brokers.map((b) => [b.id, b.health])).toEqual([[1, "healthy"], [2, "healthy"], [3, "healthy"]]);
+    await expect(admin.createTopic("e2e-admin", { partitions: 1, replicas: 3 })).rejects.toThrow(/exists/);
+  });
+
+  test("a consumer group shares partitions, commits, and a new member resumes from the commit", async () => {
+    await createTopic("e2e-group", 2, 3);
+    const producer = new Producer({ sentinels: [sentinel.address] });
+    await producer.send("e2e-group", Array.from({ length: 20 }, (_, i) => ({ value: `g-${i}`, partition: i % 2 })));
+
+    const a = new Consumer({ sentinels: [sentinel.address], groupId: "g1", defaultFrom: "beginning", maxWaitMs: 200, autoCommit: false });
+    await a.subscribe(["e2e-group"]);
+    expect(a.assignment().length).toBe(2);
+    const first = await readAll(a, 20);
+    expect(first.length).toBe(20);
+    await a.commit();
+    expect(await a.committedOffset("e2e-group", 0)).toBe(10);
+
+    const b = new Consumer({ sentinels: [sentinel.address], groupId: "g1", defaultFrom: "beginning", maxWaitMs: 200, autoCommit: false });
+    await b.subscribe(["e2e-group"]);
+    // After the rebalance each member holds one partition.
+    const until = Date.now() + 10_000;
+    while ((a.assignment().length !== 1 || b.assignment().length !== 1) && Date.now() < until) await a.poll(100);
+    expect([...a.assignment(), ...b.assignment()].map((x) => x.partition).sort()).toEqual([0, 1]);
+
+    await producer.send("e2e-group", [{ value: "after-0", partition: 0 }, { value: "after-1", partition: 1 }]);
+    const [fromA, fromB] = await Promise.all([readAll(a, 1, 5000), readAll(b, 1, 5000)]);
+    // Nothing read before the commit comes again: each member starts at the group's offset.
+    expect([...fromA, ...fromB].map((m) => dec.decode(m.value)).sort()).toEqual(["after-0", "after-1"]);
+    await a.close();
+    await b.close();
+    await producer.close();
+  });
+});
