@@ -1,8 +1,8 @@
 // The goulette executable: picks the command (or the mode named by GOULETTE_MODE) and hands it argv.
 // Exit codes: 0 success, 1 failure at runtime, 2 usage error (bad flag or value), each error one line on stderr.
 import { parseBrokerOptions, parseSentinelOptions } from "./cli/config";
-import { parseDevOptions, runDev, selfCommand } from "./cli/dev";
-import { runServer, type StartServer } from "./cli/run-server";
+import { devChildEnv, parseDevOptions, runDev, selfCommand } from "./cli/dev";
+import { runServer, type RunServerHooks, type StartServer } from "./cli/run-server";
 import type { Env } from "./cli/settings";
 import { exitUsage, UsageError } from "./cli/usage-error";
 import { runVersion } from "./cli/version";
@@ -84,7 +84,7 @@ async function dispatch(command: string, args: string[], env: Env): Promise<numb
       const parsed = parseBrokerOptions(args, env);
       if (parsed.kind === "help") return help(parsed.text);
       const { startBroker } = await loadModule<{ startBroker: StartServer<BrokerOptions> }>("broker/index", "startBroker");
-      return runServer("broker", parsed.options, startBroker, { id: parsed.options.id });
+      return runServer("broker", parsed.options, startBroker, { id: parsed.options.id }, serverHooks(env));
     }
     case "sentinel": {
       const parsed = parseSentinelOptions(args, env);
@@ -93,7 +93,7 @@ async function dispatch(command: string, args: string[], env: Env): Promise<numb
         "sentinel/index",
         "startSentinel",
       );
-      return runServer("sentinel", parsed.options, startSentinel, { id: parsed.options.id });
+      return runServer("sentinel", parsed.options, startSentinel, { id: parsed.options.id }, serverHooks(env));
     }
     case "dev": {
       const parsed = parseDevOptions(args, env);
@@ -108,6 +108,11 @@ async function dispatch(command: string, args: string[], env: Env): Promise<numb
       return code;
     }
   }
+}
+
+/** GOULETTE_DEV_CHILD is set by `goulette dev` only; it is not a setting, so it has no flag. */
+function serverHooks(env: Env): RunServerHooks {
+  return { stopWhenStdinCloses: env[devChildEnv] === "1" };
 }
 
 /**

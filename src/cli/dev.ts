@@ -14,6 +14,8 @@ import { UsageError } from "./usage-error";
 import { parseFsync, parseInteger, parseLogLevel, parseNonEmpty } from "./values";
 
 const brokersMax = 32;
+/** Tells a child it was started by dev: it then stops when its stdin (held open by dev) closes. */
+export const devChildEnv = "GOULETTE_DEV_CHILD";
 const listenTimeoutMs = 30_000;
 const stopTimeoutMs = 10_000;
 
@@ -81,7 +83,7 @@ export interface DevHooks {
 
 interface Child {
   name: string;
-  proc: Subprocess<"ignore", "inherit", "pipe">;
+  proc: Subprocess<"pipe", "inherit", "pipe">;
   listening: Promise<string>;
 }
 
@@ -102,8 +104,8 @@ export async function runDev(options: DevOptions, self: readonly string[], hooks
   const common = [...(options.fsync ? ["--fsync", options.fsync] : []), "--log-level", options.logLevel];
   const spawn = (name: string, args: string[]): Child => {
     const proc = Bun.spawn([...self, ...args, ...common], {
-      env: childEnv(),
-      stdin: "ignore",
+      env: { ...childEnv(), [devChildEnv]: "1" },
+      stdin: "pipe", // never written; its end tells the child that dev is gone
       stdout: "inherit",
       stderr: "pipe",
     });

@@ -21,6 +21,11 @@ export interface RunServerHooks {
   /** Resolves with the signal name that asked us to stop; defaults to SIGTERM/SIGINT on this process. */
   stopRequested?: Promise<string>;
   writeErr?: (line: string) => void;
+  /**
+   * Also stop when stdin reaches its end. `goulette dev` holds each child's stdin open and never writes,
+   * so a dev killed with SIGKILL (no chance to stop its children) still takes them down with it.
+   */
+  stopWhenStdinCloses?: boolean;
 }
 
 export async function runServer<O extends { logLevel: LogLevel }>(
@@ -32,7 +37,10 @@ export async function runServer<O extends { logLevel: LogLevel }>(
 ): Promise<number> {
   const writeErr = hooks.writeErr ?? ((line: string) => process.stderr.write(line + "\n"));
   const log = createLogger(options.logLevel, { mode, ...logFields }, writeErr);
-  const stopRequested = hooks.stopRequested ?? signalled();
+  const stopRequested = Promise.race([
+    hooks.stopRequested ?? signalled(),
+    ...(hooks.stopWhenStdinCloses ? [stdinClosed()] : []),
+  ]);
 
   let server: RunningServer;
   try {
@@ -65,6 +73,14 @@ export async function runServer<O extends { logLevel: LogLevel }>(
   }
   log.info("stopped");
   return 0;
+}
+
+async function stdinClosed(): Promise<string> {
+  const reader = Bun.stdin.stream().getReader();
+  while (!(await reader.read()).done) {
+    // Input is not a command channel; bytes are read only to notice the end.
+  }
+  return "stdin closed";
 }
 
 /** First SIGTERM/SIGINT asks for a clean stop; a second one means "now" and exits at once. */

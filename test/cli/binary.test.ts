@@ -200,6 +200,19 @@ describe("compiled executable", () => {
     expect(dev.err.seen.filter((l) => l.includes('"event":"stopped"'))).toHaveLength(2);
   });
 
+  test("dev killed with SIGKILL still takes its children down (their stdin closes)", async () => {
+    const dev = spawn([fakeBinary, "dev", "--port", "0", "--brokers", "1", "--format", "json", "--data-dir", join(work, "dev2")]);
+    const ready = JSON.parse(await dev.out.next((l) => l.startsWith("{"))) as { brokers: { pid: number }[] };
+    const sentinelLine = await dev.err.next((l) => l.includes('"mode":"sentinel"') && l.includes('"listening"'));
+    const pids = [...ready.brokers.map((b) => b.pid), (JSON.parse(sentinelLine) as { pid: number }).pid];
+    expect(pids.every((pid) => pid > 0 && isAlive(pid))).toBe(true);
+    dev.p.kill("SIGKILL");
+    await dev.p.exited;
+    const deadline = Date.now() + 15_000;
+    while (pids.some(isAlive) && Date.now() < deadline) await Bun.sleep(50);
+    expect(pids.filter(isAlive)).toEqual([]);
+  });
+
   test("dev from source (bun src/main.ts) on fixed ports: sentinel on --port, brokers on the next ones", async () => {
     const port = await freeRun(2);
     const dev = spawn([process.execPath, join(fakeTree, "src/main.ts"), "dev", "--port", String(port), "--brokers", "1", "--data-dir", join(work, "dev1")]);
