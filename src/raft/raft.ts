@@ -367,6 +367,7 @@ export class Raft {
   // ---- follower side of replication ----
 
   handleAppend(m: Message): void {
+    assert(this.role !== Role.Leader, "a leader never takes entries from another node: it would overwrite its own log");
     const r = this.newMessage(MessageType.AppendResponse, m.from);
     if (m.index < this.log.committed) {
       r.index = this.log.committed;
