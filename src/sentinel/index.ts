@@ -7,13 +7,16 @@ import { createLogger } from "../log";
 import { serve, type BodyCase } from "../wire";
 import { writeFileAtomic } from "../storage/atomic-file";
 import { realFileLayer } from "../storage/file-layer";
-import { FileMapStore, type MapStore } from "./map-store";
+import { parseFsyncPolicy } from "../storage/fsync-policy";
+import { RaftMapStore } from "./raft-map-store";
 import { sentinelDefaults, type SentinelOptions } from "./options";
 import { Sentinel } from "./server";
 
 export { sentinelDefaults, type SentinelOptions } from "./options";
 
 export const SENTINEL_VERSION = "0.1.0";
+const MAP_TICK_MS = 50; // Raft tick of the map group: elections among sentinels after 0.5-1 s of silence
+const MAP_ELECTION_TICKS = 10;
 
 /** The requests a sentinel serves; anything else is refused at the wire layer. */
 export const SENTINEL_ACCEPTS: readonly BodyCase[] = [
@@ -46,7 +49,19 @@ export async function startSentinel(input: SentinelOptions): Promise<RunningSent
   }
   mkdirSync(opts.dataDir, { recursive: true });
   const clusterId = loadClusterId(opts.dataDir);
-  const store: MapStore = await FileMapStore.open({ dir: opts.dataDir, fsync: opts.fsync !== "never", log });
+  const store = await RaftMapStore.open({
+    dir: opts.dataDir,
+    fsync: parseFsyncPolicy(opts.fsync),
+    id: opts.id,
+    voters: [opts.id],
+    electionTicks: MAP_ELECTION_TICKS,
+    heartbeatTicks: 1,
+    log,
+  });
+  if (!(await store.waitLeader(5_000))) {
+    await store.close();
+    throw new Error("the sentinel could not take the lead of its own map");
+  }
 
   const { hostname, port } = parseListen(opts.listen);
   let address = opts.advertise ?? "";
@@ -61,6 +76,7 @@ export async function startSentinel(input: SentinelOptions): Promise<RunningSent
   if (!opts.advertise) address = `${hostname}:${server.port}`;
   const tickMs = Math.max(10, Math.min(100, Math.floor(opts.keepAliveMs / 2)));
   const timer = setInterval(() => sentinel.tick(), tickMs);
+  const raftTimer = setInterval(() => store.tick(), MAP_TICK_MS);
   log.info("sentinel listening", { address, dataDir: opts.dataDir, clusterId, epoch: store.map.version });
 
   let stopping: Promise<void> | undefined;
@@ -69,6 +85,7 @@ export async function startSentinel(input: SentinelOptions): Promise<RunningSent
     stop() {
       stopping ??= (async () => {
         clearInterval(timer);
+        clearInterval(raftTimer);
         sentinel.stop();
         server.stop();
         await store.close();

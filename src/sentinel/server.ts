@@ -38,6 +38,7 @@ import { Failover } from "./failover";
 import { GroupCoordinator, type GroupErrorCode } from "./groups";
 import { HealthTracker, type Health, type HealthTransition } from "./health";
 import type { MapStore } from "./map-store";
+import { NotSentinelLeaderError } from "./raft-map-store";
 import { Notifier } from "./notifier";
 import { ReportTable } from "./reports";
 import { HashRing, partitionKey, type BrokerId } from "./ring";
@@ -106,7 +107,13 @@ export class Sentinel {
   }
 
   private propose(c: MapCommand): Promise<MapResult> {
-    return this.deps.store.propose(c);
+    return this.deps.store.propose(c).catch((e: unknown) => {
+      if (e instanceof NotSentinelLeaderError) {
+        const leaderAddress = e.leader > 0 ? (this.deps.opts.peers[e.leader - 1] ?? "") : "";
+        throw new WireError(ErrorCode.NOT_SENTINEL_LEADER, e.message, { leaderId: e.leader, leaderAddress });
+      }
+      throw e;
+    });
   }
 
   /**
