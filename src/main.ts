@@ -110,6 +110,16 @@ async function dispatch(command: string, args: string[], env: Env): Promise<numb
   }
 }
 
+// loadModule is untyped at runtime; these lines make tsc hold each loaded module to the shape used here.
+type Exports<M, K extends string, F> = M extends Record<K, F> ? true : never;
+true satisfies Exports<typeof import("./broker/index"), "startBroker", StartServer<BrokerOptions>>;
+true satisfies Exports<typeof import("./sentinel/index"), "startSentinel", StartServer<SentinelOptions>>;
+true satisfies Exports<typeof import("./cli/commands/topic"), "run", CommandModule["run"]>;
+true satisfies Exports<typeof import("./cli/commands/produce"), "run", CommandModule["run"]>;
+true satisfies Exports<typeof import("./cli/commands/consume"), "run", CommandModule["run"]>;
+true satisfies Exports<typeof import("./cli/commands/cluster"), "run", CommandModule["run"]>;
+true satisfies Exports<typeof import("./cli/commands/bench"), "run", CommandModule["run"]>;
+
 /** GOULETTE_DEV_CHILD is set by `goulette dev` only; it is not a setting, so it has no flag. */
 function serverHooks(env: Env): RunServerHooks {
   return { stopWhenStdinCloses: env[devChildEnv] === "1" };
