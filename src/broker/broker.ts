@@ -24,6 +24,7 @@ export const VERSION = "0.1.0";
 const WAL_DIR = ".wal";
 const META_FILE = "partition.json";
 const CHECKPOINT_INTERVAL_MS = 1_000;
+const COMPACT_LAG_ENTRIES = 10_000;
 const EARLY = new Set<MessageType>([MessageType.Append, MessageType.Heartbeat, MessageType.Snapshot]);
 
 /** What a partition directory remembers so a restarted broker rejoins its groups without the sentinel. */
@@ -97,7 +98,7 @@ export class Broker {
     this.log.info("listening", { address: this.address, dataDir: this.opts.dataDir, fsync: this.opts.fsync });
 
     this.tickTimer = setInterval(() => this.tick(), this.opts.tickMs);
-    this.checkpointTimer = setInterval(() => void this.checkpointAll(), CHECKPOINT_INTERVAL_MS);
+    this.checkpointTimer = setInterval(() => void this.checkpointAll(), this.opts.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS);
     this.session = new SentinelSession(
       {
         brokerId: this.opts.id,
@@ -324,7 +325,7 @@ export class Broker {
       p.snapshotIndex = index;
       // Keep the entries a follower still needs in memory, unless it is far behind: then it gets fragments.
       const lagging = p.isLeader() ? Math.min(index, ...(p.node.status().progress ?? []).map((pr) => pr.match)) : index;
-      if (forceCompact || lagging >= index || index - lagging > 10_000) p.node.compact(index, data);
+      if (forceCompact || lagging >= index || index - lagging > (this.opts.compactLagEntries ?? COMPACT_LAG_ENTRIES)) p.node.compact(index, data);
     } catch (e) {
       this.log.warn("checkpoint failed", { partition: p.key, error: (e as Error).message });
     } finally {

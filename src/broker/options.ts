@@ -14,13 +14,19 @@ export interface BrokerOptions {
   segmentBytes: number; // partition segment size, default 64 MiB
   maxFrameBytes: number; // default 16 MiB
   logLevel: LogLevel;
+  /** A follower this many entries behind a checkpoint gets fragments instead of log entries; default 10,000. */
+  compactLagEntries?: number;
+  /** How often partition logs are made durable and the WAL trimmed behind them; default 1000 ms. */
+  checkpointIntervalMs?: number;
 }
 
 export const brokerDefaults: Omit<BrokerOptions, "id" | "listen" | "sentinels" | "dataDir"> = {
   fsync: "always",
+  // Elections after 150-300 ms of silence keep failover well under a second; heartbeats every 30 ms are
+  // five per election timeout, so one late heartbeat (a busy event loop, a slow fsync) starts no election.
   tickMs: 10,
-  electionTicks: 10,
-  heartbeatTicks: 1,
+  electionTicks: 15,
+  heartbeatTicks: 3,
   segmentBytes: 64 * 1024 * 1024,
   maxFrameBytes: 16 * 1024 * 1024,
   logLevel: "info",

@@ -43,6 +43,8 @@ export class Partition {
   appliedIndex: number;
   removed = false;
   checkpointing = false;
+  /** Snapshots installed from a leader (fragments pulled); a figure for status and tests. */
+  snapshotsInstalled = 0;
 
   constructor(
     readonly id: PartitionId,
@@ -157,6 +159,7 @@ export class Partition {
     assert(this.log.nextOffset === this.state.nextOffset, `log ends at ${this.log.nextOffset}, snapshot at ${this.state.nextOffset}`);
     this.appliedIndex = meta.index;
     this.snapshotIndex = meta.index;
+    this.snapshotsInstalled++;
     this.wakeReaders();
   }
 

@@ -138,3 +138,30 @@ describe("broker: failures", () => {
     expect((await c.readAll(l, "t", 0)).map((r) => r.value)).toEqual(["v0", "v1", "v2", "v3", "v4"]);
   });
 });
+
+describe("broker: catch-up by fragment", () => {
+  test("a follower that missed compacted entries pulls the leader's fragments, then follows the log", async () => {
+    cluster = new BrokerCluster({ compactLagEntries: 0, checkpointIntervalMs: 50 });
+    const c = cluster;
+    await c.start(3);
+    await c.assign("t", 0, 1, [0, 1, 2]);
+    const leader = await c.waitForLeader("t", 0);
+    const lagging = (leader + 1) % 3;
+    await c.kill(lagging);
+    const acked: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      await c.produce(leader, "t", 0, [`f${i}a`, `f${i}b`]);
+      acked.push(`f${i}a`, `f${i}b`);
+    }
+    // Wait until the leader's Raft log no longer holds the entries the lagging replica needs.
+    const p = c.brokers[leader]!.broker.byName.get("t/0")!;
+    await eventually(() => p.node.firstIndex > 10);
+    await c.restart(lagging);
+    await eventually(async () => (await c.readAll(lagging, "t", 0)).length === acked.length, 10_000);
+    expect((await c.readAll(lagging, "t", 0)).map((r) => r.value)).toEqual(acked);
+    expect(c.brokers[lagging]!.broker.byName.get("t/0")!.snapshotsInstalled).toBeGreaterThan(0);
+    // And it keeps following the log afterwards.
+    await c.produce(leader, "t", 0, ["later"]);
+    await eventually(async () => (await c.readAll(lagging, "t", 0)).at(-1)?.value === "later");
+  });
+});
