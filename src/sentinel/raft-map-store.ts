@@ -176,6 +176,7 @@ export class RaftMapStore implements MapStore {
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
+    this.pumpAgain = false;
     try {
       while (!this.failed && this.node.hasReady()) {
         this.pumpAgain = false;
@@ -192,7 +193,8 @@ export class RaftMapStore implements MapStore {
     } finally {
       this.pumping = false;
     }
-    if (this.pumpAgain && !this.failed && !this.closed) this.kick();
+    // Work that arrived during the last await; a microtask, so repeated kicks never nest on the stack.
+    if (this.pumpAgain && !this.failed && !this.closed && this.node.hasReady()) queueMicrotask(() => this.kick());
   }
 
   private async persist(rd: Ready): Promise<void> {
@@ -220,7 +222,7 @@ export class RaftMapStore implements MapStore {
   private apply(rd: Ready): void {
     if (rd.softState && rd.softState.leader !== this.lastLeader) {
       this.lastLeader = rd.softState.leader;
-      this.opts.log.info("sentinel map leader", { leader: rd.softState.leader, role: rd.softState.role, term: this.node.term });
+      this.opts.log.info("sentinel map leader", { leader: rd.softState.leader, raftRole: rd.softState.role, term: this.node.term });
       this.opts.onLeaderChange?.(rd.softState.leader);
       if (rd.softState.role !== Role.Leader) {
         // Proposals of an old term may never commit; callers retry against the new leader.

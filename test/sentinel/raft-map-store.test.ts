@@ -57,4 +57,21 @@ describe("RaftMapStore (one voter)", () => {
     expect(c.map.allBrokers().length).toBe(12);
     await c.close();
   });
+
+  test("ticks arriving while a write is in flight keep the store serving", async () => {
+    const a = await open(tempDir());
+    await a.waitLeader(1_000);
+    for (let i = 1; i <= 20; i++) {
+      const done = a.propose(reg(i));
+      // the driver's timer fires while the proposal's fsync is in flight, with nothing for Raft to do
+      for (let k = 0; k < 3; k++) {
+        await Promise.resolve();
+        a.tick();
+      }
+      expect((await done).ok).toBe(true);
+      a.tick();
+    }
+    expect(a.map.allBrokers().length).toBe(20);
+    await a.close();
+  });
 });
