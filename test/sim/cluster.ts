@@ -48,6 +48,7 @@ interface SimNode {
   lastTerm: number;
   seenCommit: number; // entries up to here were recorded as committed
   prevConf: ConfState; // membership at the previous check
+  pending: Ready | undefined; // handed out, persist still "in flight" (the node keeps stepping meanwhile)
 }
 
 interface InFlight {
@@ -56,6 +57,7 @@ interface InFlight {
 }
 
 const MAX_MEMBERS = 7;
+const CLIENT_WINDOW = 32;
 const ELECTION_TICKS = 10;
 const HEARTBEAT_TICKS = 2;
 
@@ -103,6 +105,8 @@ export class Cluster {
   faults = true;
   readonly maxInflight: number;
   readonly maxMsgBytes: number;
+  /** Chance that a ready's persistence completes only at the next tick, as with an async fsync. */
+  readonly asyncPersistRate: number;
   readonly log: string[] = [];
 
   constructor(readonly opts: SimOptions) {
@@ -113,6 +117,7 @@ export class Cluster {
     this.longDelayRate = this.rng.pick([0, 0.01, 0.05]);
     this.maxInflight = this.rng.pick([1, 4, 256]);
     this.maxMsgBytes = this.rng.pick([4, 64, 1 << 20]);
+    this.asyncPersistRate = this.rng.pick([0, 0, 0.3, 0.8]);
     const voters: NodeId[] = [];
     for (let i = 1; i <= n; i++) voters.push(i);
     this.nextId = n + 1;
@@ -141,6 +146,7 @@ export class Cluster {
       lastTerm: 0,
       seenCommit: 0,
       prevConf: { voters: [], learners: [] },
+      pending: undefined,
     };
     this.nodes.set(id, node);
     return node;
@@ -158,12 +164,30 @@ export class Cluster {
     for (let guard = 0; raft.hasReady(); guard++) {
       if (guard > 1000) this.fail(`node ${n.id} never runs out of ready work`);
       const rd = raft.ready();
-      this.persist(n, rd);
-      for (const m of rd.messages) this.send(m);
-      for (const e of rd.committedEntries) this.apply(n, e);
-      raft.advance(rd);
+      if (this.rng.chance(this.asyncPersistRate)) {
+        n.pending = rd;
+        break;
+      }
+      this.complete(n, rd);
     }
     this.checkNode(n);
+  }
+
+  private complete(n: SimNode, rd: Ready): void {
+    this.persist(n, rd);
+    for (const m of rd.messages) this.send(m);
+    for (const e of rd.committedEntries) this.apply(n, e);
+    n.raft!.advance(rd);
+  }
+
+  private completePending(): void {
+    for (const n of this.nodes.values()) {
+      const rd = n.pending;
+      if (rd === undefined || n.raft === undefined) continue;
+      n.pending = undefined;
+      this.complete(n, rd);
+      this.drain(n);
+    }
   }
 
   private persist(n: SimNode, rd: Ready): void {
@@ -276,6 +300,7 @@ export class Cluster {
 
   crash(n: SimNode): void {
     n.raft = undefined;
+    n.pending = undefined; // its persistence never finished
     this.log.push(`t=${this.now} crash ${n.id}`);
   }
 
@@ -296,6 +321,8 @@ export class Cluster {
   propose(count: number): void {
     const l = this.leader();
     if (l === undefined) return;
+    // Clients keep a bounded window of unacknowledged writes.
+    if (l.raft!.lastIndex - l.raft!.commitIndex > CLIENT_WINDOW) return;
     const batch: Uint8Array[] = [];
     for (let i = 0; i < count; i++) {
       const d = new Uint8Array(4);
@@ -395,6 +422,7 @@ export class Cluster {
 
   step(): void {
     this.now++;
+    this.completePending();
     if (this.faults && this.rng.chance(0.04)) this.randomFault();
     if (this.faults && this.rng.chance(0.02)) this.randomConfChange();
     if (this.rng.chance(0.3)) this.propose(1 + this.rng.int(3));

@@ -11,4 +11,6 @@ export const REGRESSIONS: Regression[] = [
   { seed: 19, steps: 400, caught: "leader stuck in snapshot state after the follower's answer was lost; driver now reports the transfer" },
   { seed: 49, steps: 400, caught: "same as 19" },
   { seed: 67, steps: 400, caught: "same as 19" },
+  { seed: 821, steps: 400, caught: "liveness: unbounded client backlog over a 1-message window; clients now keep a window" },
+  { seed: 3365, steps: 400, caught: "same as 821, with a removed voter pre-voting forever" },
 ];
