@@ -6,7 +6,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBroker, brokerDefaults, type RunningBroker } from "../../src/broker";
 import type { BrokerOptions } from "../../src/broker/options";
-import { silentLogger } from "../../src/log";
+import { createLogger, silentLogger } from "../../src/log";
+
+/** GOULETTE_TEST_LOG=debug shows the brokers' logs on stderr. */
+const testLogger = process.env.GOULETTE_TEST_LOG ? createLogger(process.env.GOULETTE_TEST_LOG as "debug") : silentLogger;
 import {
   BrokerInfoSchema,
   FetchRequestSchema,
@@ -41,7 +44,7 @@ export class BrokerCluster {
 
   async start(n: number): Promise<void> {
     for (let i = 0; i < n; i++) {
-      const b = await startBroker(this.options(i, "127.0.0.1:0"), silentLogger);
+      const b = await startBroker(this.options(i, "127.0.0.1:0"), testLogger);
       this.brokers.push(b);
       this.addresses.push(b.address);
     }
@@ -49,7 +52,7 @@ export class BrokerCluster {
 
   /** Restart broker i on the same address and data dir. */
   async restart(i: number): Promise<void> {
-    const b = await startBroker(this.options(i, this.addresses[i]!), silentLogger);
+    const b = await startBroker(this.options(i, this.addresses[i]!), testLogger);
     this.brokers[i] = b;
   }
 
