@@ -13,7 +13,7 @@ async function threeBrokers(): Promise<BrokerCluster> {
   cluster = new BrokerCluster();
   await cluster.start(3);
   await cluster.assign("t", 0, 1, [0, 1, 2]);
-  await cluster.waitForLeader("t", 0);
+  await cluster.waitForAgreement("t", 0);
   return cluster;
 }
 

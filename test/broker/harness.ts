@@ -98,6 +98,18 @@ export class BrokerCluster {
     }
   }
 
+  /** Waits until every running replica of the partition names the same leader. */
+  async waitForAgreement(topic: string, partition: number, timeoutMs = 5_000): Promise<number> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const l = this.leaderOf(topic, partition);
+      const views = this.brokers.flatMap((b) => (b ? [b.broker.byName.get(`${topic}/${partition}`)?.node.leader] : []));
+      if (l !== undefined && views.every((v) => v === l + 1)) return l;
+      if (Date.now() > until) throw new Error(`replicas of ${topic}/${partition} do not agree on a leader within ${timeoutMs} ms`);
+      await Bun.sleep(10);
+    }
+  }
+
   async produce(i: number, topic: string, partition: number, values: string[], producer = { id: 0, epoch: 0, seq: 0 }) {
     const batch = encodeBatch({
       producerId: producer.id,
