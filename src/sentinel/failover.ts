@@ -90,14 +90,19 @@ export class Failover {
       }
       if (!plan.busy && plan.notBeforeMs <= this.deps.now()) {
         plan.busy = true;
-        this.step(plan, p)
-          .catch((e: unknown) => {
+        this.step(plan, p).then(
+          (progressed) => {
+            plan.busy = false;
+            // A step that changed something is followed at once by the next (its answer carried the
+            // leader's new status), rather than a tick later.
+            if (progressed) this.run();
+          },
+          (e: unknown) => {
+            plan.busy = false;
             plan.notBeforeMs = this.deps.now() + RETRY_AFTER_FAILURE_MS;
             this.deps.log.warn("sentinel failover step failed", { ...this.fields(plan), step: plan.lastStep, error: String(e) });
-          })
-          .finally(() => {
-            plan.busy = false;
-          });
+          },
+        );
       }
     }
   }
@@ -132,7 +137,8 @@ export class Failover {
     this.deps.log.info("sentinel failover start", this.fields(plan));
   }
 
-  private async step(plan: Plan, p: PartitionRecord): Promise<void> {
+  /** One step; true when it changed something (so the next may follow at once). */
+  private async step(plan: Plan, p: PartitionRecord): Promise<boolean> {
     const { deps } = this;
     const k = partitionKey(plan.topic, plan.partition);
 
@@ -143,13 +149,13 @@ export class Failover {
       if (p.learners.includes(plan.replacement)) {
         await this.proposeReplicas(plan, p, p.replicas, p.learners.filter((b) => b !== plan.replacement));
       }
-      return;
+      return true;
     }
 
     // 1. the map names the replacement as a learner so the notifier creates its replica
     if (!p.learners.includes(plan.replacement) && !p.replicas.includes(plan.replacement)) {
       await this.proposeReplicas(plan, p, p.replicas, [...p.learners, plan.replacement], "map-add-learner");
-      return;
+      return true;
     }
 
     // Membership as Raft has it, from the live leader's own report.
@@ -158,37 +164,37 @@ export class Failover {
     const status = leader?.leaderReport?.status;
     if (!leader || !status) {
       this.note(plan, "waiting-for-leader");
-      return;
+      return false;
     }
     const voters = status.voters;
     const learners = status.learners;
     const leaderAddress = deps.map().broker(leader.leaderId)?.address;
-    if (!leaderAddress) return;
+    if (!leaderAddress) return false;
 
     if (!voters.includes(plan.replacement) && !learners.includes(plan.replacement)) {
       if (!deps.notifier.confirmed(plan.replacement, plan.topic, plan.partition, p.epoch)) {
         this.note(plan, "waiting-for-learner-replica");
-        return;
+        return false;
       }
       const address = deps.map().broker(plan.replacement)?.address ?? "";
       await this.change(plan, leader.leaderId, leaderAddress, "add-learner", {
         addLearner: create(BrokerInfoSchema, { id: plan.replacement, address }),
       });
-      return;
+      return true;
     }
     if (learners.includes(plan.replacement)) {
       const match = Number(status.matchIndex[plan.replacement] ?? 0n);
       const commit = Number(status.commitIndex);
       if (match < commit) {
         this.note(plan, "catching-up", { match, commit });
-        return;
+        return false;
       }
       await this.change(plan, leader.leaderId, leaderAddress, "promote", { promote: plan.replacement });
-      return;
+      return true;
     }
     if (voters.includes(plan.dead) || learners.includes(plan.dead)) {
       await this.change(plan, leader.leaderId, leaderAddress, "remove", { remove: plan.dead });
-      return;
+      return true;
     }
     // Raft has the new membership: record it in the map, in the dead one's position.
     const replicas = p.replicas.map((b) => (b === plan.dead ? plan.replacement : b)).filter((b, i, a) => a.indexOf(b) === i);
@@ -196,6 +202,7 @@ export class Failover {
     this.plans.delete(k);
     deps.log.info("sentinel failover done", { ...this.fields(plan), tookMs: Math.round(deps.now() - plan.startedMs), replicas });
     // The dead broker, when it returns, reports a partition it no longer has: the notifier removes it.
+    return true;
   }
 
   private async change(

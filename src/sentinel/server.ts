@@ -413,7 +413,7 @@ export class Sentinel {
         lastSeenMsAgo: BigInt(Math.max(0, Math.round(now - (this.health.lastSeenMs(b.id) ?? this.createdAtMs)))),
         fsyncPolicy: b.fsyncPolicy,
         partitions: this.map.partitionsOf(b.id).length,
-        leaders: this.reports.leaderCount(b.id),
+        leaders: this.health.isAlive(b.id) ? this.reports.leaderCount(b.id) : 0, // a dead broker's last word is stale
         version: b.version,
       }),
     );
