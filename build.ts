@@ -34,6 +34,9 @@ export async function build(outfile = join(root, "dist/goulette")): Promise<Buil
   const entrypoints = ["src/main.ts", ...optionalEntrypoints()].map((p) => join(root, p));
   const result = await Bun.build({
     entrypoints,
+    // Pinned so the executable's embedded layout mirrors src/ and main.ts's runtime imports resolve; left
+    // to itself the bundler may widen the root (version.ts imports ../../package.json).
+    root: join(root, "src"),
     compile: {
       outfile,
       // A server binary must not pick up a stray .env or bunfig.toml from whatever directory it starts in.

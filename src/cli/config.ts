@@ -32,10 +32,12 @@ export const brokerCommand: CommandSpec = {
     { flag: "sentinel", value: "host:port,...", help: "sentinel address(es), comma-separated (required)" },
     { flag: "data-dir", value: "path", help: "WAL and partition data (default ./data/b<id>)" },
     shared.fsync,
-    { flag: "tick-ms", value: "ms", help: "Raft tick (default 10)" },
-    { flag: "election-ticks", value: "n", help: "election timeout in ticks, randomized up to 2x (default 10)" },
-    { flag: "heartbeat-ticks", value: "n", help: "leader heartbeat in ticks (default 1)" },
+    { flag: "tick-ms", value: "ms", help: `Raft tick (default ${brokerDefaults.tickMs})` },
+    { flag: "election-ticks", value: "n", help: `election timeout in ticks, randomized up to 2x (default ${brokerDefaults.electionTicks})` },
+    { flag: "heartbeat-ticks", value: "n", help: `leader heartbeat in ticks (default ${brokerDefaults.heartbeatTicks})` },
     { flag: "segment-bytes", value: "n", help: "partition segment size (default 64 MiB)" },
+    { flag: "compact-lag-entries", value: "n", help: "a follower this far behind gets fragments, not entries (default 10000)" },
+    { flag: "checkpoint-interval-ms", value: "ms", help: "how often partition logs are synced and the WAL trimmed (default 1000)" },
     shared.maxFrameBytes,
     shared.logLevel,
     shared.config,
@@ -53,10 +55,10 @@ export const sentinelCommand: CommandSpec = {
     { flag: "peers", value: "host:port,...", help: "all sentinels, this one included, when several replicate the map" },
     { flag: "id", value: "n", help: "1-based position of this sentinel in --peers (required with --peers)" },
     shared.fsync,
-    { flag: "keep-alive-ms", value: "ms", help: "heartbeat interval brokers are told (default 200)" },
-    { flag: "suspicious-after-ms", value: "ms", help: "silence before a broker is suspicious (default 600)" },
-    { flag: "down-after-ms", value: "ms", help: "silence before a broker is down and failover starts (default 1500)" },
-    { flag: "virtual-nodes", value: "n", help: "hash-ring points per broker (default 128)" },
+    { flag: "keep-alive-ms", value: "ms", help: `heartbeat interval brokers are told (default ${sentinelDefaults.keepAliveMs})` },
+    { flag: "suspicious-after-ms", value: "ms", help: `silence before a broker is suspicious (default ${sentinelDefaults.suspiciousAfterMs})` },
+    { flag: "down-after-ms", value: "ms", help: `silence before a broker is down and failover starts (default ${sentinelDefaults.downAfterMs})` },
+    { flag: "virtual-nodes", value: "n", help: `hash-ring points per broker (default ${sentinelDefaults.virtualNodes})` },
     shared.maxFrameBytes,
     shared.logLevel,
     shared.config,
@@ -96,6 +98,11 @@ export function parseBrokerOptions(argv: readonly string[], env: Env): Parsed<Br
     logLevel: logLevel(settings.get("log-level"), brokerDefaults.logLevel),
   };
   if (options.advertise === undefined) delete options.advertise;
+  // Optional fields stay absent unless set, so the broker's own defaults apply.
+  const compactLag = settings.get("compact-lag-entries");
+  if (compactLag) options.compactLagEntries = parseInteger(compactLag.text, compactLag.origin, 1, 100_000_000);
+  const checkpoint = settings.get("checkpoint-interval-ms");
+  if (checkpoint) options.checkpointIntervalMs = parseInteger(checkpoint.text, checkpoint.origin, 1, 3_600_000);
   return { kind: "options", options };
 }
 

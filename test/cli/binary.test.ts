@@ -145,6 +145,14 @@ describe("compiled executable", () => {
     expect(head).toMatch(/^[0-9a-f]{12}$/);
   });
 
+  test("every mode and command of the real tree is inside the executable (--help answers)", () => {
+    for (const command of ["sentinel", "broker", "dev", "topic", "produce", "consume", "cluster", "bench", "version"]) {
+      const r = runSync([realBinary, command, "--help"]);
+      expect({ command, code: r.code, err: r.err }).toEqual({ command, code: 0, err: "" });
+      expect(r.out).toMatch(/usage:/i);
+    }
+  });
+
   test("client commands dispatch to src/cli/commands/<name>.ts run(args, env) and keep its exit code", () => {
     const r = runSync([fakeBinary, "topic", "create", "t1", "--partitions", "2"], { GOULETTE_SENTINEL: "127.0.0.1:7070" });
     expect(r.code).toBe(3);

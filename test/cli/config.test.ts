@@ -62,6 +62,8 @@ describe("broker options", () => {
       "--election-ticks", "12",
       "--heartbeat-ticks", "2",
       "--segment-bytes", "1048576",
+      "--compact-lag-entries", "500",
+      "--checkpoint-interval-ms", "250",
       "--max-frame-bytes", "65536",
       "--log-level", "debug",
     ]);
@@ -76,6 +78,8 @@ describe("broker options", () => {
       electionTicks: 12,
       heartbeatTicks: 2,
       segmentBytes: 1048576,
+      compactLagEntries: 500,
+      checkpointIntervalMs: 250,
       maxFrameBytes: 65536,
       logLevel: "debug",
     });
@@ -161,7 +165,7 @@ describe("broker options", () => {
     expect(usageMessage(() => broker([...required, "--log-level", "loud"]))).toBe(
       `--log-level "loud": log level must be one of debug, info, warn, error`,
     );
-    expect(usageMessage(() => broker([...required, "--heartbeat-ticks", "10"]))).toBe(
+    expect(usageMessage(() => broker([...required, "--election-ticks", "10", "--heartbeat-ticks", "10"]))).toBe(
       "--heartbeat-ticks 10 must be below --election-ticks 10",
     );
     expect(usageMessage(() => broker([...required, "extra"]))).toContain("too many arguments");
