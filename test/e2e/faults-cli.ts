@@ -1,0 +1,44 @@
+// The long form of the fault suite: `bun test/e2e/faults-cli.ts --duration 300 [--seed S] [--partitions N]`.
+// Prints progress, then one JSON line with the figures; exits 1 (with seed and nemesis history) on failure.
+import { parseArgs } from "node:util";
+import { failureText, runFaults } from "./run";
+
+const { values } = parseArgs({
+  args: Bun.argv.slice(2),
+  options: {
+    duration: { type: "string", default: "300" },
+    seed: { type: "string" },
+    partitions: { type: "string", default: "4" },
+    rate: { type: "string", default: "3000" },
+    keep: { type: "boolean", default: false },
+  },
+  strict: true,
+});
+
+function int(name: string, text: string | undefined, min: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`--${name} must be an integer >= ${min}, got ${text}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const durationSec = int("duration", values.duration, 5);
+const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : int("seed", values.seed, 0);
+console.error(`fault run: seed=${seed} duration=${durationSec}s`);
+const r = await runFaults({
+  seed,
+  durationMs: durationSec * 1000,
+  partitions: int("partitions", values.partitions, 1),
+  maxRatePerSec: int("rate", values.rate, 1),
+  keep: values.keep,
+  log: (line) => console.error(line),
+});
+const { history, problems, ...figures } = r;
+console.log(JSON.stringify({ ...figures, problems: problems.length }));
+if (!r.ok) {
+  console.error(failureText(r));
+  process.exit(1);
+}
+console.error(`nemesis history:\n${history}`);

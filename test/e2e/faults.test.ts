@@ -1,0 +1,32 @@
+// The short form of the fault suite: real processes, a few dozen seconds of faults of every kind under an
+// idempotent produce load, then the full check. A failure prints the seed and the nemesis history.
+import { expect, test } from "bun:test";
+import { failureText, runFaults, type RunReport } from "./run";
+
+const SEED = Number(process.env.FAULTS_SEED ?? 1);
+
+function expectOk(r: RunReport): void {
+  if (!r.ok) console.error(failureText(r));
+  expect(r.problems).toEqual([]);
+}
+
+test(
+  `a minority of faults of every kind loses, duplicates or reorders no acknowledged message (seed ${SEED})`,
+  async () => {
+    const r = await runFaults({
+      seed: SEED,
+      durationMs: 35_000,
+      faultMsMin: 800,
+      faultMsMax: 2000,
+      gapMsMin: 400,
+      gapMsMax: 1000,
+      minFaults: 8,
+      minAcks: 300,
+      maxRatePerSec: 1500,
+    });
+    console.error(JSON.stringify({ seed: r.seed, acks: r.acks, faults: r.faults, kinds: r.faultKinds, records: r.records, convergedInMs: r.convergedInMs }));
+    expectOk(r);
+    expect(r.faultKinds.length).toBeGreaterThanOrEqual(5);
+  },
+  { timeout: 120_000 },
+);

@@ -1,0 +1,160 @@
+// Injects one fault at a time, always into a minority (one broker of three, or the sentinel), chosen and
+// timed by a seeded PRNG, and records what it did so a failing run can be replayed and explained.
+import { Prng } from "../../src/raft/prng";
+import type { Cluster } from "./harness";
+
+export type FaultKind =
+  | "kill9" // kill -9 a broker, restart it later with its data
+  | "pause" // SIGSTOP a broker, SIGCONT later
+  | "partition" // drop or stall frames between one broker and the others, one way or both
+  | "sentinel-kill" // kill -9 the sentinel, restart it later
+  | "torn-wal"; // kill -9 a broker, tear its newest WAL record, restart it
+
+export const ALL_FAULTS: readonly FaultKind[] = ["kill9", "pause", "partition", "sentinel-kill", "torn-wal"];
+
+export interface FaultEvent {
+  kind: FaultKind;
+  target: string;
+  detail: string;
+  startMs: number; // since the nemesis started
+  healMs?: number;
+  error?: string;
+}
+
+export interface NemesisOptions {
+  seed: number;
+  kinds?: readonly FaultKind[];
+  faultMsMin?: number;
+  faultMsMax?: number;
+  /** Quiet time between one fault's heal and the next fault. */
+  gapMsMin?: number;
+  gapMsMax?: number;
+}
+
+export class Nemesis {
+  readonly history: FaultEvent[] = [];
+  private readonly rng: Prng;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private t0 = 0;
+
+  constructor(
+    private readonly cluster: Cluster,
+    private readonly opts: NemesisOptions,
+  ) {
+    this.rng = new Prng(opts.seed);
+  }
+
+  start(): void {
+    if (this.running) throw new Error("nemesis already running");
+    this.running = true;
+    this.t0 = Date.now();
+    this.loop = this.run();
+  }
+
+  /** Stops after healing the fault in progress. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+  }
+
+  faultsInjected(): number {
+    return this.history.filter((e) => e.error === undefined).length;
+  }
+
+  kindsInjected(): Set<FaultKind> {
+    return new Set(this.history.filter((e) => e.error === undefined).map((e) => e.kind));
+  }
+
+  describe(): string {
+    return this.history
+      .map((e) => `  ${(e.startMs / 1000).toFixed(2)}s..${e.healMs === undefined ? "?" : (e.healMs / 1000).toFixed(2) + "s"} ${e.kind} ${e.target} ${e.detail}${e.error ? ` ERROR ${e.error}` : ""}`)
+      .join("\n");
+  }
+
+  private between(lo: number, hi: number): number {
+    return lo + this.rng.int(Math.max(1, hi - lo + 1));
+  }
+
+  /** Sleeps, but returns early when stop() is called. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let t: ReturnType<typeof setTimeout> | undefined;
+      const done = () => {
+        clearTimeout(t);
+        this.wake = undefined;
+        resolve();
+      };
+      t = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+
+  private async run(): Promise<void> {
+    const kinds = this.opts.kinds ?? ALL_FAULTS;
+    const { faultMsMin = 1000, faultMsMax = 3000, gapMsMin = 500, gapMsMax = 1500 } = this.opts;
+    const c = this.cluster;
+    // Every fault kind comes up once (in a seeded order) before any repeats, so a short run covers them all.
+    let deck: FaultKind[] = [];
+    await this.sleep(this.between(gapMsMin, gapMsMax));
+    while (this.running) {
+      if (deck.length === 0) deck = this.shuffle([...kinds]);
+      const kind = deck.pop()!;
+      const b = c.brokers[this.rng.int(c.brokers.length)]!;
+      const others = c.brokers.filter((x) => x !== b).map((x) => x.label);
+      const holdMs = this.between(faultMsMin, faultMsMax);
+      const ev: FaultEvent = { kind, target: kind === "sentinel-kill" ? "sentinel" : b.label, detail: `hold=${holdMs}ms`, startMs: Date.now() - this.t0 };
+      this.history.push(ev);
+      try {
+        switch (kind) {
+          case "kill9":
+            await c.kill9(b);
+            await this.sleep(holdMs);
+            c.start(b);
+            break;
+          case "pause":
+            c.pause(b);
+            await this.sleep(holdMs);
+            c.resume(b);
+            break;
+          case "partition": {
+            const mode = this.rng.int(3) === 0 ? "stall" : "drop";
+            const way = (["both", "in", "out"] as const)[this.rng.int(3)]!;
+            ev.detail += ` ${mode} ${way} (others ${others.join(",")})`;
+            c.net.isolate(b.label, others, mode, way);
+            await this.sleep(holdMs);
+            c.net.healAll();
+            break;
+          }
+          case "sentinel-kill":
+            await c.kill9(c.sentinel);
+            await this.sleep(holdMs);
+            c.start(c.sentinel);
+            break;
+          case "torn-wal": {
+            const cut = 1 + this.rng.int(8);
+            const r = await c.restartWithTornWal(b, cut);
+            ev.detail += r ? ` cut=${r.cutBytes}B of record type ${r.recordType} (${r.recordBytes}B at ${r.recordAt})` : " (no WAL record to tear)";
+            break;
+          }
+        }
+      } catch (e) {
+        ev.error = e instanceof Error ? e.message : String(e);
+        c.healAll();
+      }
+      ev.healMs = Date.now() - this.t0;
+      if (!this.running) break;
+      await this.sleep(this.between(gapMsMin, gapMsMax));
+    }
+  }
+
+  private shuffle<T>(xs: T[]): T[] {
+    for (let i = xs.length - 1; i > 0; i--) {
+      const j = this.rng.int(i + 1);
+      [xs[i], xs[j]] = [xs[j]!, xs[i]!];
+    }
+    return xs;
+  }
+}

@@ -1,0 +1,153 @@
+// One fault-suite run: cluster up, topic RF3, workload + nemesis for a while, heal, check. Shared by the
+// short form in `bun test` and the long form (faults-cli.ts).
+import { Admin, ErrorCode } from "../../src/client/index";
+import { codeOf } from "../../src/client/errors";
+import { checkRun, type CheckResult } from "./checker";
+import { Cluster } from "./harness";
+import { Nemesis, type FaultKind } from "./nemesis";
+import { Workload } from "./workload";
+
+export interface RunOptions {
+  seed: number;
+  durationMs: number;
+  partitions?: number;
+  kinds?: readonly FaultKind[];
+  faultMsMin?: number;
+  faultMsMax?: number;
+  gapMsMin?: number;
+  gapMsMax?: number;
+  maxRatePerSec?: number;
+  /** Meaningful work, or the run fails: defaults scale with the duration. */
+  minAcks?: number;
+  minFaults?: number;
+  log?: (line: string) => void;
+  keep?: boolean;
+}
+
+export interface RunReport {
+  ok: boolean;
+  seed: number;
+  durationMs: number;
+  acks: number;
+  sent: number;
+  failedSends: number;
+  faults: number;
+  faultKinds: string[];
+  records: number;
+  convergedInMs: number;
+  problems: string[];
+  history: string;
+  sendErrors: Record<string, number>;
+  dir: string;
+}
+
+const TOPIC = "faults";
+const REPLICAS = 3;
+
+async function createTopic(admin: Admin, partitions: number): Promise<void> {
+  const until = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await admin.createTopic(TOPIC, { partitions, replicas: REPLICAS });
+      return;
+    } catch (e) {
+      if (Date.now() > until) throw e;
+      const code = codeOf(e);
+      if (code !== ErrorCode.NOT_ENOUGH_BROKERS && code !== undefined) {
+        // Transport failures while the sentinel starts are retried too; anything else is a real refusal.
+        if (!(e instanceof Error && /connect|closed|timed out|refused/i.test(e.message))) throw e;
+      }
+      await Bun.sleep(100);
+    }
+  }
+}
+
+export async function runFaults(opts: RunOptions): Promise<RunReport> {
+  const log = opts.log ?? (() => {});
+  const partitions = opts.partitions ?? 4;
+  const seconds = opts.durationMs / 1000;
+  const minAcks = opts.minAcks ?? Math.round(seconds * 20);
+  const minFaults = opts.minFaults ?? Math.max(1, Math.floor(seconds / 6));
+  const cluster = await Cluster.start({ keep: opts.keep });
+  const sentinels = [cluster.sentinelAddress];
+  let nemesis: Nemesis | undefined;
+  let workload: Workload | undefined;
+  const problems: string[] = [];
+  let check: CheckResult | undefined;
+  try {
+    const admin = new Admin({ sentinels, sentinelTimeoutMs: 2000 });
+    try {
+      await createTopic(admin, partitions);
+    } finally {
+      await admin.close();
+    }
+    log(`cluster up in ${cluster.dir} (${cluster.command.join(" ")}), topic ${TOPIC} ${partitions}x RF${REPLICAS}`);
+    workload = new Workload({ sentinels, topic: TOPIC, partitions, maxRatePerSec: opts.maxRatePerSec });
+    nemesis = new Nemesis(cluster, {
+      seed: opts.seed,
+      kinds: opts.kinds,
+      faultMsMin: opts.faultMsMin,
+      faultMsMax: opts.faultMsMax,
+      gapMsMin: opts.gapMsMin,
+      gapMsMax: opts.gapMsMax,
+    });
+    workload.start();
+    nemesis.start();
+    const t0 = Date.now();
+    let reported = 0;
+    while (Date.now() - t0 < opts.durationMs) {
+      await Bun.sleep(Math.min(1000, opts.durationMs - (Date.now() - t0)));
+      if (Date.now() - reported >= 10_000) {
+        reported = Date.now();
+        log(`t=${((Date.now() - t0) / 1000).toFixed(0)}s acks=${workload.acks.length} failed=${workload.failed} faults=${nemesis.faultsInjected()}`);
+      }
+    }
+    await nemesis.stop();
+    cluster.healAll();
+    await workload.stop();
+    log(`stopped: acks=${workload.acks.length} failed=${workload.failed}; checking`);
+    check = await checkRun({ sentinels, topic: TOPIC, partitions, replicas: REPLICAS, acks: workload.acks, sent: workload.sent });
+    problems.push(...check.problems);
+    if (workload.acks.length < minAcks) problems.push(`only ${workload.acks.length} acknowledgements, expected at least ${minAcks}`);
+    if (nemesis.faultsInjected() < minFaults) problems.push(`only ${nemesis.faultsInjected()} faults, expected at least ${minFaults}`);
+    const errs = nemesis.history.filter((e) => e.error);
+    if (errs.length > 0) problems.push(`${errs.length} faults could not be applied`);
+  } catch (e) {
+    problems.push(`run failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+  } finally {
+    await nemesis?.stop().catch(() => {});
+    await workload?.stop().catch(() => {});
+    if (problems.length > 0) {
+      for (const n of [cluster.sentinel, ...cluster.brokers]) log(`--- ${n.label} log tail\n${cluster.logTail(n, 15)}`);
+    }
+    await cluster.stop();
+  }
+  return {
+    ok: problems.length === 0,
+    seed: opts.seed,
+    durationMs: opts.durationMs,
+    acks: workload?.acks.length ?? 0,
+    sent: workload?.sent.size ?? 0,
+    failedSends: workload?.failed ?? 0,
+    faults: nemesis?.faultsInjected() ?? 0,
+    faultKinds: [...(nemesis?.kindsInjected() ?? [])],
+    records: check?.records ?? 0,
+    convergedInMs: check?.convergedInMs ?? -1,
+    problems,
+    history: nemesis?.describe() ?? "",
+    sendErrors: Object.fromEntries(workload?.errors ?? []),
+    dir: cluster.dir,
+  };
+}
+
+/** The text a failing run prints: enough to replay it (seed) and to see what happened (history). */
+export function failureText(r: RunReport): string {
+  return [
+    `fault run FAILED: seed=${r.seed} duration=${r.durationMs}ms acks=${r.acks} faults=${r.faults}`,
+    `replay: bun test/e2e/faults-cli.ts --duration ${Math.round(r.durationMs / 1000)} --seed ${r.seed}`,
+    `problems:`,
+    ...r.problems.slice(0, 40).map((p) => `  ${p}`),
+    `nemesis history:`,
+    r.history,
+  ].join("\n");
+}
