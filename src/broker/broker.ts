@@ -19,6 +19,7 @@ import { PeerTransport } from "./peers";
 import { decodeRaftBatch } from "./raft-codec";
 import { SentinelSession } from "./sentinel-session";
 import { pullFragments } from "./fragments";
+import { repairDamaged } from "./repair";
 
 export const VERSION = "0.1.0";
 const WAL_DIR = ".wal";
@@ -297,6 +298,20 @@ export class Broker {
     }
   }
 
+  /** Re-fetches damaged ranges of a partition log from the other replicas (leader first). */
+  async repair(p: Partition): Promise<void> {
+    if (p.repairing || p.removed || p.log.damagedRanges().length === 0) return;
+    p.repairing = true;
+    try {
+      const others = p.node.conf.voters.concat(p.node.conf.learners).filter((id) => id !== this.opts.id);
+      others.sort((a, b) => (a === p.node.leader ? -1 : b === p.node.leader ? 1 : a - b));
+      const addresses = others.flatMap((id) => this.peers.addressOf(id) ?? []);
+      await repairDamaged(p, addresses, this.pool, this.log);
+    } finally {
+      p.repairing = false;
+    }
+  }
+
   /**
    * Makes the partition logs durable and records each group's state in the WAL as a snapshot, so the WAL can
    * drop what the logs hold and the Raft log can be compacted. One fdatasync per dirty partition per second.
@@ -305,6 +320,7 @@ export class Broker {
     for (const p of [...this.byGroup.values()]) {
       if (this.stopping) return;
       if (p.appliedIndex > p.snapshotIndex) await this.checkpoint(p, false);
+      if (p.log.damagedRanges().length > 0) void this.repair(p);
     }
   }
 

@@ -143,7 +143,10 @@ export class BrokerHandlers {
         nextOffset = r.nextOffset;
       } catch (e) {
         if (e instanceof StorageError && e.code === "OFFSET_OUT_OF_RANGE") throw new WireError(ErrorCode.OFFSET_OUT_OF_RANGE, e.message, range());
-        if (e instanceof StorageError && e.code === "CORRUPT_DATA") throw new WireError(ErrorCode.CORRUPT_DATA, `${p.key}: ${e.message}`);
+        if (e instanceof StorageError && e.code === "CORRUPT_DATA") {
+          void this.b.repair(p);
+          throw new WireError(ErrorCode.CORRUPT_DATA, `${p.key}: ${e.message}; repairing from a peer`);
+        }
         throw e;
       }
     }
@@ -200,7 +203,16 @@ export class BrokerHandlers {
     if (from >= p.log.nextOffset) {
       return { case: "replicateFragmentResponse", value: create(ReplicateFragmentResponseSchema, { ...base, baseOffset: BigInt(from), nextOffset: BigInt(from), done: true }) };
     }
-    const f = p.log.readFragment(from, Math.min(req.maxBytes || 4 << 20, 8 << 20));
+    let f;
+    try {
+      f = p.log.readFragment(from, Math.min(req.maxBytes || 4 << 20, 8 << 20));
+    } catch (e) {
+      if (e instanceof StorageError && e.code === "CORRUPT_DATA") {
+        void this.b.repair(p);
+        throw new WireError(ErrorCode.CORRUPT_DATA, `${p.key}: ${e.message}`);
+      }
+      throw e;
+    }
     return {
       case: "replicateFragmentResponse",
       value: create(ReplicateFragmentResponseSchema, {

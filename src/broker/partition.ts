@@ -43,6 +43,7 @@ export class Partition {
   appliedIndex: number;
   removed = false;
   checkpointing = false;
+  repairing = false;
   /** Snapshots installed from a leader (fragments pulled); a figure for status and tests. */
   snapshotsInstalled = 0;
 
