@@ -36,7 +36,7 @@ export async function rawExchange(
   });
   let offset = 0;
   while (offset < bytes.length) {
-    const n = socket.write(bytes, offset);
+    const n = socket.write(bytes.subarray(offset));
     if (n < 0) break;
     offset += n;
     if (offset < bytes.length) await Bun.sleep(1);
