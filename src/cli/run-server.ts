@@ -47,7 +47,9 @@ export async function runServer<O extends { logLevel: LogLevel }>(
     server = await start(options);
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
-    log.error("start_failed", { error: message });
+    // Bun's bind error omits the port; name the address we were asked for.
+    const listen = "listen" in options ? options.listen : undefined;
+    log.error("start_failed", { error: message, listen });
     return 1;
   }
   if (typeof server.address !== "string" || server.address === "") {

@@ -184,6 +184,20 @@ describe("compiled executable", () => {
     await b.err.next((l) => l.includes('"stopped"'));
   });
 
+  test("a server that cannot start exits 1 with one error line naming the address", () => {
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: () => {} } });
+    try {
+      const address = `127.0.0.1:${taken.port}`;
+      const r = runSync([fakeBinary, "sentinel", "--listen", address, "--data-dir", join(work, "taken")]);
+      expect(r.code).toBe(1);
+      const lines = r.err.trimEnd().split("\n");
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0] ?? "")).toMatchObject({ level: "error", mode: "sentinel", event: "start_failed", listen: address });
+    } finally {
+      taken.stop(true);
+    }
+  });
+
   test("dev --port 0: a sentinel and brokers on free ports; a dead child is reported; SIGTERM stops all", async () => {
     const dev = spawn([fakeBinary, "dev", "--port", "0", "--brokers", "2", "--format", "json", "--data-dir", join(work, "dev0")]);
     const ready = JSON.parse(await dev.out.next((l) => l.startsWith("{"))) as {
