@@ -1,0 +1,56 @@
+// The machine's own limits for this work, measured in the same run as the systems so they share its noise:
+// how many fdatasyncs per second the disk under the data dirs takes, and how many MB/s one loopback TCP
+// connection between two Bun processes carries.
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { round } from "./emit";
+import { runToEnd } from "./proc";
+
+const fileBytes = 64 * 1024 * 1024;
+
+/**
+ * Overwrites a zero-filled, already synced file in place (the WAL's best case: no metadata to update)
+ * and fdatasyncs after every write, for durationMs.
+ */
+export function fdatasyncRate(writeBytes: number, durationMs: number): Record<string, unknown> {
+  const dir = mkdtempSync(join(tmpdir(), "goulette-bench-fsync-"));
+  const path = join(dir, "zero-filled");
+  const fd = openSync(path, "w+");
+  try {
+    const chunk = new Uint8Array(1024 * 1024);
+    for (let off = 0; off < fileBytes; off += chunk.length) writeSync(fd, chunk, 0, chunk.length, off);
+    fdatasyncSync(fd);
+    const data = new Uint8Array(writeBytes).fill(7);
+    let syncs = 0;
+    let pos = 0;
+    const t0 = performance.now();
+    let elapsed = 0;
+    while (elapsed < durationMs) {
+      writeSync(fd, data, 0, data.length, pos);
+      fdatasyncSync(fd);
+      syncs++;
+      pos = (pos + writeBytes) % (fileBytes - writeBytes);
+      elapsed = performance.now() - t0;
+    }
+    return {
+      suite: "machine",
+      limit: "fdatasync",
+      write_bytes: writeBytes,
+      fdatasync_per_s: Math.round(syncs / (elapsed / 1000)),
+      mean_us: round((elapsed * 1000) / syncs, 1),
+      dir: tmpdir(),
+    };
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One connection, 64 KiB writes as fast as the socket drains, the receiver in another Bun process. */
+export async function loopbackTcp(durationMs: number): Promise<Record<string, unknown>> {
+  const r = await runToEnd("tcp", [process.execPath, join(import.meta.dir, "tcp-pair.ts"), String(durationMs)], durationMs + 30_000);
+  const line = r.stdout.trim().split("\n").pop() ?? "";
+  if (r.code !== 0 || !line.startsWith("{")) throw new Error(`tcp-pair failed (code ${r.code}): ${r.stderrTail}`);
+  return { suite: "machine", limit: "loopback_tcp", ...(JSON.parse(line) as Record<string, unknown>) };
+}

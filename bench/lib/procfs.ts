@@ -1,0 +1,98 @@
+// Per-process counters from /proc: disk bytes written, CPU time, resident memory; and fdatasync counts
+// from strace, since /proc has no fsync counter (syscw counts write calls, not syncs).
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runToEnd } from "./proc";
+
+/** Bytes this process caused to be written to storage (counted when pages are dirtied, not at writeback). */
+export function writeBytes(pid: number): number {
+  const io = readFileSync(`/proc/${pid}/io`, "utf8");
+  const m = /^write_bytes:\s+(\d+)$/m.exec(io);
+  if (!m) throw new Error(`/proc/${pid}/io has no write_bytes`);
+  return Number(m[1]);
+}
+
+const clockTicksPerS = (() => {
+  const r = Bun.spawnSync(["getconf", "CLK_TCK"]);
+  const n = Number(r.stdout.toString().trim());
+  return Number.isFinite(n) && n > 0 ? n : 100;
+})();
+
+/** User + system CPU seconds of every thread of the process so far. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
+  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`cannot parse /proc/${pid}/stat`);
+  return (utime + stime) / clockTicksPerS;
+}
+
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  if (!m) throw new Error(`/proc/${pid}/status has no VmRSS`);
+  return Number(m[1]) * 1024;
+}
+
+/** CPU use as a fraction of one core over windowMs, per pid, sampled at both ends. */
+export async function cpuShare(pids: number[], windowMs: number): Promise<number[]> {
+  const before = pids.map(cpuSeconds);
+  const t0 = performance.now();
+  await Bun.sleep(windowMs);
+  const seconds = (performance.now() - t0) / 1000;
+  return pids.map((pid, i) => (cpuSeconds(pid) - before[i]!) / seconds);
+}
+
+export function straceAvailable(): boolean {
+  return ["/usr/bin/strace", "/bin/strace", "/usr/local/bin/strace"].some((p) => existsSync(p));
+}
+
+export interface SyncCounts {
+  pid: number;
+  fdatasync: number;
+  fsync: number;
+  seconds: number;
+}
+
+/**
+ * Counts fdatasync and fsync calls of each process (all its threads: the thread pool syncs too) for
+ * windowMs with `strace -c -f -p`. Tracing slows the traced syscalls, so take throughput from another run.
+ */
+export async function countSyncs(pids: number[], windowMs: number): Promise<SyncCounts[]> {
+  return Promise.all(
+    pids.map(async (pid) => {
+      const out = join(tmpdir(), `goulette-bench-strace-${pid}-${Date.now()}.txt`);
+      try {
+        const t0 = performance.now();
+        const r = await runToEnd(
+          `strace ${pid}`,
+          ["timeout", "-s", "INT", `${windowMs / 1000}`, "strace", "-c", "-f", "-o", out, "-e", "trace=fdatasync,fsync", "-p", String(pid)],
+          windowMs + 15_000,
+          { quietStderr: true },
+        );
+        const seconds = (performance.now() - t0) / 1000;
+        if (!existsSync(out)) throw new Error(`strace wrote nothing (code ${r.code}): ${r.stderrTail}`);
+        const text = readFileSync(out, "utf8");
+        return { pid, fdatasync: syscallCalls(text, "fdatasync"), fsync: syscallCalls(text, "fsync"), seconds };
+      } finally {
+        rmSync(out, { force: true });
+      }
+    }),
+  );
+}
+
+/** The "calls" column of one syscall's row in a `strace -c` table (0 when the syscall never happened). */
+function syscallCalls(table: string, name: string): number {
+  for (const line of table.split("\n")) {
+    const cols = line.trim().split(/\s+/);
+    if (cols[cols.length - 1] !== name) continue;
+    // % time, seconds, usecs/call, calls, [errors], syscall
+    const calls = Number(cols[3]);
+    if (!Number.isFinite(calls)) throw new Error(`cannot read strace row: ${line}`);
+    return calls;
+  }
+  return 0;
+}

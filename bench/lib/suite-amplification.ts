@@ -1,0 +1,103 @@
+// "amplification": bytes each broker writes to disk per payload byte it replicates, and fdatasyncs per
+// second per broker, at 1 and at 1,000 partitions. The design promises about 2 (WAL + segment) and a sync
+// count per tick that does not grow with the partition count.
+import { Cluster } from "./cluster";
+import { emit, errorText, progress, round } from "./emit";
+import { Load } from "./load";
+import { countSyncs, straceAvailable, writeBytes } from "./procfs";
+import { type RunSettings } from "./settings";
+import { createTopicWithLeaders } from "./topics";
+
+const replicas = 3;
+const size = 1024;
+const window = 256;
+/** Lets followers apply what was acknowledged (segment writes trail the ack) before counters are read. */
+const settleMs = 1000;
+
+export async function amplificationSuite(s: RunSettings): Promise<void> {
+  for (const partitions of [1, 1000]) {
+    try {
+      await atPartitions(s, partitions);
+    } catch (e) {
+      emit({ suite: "amplification", partitions, error: errorText(e) });
+    }
+  }
+}
+
+async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
+  const measureMs = Math.max(3000, Math.round(20_000 * Math.min(1, s.scale * 10)));
+  const cluster = await Cluster.start({ mode: "dev" });
+  let load: Load | undefined;
+  try {
+    progress(`amplification: creating ${partitions} partition(s), RF${replicas}`);
+    const t0 = performance.now();
+    await createTopicWithLeaders(cluster.sentinel, "amp", partitions, replicas, 600_000);
+    const createMs = Math.round(performance.now() - t0);
+
+    // Warm up (connections, leaders found, first segments created), then measure a load of its own so
+    // that exactly the acknowledged messages' bytes are on both sides of the counters.
+    const warm = new Load({ sentinel: cluster.sentinel, topic: "amp", size, window, partitions });
+    warm.start();
+    await Bun.sleep(Math.min(2000, measureMs / 2));
+    await warm.stop();
+    await warm.close();
+    await Bun.sleep(settleMs);
+
+    const pids = cluster.brokers.map((b) => b.pid);
+    const before = pids.map(writeBytes);
+    load = new Load({ sentinel: cluster.sentinel, topic: "amp", size, window, partitions });
+    const t1 = performance.now();
+    load.start();
+    await Bun.sleep(measureMs);
+    await load.stop();
+    const seconds = (performance.now() - t1) / 1000;
+    await Bun.sleep(settleMs);
+    const after = pids.map(writeBytes);
+    const written = after.map((a, i) => a - before[i]!);
+    const payload = load.payloadBytesAcked;
+    if (payload === 0) throw new Error(`no message acknowledged in ${measureMs} ms: ${errorText(load.firstError)}`);
+    emit({
+      suite: "amplification",
+      partitions,
+      replicas,
+      size,
+      window,
+      acked: load.acked,
+      failed: load.failed,
+      msgs_per_s: Math.round(load.acked / seconds),
+      payload_bytes: payload,
+      broker_write_bytes: written,
+      write_amplification: round(written.reduce((a, b) => a + b, 0) / (payload * replicas), 3),
+      per_broker_amplification: written.map((w) => round(w / payload, 3)),
+      create_ms: createMs,
+      note: "write_bytes from /proc/<pid>/io (bytes dirtied for storage) over the measured load plus a settle period, per payload byte per replica",
+    });
+
+    if (!straceAvailable()) {
+      emit({ suite: "amplification", partitions, fdatasync: "not measured: strace is not installed (apt-get install -y strace)" });
+      return;
+    }
+    // A second load under strace: tracing slows the traced calls, so its throughput is not the figure above.
+    const traceMs = Math.max(2000, Math.round(10_000 * Math.min(1, s.scale * 10)));
+    const traced = new Load({ sentinel: cluster.sentinel, topic: "amp", size, window, partitions });
+    traced.start();
+    await Bun.sleep(500);
+    const counts = await countSyncs(pids, traceMs);
+    await traced.stop();
+    await traced.close();
+    emit({
+      suite: "amplification",
+      partitions,
+      replicas,
+      traced_ms: traceMs,
+      acked_while_traced: traced.acked,
+      fdatasync_per_s: counts.map((c) => Math.round(c.fdatasync / c.seconds)),
+      fsync_per_s: counts.map((c) => Math.round(c.fsync / c.seconds)),
+      fdatasync_per_1k_msgs: traced.acked > 0 ? counts.map((c) => round((c.fdatasync * 1000) / traced.acked, 1)) : null,
+      note: "per broker (ids 1..3), strace -c -f -p for traced_ms under load; acked_while_traced spans the trace and its ramp",
+    });
+  } finally {
+    await load?.close();
+    await cluster.stop();
+  }
+}

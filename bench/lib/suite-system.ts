@@ -1,0 +1,121 @@
+// "system" (and its subset "broker"): Goulette beside NATS JetStream and RabbitMQ quorum queues with the
+// same message size, count, window and replication factor in the same run, the ratios, and the machine's
+// limits measured in that run too (they drift with what else the shared machine does).
+import { Cluster } from "./cluster";
+import { emit, errorText, progress, round, type Line } from "./emit";
+import { gouletteBench } from "./gbench";
+import { fdatasyncRate, loopbackTcp } from "./machine";
+import { peers, runPeer, type Peer } from "./peers";
+import { scaled, type RunSettings } from "./settings";
+
+interface Config {
+  size: number;
+  window: number;
+  partitions: number;
+  count: number;
+}
+
+const replicas = 3;
+
+function configs(s: RunSettings, only1Partition1KiB: boolean): Config[] {
+  const w256 = scaled(s, 100_000, 1000);
+  const w1 = scaled(s, 20_000, 200);
+  const big = scaled(s, 10_000, 200);
+  const all: Config[] = [
+    { size: 1024, window: 256, partitions: 1, count: w256 },
+    { size: 1024, window: 256, partitions: 8, count: w256 },
+    { size: 1024, window: 1, partitions: 1, count: w1 },
+    { size: 1024, window: 1, partitions: 8, count: w1 },
+    { size: 65536, window: 256, partitions: 1, count: big },
+    { size: 65536, window: 256, partitions: 8, count: big },
+  ];
+  return only1Partition1KiB ? all.filter((c) => c.partitions === 1 && c.size === 1024) : all;
+}
+
+export async function systemSuite(s: RunSettings, suite: "system" | "broker"): Promise<void> {
+  const list = configs(s, suite === "broker");
+  if (suite === "system") machineLimits(s);
+  if (suite === "system") await tcpLimit(s);
+
+  const mine: Line[] = [];
+  const cluster = await Cluster.start({ mode: "dev" });
+  try {
+    for (const c of list) {
+      progress(`goulette: ${c.count} x ${c.size} B, window ${c.window}, ${c.partitions} partition(s), RF${replicas}`);
+      try {
+        const line = { suite, ...(await gouletteBench(cluster, { ...c, replicas }, s.runTimeoutMs)), partitions: c.partitions };
+        emit(line);
+        mine.push(line);
+      } catch (e) {
+        emit({ suite, system: "goulette", ...c, replicas, error: errorText(e) });
+      }
+    }
+  } finally {
+    await cluster.stop();
+  }
+
+  // One peer run per size and window: the peers have no partitions; both Goulette lines compare with it.
+  const peerRuns = uniqueBy(list, (c) => `${c.size}/${c.window}`);
+  for (const peer of peers) {
+    let broken: string | undefined;
+    for (const c of peerRuns) {
+      if (broken) {
+        emit({ suite, system: peer.system, size: c.size, window: c.window, count: c.count, replicas, skipped: `an earlier run failed: ${broken}` });
+        continue;
+      }
+      progress(`${peer.system}: ${c.count} x ${c.size} B, window ${c.window}, R${replicas}`);
+      try {
+        const line = { suite, ...(await runPeer(peer, { ...c, replicas }, s.peerTimeoutMs)) };
+        emit(line);
+        for (const g of mine) if (g.size === c.size && g.window === c.window) emit(ratio(suite, g, line, peer));
+      } catch (e) {
+        broken = errorText(e);
+        emit({ suite, system: peer.system, size: c.size, window: c.window, count: c.count, replicas, error: `could not run: ${broken}` });
+      }
+    }
+  }
+}
+
+function machineLimits(s: RunSettings): void {
+  const ms = Math.max(500, Math.round(3000 * Math.min(1, s.scale * 10)));
+  for (const bytes of [4096, 65536]) {
+    progress(`machine: fdatasync after ${bytes} B overwrites of a zero-filled file, ${ms} ms`);
+    try {
+      emit(fdatasyncRate(bytes, ms));
+    } catch (e) {
+      emit({ suite: "machine", limit: "fdatasync", write_bytes: bytes, error: errorText(e) });
+    }
+  }
+}
+
+async function tcpLimit(s: RunSettings): Promise<void> {
+  const ms = Math.max(500, Math.round(3000 * Math.min(1, s.scale * 10)));
+  progress(`machine: loopback TCP, one connection, ${ms} ms`);
+  try {
+    emit(await loopbackTcp(ms));
+  } catch (e) {
+    emit({ suite: "machine", limit: "loopback_tcp", error: errorText(e) });
+  }
+}
+
+/** Above 1 is better for Goulette in msgs/s and MB/s; below 1 is better for Goulette in the latency ratios. */
+function ratio(suite: string, g: Line, p: Line, peer: Peer): Line {
+  const div = (a: unknown, b: unknown) => (typeof a === "number" && typeof b === "number" && b > 0 ? round(a / b, 2) : null);
+  return {
+    suite,
+    ratio: `goulette/${peer.system}`,
+    size: g.size,
+    window: g.window,
+    partitions: g.partitions,
+    msgs_per_s_ratio: div(g.msgs_per_s, p.msgs_per_s),
+    mb_per_s_ratio: div(g.mb_per_s, p.mb_per_s),
+    p50_ratio: div(g.p50_ms, p.p50_ms),
+    p99_ratio: div(g.p99_ms, p.p99_ms),
+    peer_durability: peer.durability,
+  };
+}
+
+function uniqueBy<T>(xs: T[], key: (x: T) => string): T[] {
+  const seen = new Set<string>();
+  return xs.filter((x) => (seen.has(key(x)) ? false : (seen.add(key(x)), true)));
+}
