@@ -309,15 +309,14 @@ class PartitionSender {
     this.retries.sort((a, b) => a.baseSequence - b.baseSequence);
     if (this.leader?.address !== leader.address) return; // another failure already moved us on
     const code = codeOf(err);
-    if (err instanceof WireError && code === ErrorCode.NOT_LEADER && err.leaderId && err.leaderAddress && err.leaderAddress !== leader.address) {
+    // A follower that has not yet noticed the leader died still names it: believe our own failure instead.
+    const hint = err instanceof WireError && code === ErrorCode.NOT_LEADER && err.leaderId && err.leaderAddress;
+    if (hint && err.leaderAddress !== leader.address && !this.unreachable.has(err.leaderId)) {
       this.leader = { id: err.leaderId, address: err.leaderAddress };
       this.producer.directory.setLeader(this.topic, this.partition, this.leader);
     } else {
       if (isTransportFailure(err) && leader.id) this.unreachable.add(leader.id);
-      if (code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE || isTransportFailure(err)) {
-        this.leader = undefined;
-        this.producer.directory.invalidate(this.topic, this.partition);
-      }
+      if (code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE || isTransportFailure(err)) this.leader = undefined;
     }
     this.failures++;
     this.recover();
@@ -337,9 +336,11 @@ class PartitionSender {
         this.expire();
         if (this.empty()) break;
         if (this.leader) break;
+        if (this.failures > 0 && this.tryReplica()) break;
         try {
           const route = await this.producer.directory.lookup(this.topic, this.partition, [...this.unreachable]);
           this.leader = route.leader;
+          if (this.leader && this.unreachable.has(this.leader.id)) this.leader = this.liveReplica(route.replicas) ?? this.leader;
           break;
         } catch (err) {
           this.lastError = `sentinel: ${describeError(err)}`;
@@ -349,6 +350,27 @@ class PartitionSender {
       this.recovering = false;
       this.pump();
     })();
+  }
+
+  /**
+   * During a failover the sentinel learns who leads only from the brokers' next reports, and probes a
+   * broker we call unreachable before it believes us; Raft elects sooner. So while the sentinel is asked
+   * in the background (which also reports the unreachable broker), we go straight to a live replica: it
+   * answers NOT_LEADER naming the new leader, or LEADER_NOT_AVAILABLE until there is one.
+   */
+  private tryReplica(): boolean {
+    const route = this.producer.directory.cached(this.topic, this.partition);
+    if (!route) return false;
+    void this.producer.directory.lookup(this.topic, this.partition, [...this.unreachable]).catch(() => {});
+    const sentinelLeader = route.leader && !this.unreachable.has(route.leader.id) ? route.leader : undefined;
+    // Alternate between the sentinel's latest answer and the other replicas.
+    this.leader = sentinelLeader && this.failures % 2 === 1 ? sentinelLeader : this.liveReplica(route.replicas);
+    return this.leader !== undefined;
+  }
+
+  private liveReplica(replicas: BrokerRef[]): BrokerRef | undefined {
+    const live = replicas.filter((r) => !this.unreachable.has(r.id));
+    return live.length > 0 ? live[this.failures % live.length] : undefined;
   }
 
   private expire(): void {
@@ -386,3 +408,4 @@ class PartitionSender {
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
+

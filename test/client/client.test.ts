@@ -118,6 +118,25 @@ describe("producer", () => {
     expect(alive.produced.length).toBe(1);
   });
 
+  test("failover: a replica still naming the dead leader is not believed; another replica is tried", async () => {
+    const s = track(new FakeSentinel("t"));
+    const dead = new FakeBroker(1);
+    const deadInfo = dead.info;
+    dead.stop();
+    const stale = track(new FakeBroker(2));
+    const elected = track(new FakeBroker(3));
+    s.leaders.set(0, deadInfo); // the sentinel has not noticed either
+    s.replicas = [deadInfo, stale.info, elected.info];
+    stale.onProduce = () => ({ case: "produceResponse", value: create(ProduceResponseSchema, { error: protoError(ErrorCode.NOT_LEADER, "old news", { leaderId: 1, leaderAddress: deadInfo.address }) }) });
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    const t0 = Date.now();
+    const acks = await p.send("t", [{ value: "x" }]);
+    expect(acks[0]!.offset).toBe(0);
+    expect(elected.produced.length).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(s.leaderRequests.some((r) => r.unreachableBrokers.includes(1))).toBe(true);
+  });
+
   test("a retried batch that the broker already appended is not appended twice", async () => {
     const s = track(new FakeSentinel("t"));
     const b = track(new FakeBroker(1));
