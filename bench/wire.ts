@@ -74,8 +74,11 @@ if (args.has("--server")) {
     console.log(JSON.stringify(line));
   }
 
-  await run("wire.throughput.64KiB.two-writes", { batchBytes: 64 * 1024, window: 32 });
-  await run("wire.throughput.64KiB.one-concatenated-write", { batchBytes: 64 * 1024, window: 32, coalesceBelowBytes: 1 << 20 });
+  // Head and batch as two writes (the batch never copied) vs copied into one buffer and one write.
+  await run("wire.throughput.64KiB.two-writes", { batchBytes: 64 * 1024, window: 32, coalesceBelowBytes: 1024 });
+  await run("wire.throughput.64KiB.one-write", { batchBytes: 64 * 1024, window: 32, coalesceBelowBytes: 1 << 22 });
+  await run("wire.throughput.1MiB.two-writes", { batchBytes: 1 << 20, window: 8, coalesceBelowBytes: 1024 });
+  await run("wire.throughput.1MiB.one-write", { batchBytes: 1 << 20, window: 8, coalesceBelowBytes: 1 << 22 });
   await run("wire.pipelined.small", { batchBytes: 16, window: 1000 });
   stopServer();
 }
