@@ -224,6 +224,36 @@ describe("server and client", () => {
     expect((err as WireError).code).toBe(ErrorCode.FRAME_TOO_LARGE);
   });
 
+  test("a connection's concurrent async requests are bounded: reading pauses, then resumes", async () => {
+    let active = 0;
+    let maxActive = 0;
+    let peer = "";
+    const s = start({
+      maxInFlightPerConnection: 20,
+      async handle(_body, ctx) {
+        peer = ctx.peer;
+        active++;
+        maxActive = Math.max(maxActive, active);
+        await Bun.sleep(2);
+        active--;
+        return produced(1);
+      },
+    });
+    const c = client(s.port);
+    // One frame per tick, so each arrives in its own TCP chunk and the pause can take effect.
+    const calls: Promise<Body>[] = [];
+    for (let i = 0; i < 200; i++) {
+      calls.push(c.call(produce("x")));
+      if (i % 10 === 9) await Bun.sleep(0);
+    }
+    const results = await Promise.all(calls);
+    expect(results.every((r) => r.case === "produceResponse")).toBe(true);
+    expect(maxActive).toBeGreaterThanOrEqual(20);
+    // The limit plus what was already decoded from the chunks in hand when reading paused.
+    expect(maxActive).toBeLessThanOrEqual(100);
+    expect(peer).toMatch(/^127\.0\.0\.1:\d+$/);
+  });
+
   test("the pool shares one client per address", async () => {
     const s = start({ handle: () => produced(1) });
     const pool = new ClientPool({ requestTimeoutMs: 1000 });
