@@ -11,6 +11,7 @@ const { values } = parseArgs({
     partitions: { type: "string", default: "4" },
     rate: { type: "string", default: "3000" },
     keep: { type: "boolean", default: false },
+    "progress-ms": { type: "string", default: "10000" },
   },
   strict: true,
 });
@@ -33,6 +34,7 @@ const r = await runFaults({
   partitions: int("partitions", values.partitions, 1),
   maxRatePerSec: int("rate", values.rate, 1),
   keep: values.keep,
+  progressEveryMs: int("progress-ms", values["progress-ms"], 100),
   log: (line) => console.error(line),
 });
 const { history, problems, ...figures } = r;
