@@ -129,6 +129,13 @@ export class Broker {
       this.log.debug("message for unknown group ignored", { group, from: msg.from, type: msg.type });
       return;
     }
+    if (p.voteFenced) {
+      if (msg.type === MessageType.Vote || msg.type === MessageType.PreVote) {
+        this.log.debug("vote withheld: log damaged, not yet repaired by a leader", { partition: p.key, from: msg.from });
+        return;
+      }
+      if (msg.type === MessageType.Append && msg.term >= p.node.term) p.leaderCommitSeen = Math.max(p.leaderCommitSeen, msg.commit);
+    }
     try {
       p.node.step(msg);
     } catch (e) {
@@ -243,6 +250,10 @@ export class Broker {
       }
     }
     p.node.advance(rd);
+    if (p.voteFenced && p.leaderCommitSeen > 0 && p.node.commitIndex >= p.leaderCommitSeen) {
+      p.voteFenced = false;
+      this.log.info("log repaired by the leader: votes allowed again", { partition: p.key, commit: p.node.commitIndex });
+    }
     if (p.node.hasReady()) this.dirty.add(p);
   }
 
@@ -419,6 +430,9 @@ export class Broker {
         if (!existsSync(file)) continue;
         const meta = JSON.parse(readFileSync(file, "utf8")) as PartitionMeta;
         const p = await this.openPartition(meta, this.wal.recovered.get(meta.group));
+        // Which groups lost records to a mid-log cut is unknown (the damaged record named its group in a
+        // header that no longer verifies), so every group on this broker is fenced.
+        p.voteFenced = this.wal.cuts.some((c) => c.midLog);
         this.log.info("partition restored", { partition: p.key, group: meta.group, nextOffset: p.log.nextOffset, applied: p.appliedIndex });
         this.markDirty(p);
       }

@@ -44,6 +44,13 @@ export class Partition {
   removed = false;
   checkpointing = false;
   repairing = false;
+  /**
+   * Set when this broker's WAL lost records in the middle (corruption, not a torn tail): the group may have
+   * acknowledged entries it no longer holds, so it must not vote, on the strength of a log that is now too
+   * short, until a leader brought it back to the leader's commit index.
+   */
+  voteFenced = false;
+  leaderCommitSeen = 0;
   /** Snapshots installed from a leader (fragments pulled); a figure for status and tests. */
   snapshotsInstalled = 0;
 
