@@ -1,7 +1,8 @@
 // Compiles src/main.ts into one self-contained executable (dist/goulette): the Bun runtime, our code and
 // every dependency in one file that runs with no node_modules beside it. `bun run build` runs this file.
-import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { version } from "./package.json";
 
 const root = import.meta.dir;
@@ -30,8 +31,31 @@ export interface BuildResult {
 }
 
 export async function build(outfile = join(root, "dist/goulette")): Promise<BuildResult> {
+  outfile = resolve(outfile);
+  // The bundler writes a .map per chunk beside the executable although the maps are also embedded in it
+  // (stack traces point at src/ without them); building in a scratch folder keeps dist/ to one file.
+  const scratch = mkdtempSync(join(tmpdir(), "goulette-build-"));
+  try {
+    const commit = await compile(join(scratch, "goulette"));
+    mkdirSync(dirname(outfile), { recursive: true });
+    // Copy then rename: overwriting in place fails (ETXTBSY) while the old executable is running.
+    const staged = `${outfile}.${process.pid}.tmp`;
+    copyFileSync(join(scratch, "goulette"), staged);
+    chmodSync(staged, 0o755);
+    renameSync(staged, outfile);
+    return { outfile, commit, entrypoints: entrypointsList() };
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+function entrypointsList(): string[] {
+  return ["src/main.ts", ...optionalEntrypoints()].map((p) => join(root, p));
+}
+
+async function compile(outfile: string): Promise<string> {
   const commit = gitCommit();
-  const entrypoints = ["src/main.ts", ...optionalEntrypoints()].map((p) => join(root, p));
+  const entrypoints = entrypointsList();
   const result = await Bun.build({
     entrypoints,
     // Pinned so the executable's embedded layout mirrors src/ and main.ts's runtime imports resolve; left
@@ -59,7 +83,7 @@ export async function build(outfile = join(root, "dist/goulette")): Promise<Buil
   if (!result.success) {
     throw new Error(`build failed:\n${result.logs.map((l) => String(l)).join("\n")}`);
   }
-  return { outfile, commit, entrypoints };
+  return commit;
 }
 
 if (import.meta.main) {
