@@ -67,12 +67,20 @@ export function applyConfChange(conf: ConfState, cc: ConfChange): ConfState {
   const without = (ids: NodeId[]) => ids.filter((id) => id !== cc.node);
   switch (cc.type) {
     case "add-learner":
-      return { voters: conf.voters, learners: sorted([...conf.learners, cc.node]) };
+      return frozenConf(conf.voters, sorted([...conf.learners, cc.node]));
     case "promote":
-      return { voters: sorted([...conf.voters, cc.node]), learners: without(conf.learners) };
+      return frozenConf(sorted([...conf.voters, cc.node]), without(conf.learners));
     case "remove":
-      return { voters: without(conf.voters), learners: without(conf.learners) };
+      return frozenConf(without(conf.voters), without(conf.learners));
   }
+}
+
+/** Membership values are shared (node getters, snapshots, messages), so they are immutable. */
+export function frozenConf(voters: readonly NodeId[], learners: readonly NodeId[]): ConfState {
+  return Object.freeze({
+    voters: Object.isFrozen(voters) ? (voters as NodeId[]) : Object.freeze([...voters]) as NodeId[],
+    learners: Object.isFrozen(learners) ? (learners as NodeId[]) : Object.freeze([...learners]) as NodeId[],
+  });
 }
 
 function sorted(ids: NodeId[]): NodeId[] {

@@ -91,8 +91,9 @@ export class RaftNode {
   get appliedIndex(): number {
     return this.r.log.applied;
   }
+  /** The current membership (frozen: it is shared, not copied). */
   get conf(): ConfState {
-    return { voters: [...this.r.conf.voters], learners: [...this.r.conf.learners] };
+    return this.r.conf;
   }
 
   /** The term of the entry at `index`, undefined when compacted or beyond the end. */

@@ -3,7 +3,7 @@
 // live in step-leader.ts, step-candidate.ts and step-follower.ts; node.ts wraps this with the
 // ready/advance persistence contract.
 import { assert } from "./assert";
-import { applyConfChange, decodeConfChange, encodeConfChange } from "./confchange";
+import { applyConfChange, decodeConfChange, encodeConfChange, frozenConf } from "./confchange";
 import { RaftLog } from "./log";
 import { Prng, mixSeed } from "./prng";
 import { Progress, ProgressState } from "./progress";
@@ -34,7 +34,7 @@ export function isTransferContext(ctx: Uint8Array | undefined): boolean {
 }
 
 export function emptyConf(): ConfState {
-  return { voters: [], learners: [] };
+  return frozenConf([], []);
 }
 
 /**
@@ -117,7 +117,7 @@ export class Raft {
 
   /** The membership as of `index` (which must not be compacted away): snapshot conf plus later changes. */
   confAt(index: number): ConfState {
-    let conf = this.log.snapshot.conf;
+    let conf = frozenConf(this.log.snapshot.conf.voters, this.log.snapshot.conf.learners);
     assert(index >= this.log.snapshot.index, "conf asked for a compacted index");
     for (let i = this.log.firstIndex; i <= index; i++) {
       const e = this.log.entry(i) as Entry;
@@ -406,7 +406,7 @@ export class Raft {
       r.index = this.log.committed;
     } else {
       this.log.restore(snap);
-      this.conf = snap.conf;
+      this.conf = frozenConf(snap.conf.voters, snap.conf.learners);
       r.index = snap.index;
     }
     this.send(r);

@@ -57,6 +57,7 @@ interface InFlight {
 }
 
 const MAX_MEMBERS = 7;
+const linkKey = (from: NodeId, to: NodeId) => from * 65536 + to;
 const CLIENT_WINDOW = 32;
 const ELECTION_TICKS = 10;
 const HEARTBEAT_TICKS = 2;
@@ -82,8 +83,9 @@ function decodeSm(data: Uint8Array): StateMachine {
 }
 
 function keyOf(e: Entry): number {
-  if (e.type !== EntryType.Normal || e.data.length < 4) return e.type === EntryType.ConfChange ? 1_000_000_000 + e.data[4]! + 256 * e.data[0]! : 0;
-  return new DataView(e.data.buffer, e.data.byteOffset, e.data.byteLength).getUint32(0);
+  const d = e.data;
+  if (e.type !== EntryType.Normal || d.length < 4) return e.type === EntryType.ConfChange ? 1_000_000_000 + d[4]! + 256 * d[0]! : 0;
+  return ((d[0]! << 24) | (d[1]! << 16) | (d[2]! << 8) | d[3]!) >>> 0;
 }
 
 export class Cluster {
@@ -91,7 +93,7 @@ export class Cluster {
   now = 0;
   readonly nodes = new Map<NodeId, SimNode>();
   private queue: InFlight[] = [];
-  private blocked = new Set<string>(); // "from>to"
+  private blocked = new Set<number>(); // linkKey(from, to)
   private nextId: NodeId;
   private proposalCounter = 1;
   // Oracles shared by all nodes.
@@ -233,7 +235,7 @@ export class Cluster {
   // ---- the network ----
 
   private send(m: Message): void {
-    if (this.blocked.has(`${m.from}>${m.to}`) || (this.faults && this.rng.chance(this.dropRate))) {
+    if (this.blocked.has(linkKey(m.from, m.to)) || (this.faults && this.rng.chance(this.dropRate))) {
       this.dropped(m);
       return;
     }
@@ -264,7 +266,7 @@ export class Cluster {
     this.queue = later;
     for (const { msg } of due) {
       const target = this.nodes.get(msg.to);
-      if (target?.raft === undefined || this.blocked.has(`${msg.from}>${msg.to}`)) {
+      if (target?.raft === undefined || this.blocked.has(linkKey(msg.from, msg.to))) {
         this.dropped(msg);
         continue;
       }
@@ -287,14 +289,13 @@ export class Cluster {
     return [...this.nodes.values()].filter((n) => n.raft !== undefined);
   }
 
-  leaders(): SimNode[] {
-    return this.live().filter((n) => n.raft!.role === Role.Leader);
-  }
-
   /** The leader with the highest term, if any. */
   leader(): SimNode | undefined {
     let best: SimNode | undefined;
-    for (const n of this.leaders()) if (best === undefined || n.raft!.term > best.raft!.term) best = n;
+    for (const n of this.nodes.values()) {
+      if (n.raft?.role !== Role.Leader) continue;
+      if (best === undefined || n.raft.term > best.raft!.term) best = n;
+    }
     return best;
   }
 
@@ -381,12 +382,12 @@ export class Cluster {
       if (down.length > 0) this.restart(this.rng.pick(down));
     } else if (r < 0.5) {
       const a = this.rng.pick(all).id;
-      for (const b of all) if (b.id !== a) this.blocked.add(`${a}>${b.id}`).add(`${b.id}>${a}`);
+      for (const b of all) if (b.id !== a) this.blocked.add(linkKey(a, b.id)).add(linkKey(b.id, a));
       this.log.push(`t=${this.now} isolate ${a}`);
     } else if (r < 0.6) {
       const a = this.rng.pick(all).id;
       const b = this.rng.pick(all).id;
-      if (a !== b) this.blocked.add(`${a}>${b}`);
+      if (a !== b) this.blocked.add(linkKey(a, b));
       this.log.push(`t=${this.now} block ${a}>${b}`);
     } else if (r < 0.8) {
       this.blocked.clear();
@@ -427,8 +428,9 @@ export class Cluster {
     if (this.faults && this.rng.chance(0.02)) this.randomConfChange();
     if (this.rng.chance(0.3)) this.propose(1 + this.rng.int(3));
     if (this.rng.chance(0.03)) this.compactSome();
-    for (const n of this.live()) {
-      n.raft!.tick();
+    for (const n of this.nodes.values()) {
+      if (n.raft === undefined) continue;
+      n.raft.tick();
       this.drain(n);
     }
     this.deliverDue();
