@@ -77,7 +77,7 @@ describe("against real brokers", () => {
       expect(keyed.length).toBe(40);
       expect(new Set(keyed.map((m) => m.partition)).size).toBe(1);
     }
-  });
+  }, 20_000);
 
   test("admin: list, describe and cluster status show the topic and its leaders", async () => {
     await createTopic("e2e-admin", 1, 3);
@@ -116,5 +116,40 @@ describe("against real brokers", () => {
     await a.close();
     await b.close();
     await producer.close();
-  });
+  }, 20_000);
+
+  test("CLI: produce lines from stdin with a key, acks in input order; consume prints them as JSON; status names the leader", async () => {
+    await createTopic("e2e-cli", 3, 3);
+    const cli = (args: string[], stdin?: string) =>
+      Bun.spawn([process.execPath, join(import.meta.dir, "../../src/main.ts"), ...args, "--sentinel", sentinel.address], {
+        stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, GOULETTE_SENTINEL: "" },
+      });
+    const lines = Array.from({ length: 50 }, (_, i) => `line ${i}`);
+    const prod = cli(["produce", "e2e-cli", "--key", "user-7", "--format", "json"], lines.join("\n") + "\n");
+    const [prodOut, prodErr, prodCode] = await Promise.all([new Response(prod.stdout).text(), new Response(prod.stderr).text(), prod.exited]);
+    expect(prodErr).toBe("");
+    expect(prodCode).toBe(0);
+    const acks = prodOut.trim().split("\n").map((l) => JSON.parse(l));
+    expect(acks.map((a) => a.value)).toEqual(lines);
+    const partition = acks[0].partition;
+    expect(acks.every((a) => a.partition === partition)).toBe(true);
+    expect(acks.map((a) => a.offset)).toEqual(lines.map((_, i) => acks[0].offset + i));
+
+    const cons = cli(["consume", "e2e-cli", "--from-beginning", "--timeout-ms", "3000", "--format", "json"]);
+    const [consOut, consCode] = await Promise.all([new Response(cons.stdout).text(), cons.exited]);
+    expect(consCode).toBe(0);
+    const got = consOut.trim().split("\n").map((l) => JSON.parse(l));
+    expect(got.map((m) => [m.partition, m.offset, m.key, m.value])).toEqual(acks.map((a) => [partition, a.offset, "user-7", a.value]));
+    expect(Object.keys(got[0]).sort()).toEqual(["key", "offset", "partition", "timestamp", "value"]);
+
+    const st = cli(["cluster", "status", "--format", "json"]);
+    const [stOut, stCode] = await Promise.all([new Response(st.stdout).text(), st.exited]);
+    expect(stCode).toBe(0);
+    const rows = stOut.trim().split("\n").map((l) => JSON.parse(l));
+    const row = rows.find((r) => r.type === "partition" && r.topic === "e2e-cli" && r.partition === partition);
+    expect([1, 2, 3]).toContain(row.leader);
+  }, 30_000);
 });
