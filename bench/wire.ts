@@ -4,7 +4,7 @@
 //   bun bench/wire.ts --server   (internal) run only the server, print its port
 import { create } from "@bufbuild/protobuf";
 import { ProduceRequestSchema, ProduceResponseSchema } from "../src/proto/goulette_pb";
-import { WireClient, expectCase, serve, type Body } from "../src/wire";
+import { WireClient, decodeFrame, encodeFrame, encodeFrameBytes, expectCase, serve, type Body } from "../src/wire";
 
 const args = new Set(process.argv.slice(2));
 const durationMs = Number(process.env.BENCH_MS ?? 2000);
@@ -81,4 +81,28 @@ if (args.has("--server")) {
   await run("wire.throughput.1MiB.one-write", { batchBytes: 1 << 20, window: 8, coalesceBelowBytes: 1 << 22 });
   await run("wire.pipelined.small", { batchBytes: 16, window: 1000 });
   stopServer();
+
+  // The CPU a small round trip costs in the codec alone (request encode + decode, response encode +
+  // decode, no sockets): the ceiling for requests/s on one core, to read the figures above against the
+  // machine's load.
+  {
+    const req: Body = { case: "produce", value: create(ProduceRequestSchema, { topic: "bench", batch: new Uint8Array(16) }) };
+    const ack: Body = { case: "produceResponse", value: create(ProduceResponseSchema, { baseOffset: 1n }) };
+    const reqBytes = encodeFrameBytes(1, req).subarray(4);
+    const ackBytes = encodeFrameBytes(1, ack).subarray(4);
+    let n = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < durationMs / 2) {
+      for (let i = 0; i < 1000; i++) {
+        encodeFrame(i + 1, req);
+        decodeFrame(reqBytes);
+        encodeFrame(i + 1, ack);
+        decodeFrame(ackBytes);
+      }
+      n += 1000;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(JSON.stringify({ bench: "wire.codec.small-roundtrip", roundTripsPerSec: Math.round(n / seconds), usPerRoundTrip: +((seconds * 1e6) / n).toFixed(2) }));
+  }
+  console.log(JSON.stringify({ bench: "wire.machine", loadAverage1m: (await Bun.file("/proc/loadavg").text()).split(" ")[0], cores: navigator.hardwareConcurrency }));
 }
