@@ -4,7 +4,9 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger } from "../log";
-import { serve, type BodyCase } from "../wire";
+import { ErrorCode } from "../proto/goulette_pb";
+import { WireError, serve, type BodyCase } from "../wire";
+import { SentinelPeers } from "./sentinel-peers";
 import { writeFileAtomic } from "../storage/atomic-file";
 import { realFileLayer } from "../storage/file-layer";
 import { parseFsyncPolicy } from "../storage/fsync-policy";
@@ -44,40 +46,80 @@ export interface RunningSentinel {
 export async function startSentinel(input: SentinelOptions): Promise<RunningSentinel> {
   const opts: SentinelOptions = { ...sentinelDefaults, ...input };
   const log = createLogger(opts.logLevel, { role: "sentinel", id: opts.id });
-  if (opts.peers.length > 1) {
-    throw new Error("several sentinels (--peers) are not supported yet: run one sentinel");
-  }
+  const several = opts.peers.length > 1;
+  const peers = several ? new SentinelPeers(opts.id, opts.peers, opts.maxFrameBytes, log) : undefined;
   mkdirSync(opts.dataDir, { recursive: true });
   const clusterId = loadClusterId(opts.dataDir);
   const store = await RaftMapStore.open({
     dir: opts.dataDir,
     fsync: parseFsyncPolicy(opts.fsync),
-    id: opts.id,
-    voters: [opts.id],
+    id: several ? opts.id : 1,
+    voters: peers?.voters ?? [1],
     electionTicks: MAP_ELECTION_TICKS,
     heartbeatTicks: 1,
+    send: peers ? (messages) => peers.send(messages) : undefined,
     log,
   });
-  if (!(await store.waitLeader(5_000))) {
+  if (!several && !(await store.waitLeader(5_000))) {
     await store.close();
     throw new Error("the sentinel could not take the lead of its own map");
   }
 
   const { hostname, port } = parseListen(opts.listen);
-  let address = opts.advertise ?? "";
-  const sentinel = new Sentinel({ opts, store, address: () => address, log, clusterId, version: SENTINEL_VERSION });
+  let address = opts.advertise ?? (several ? opts.peers[opts.id - 1]! : "");
+  // Registry, health, reports, notifications and failover run on the map's leader only, built afresh on
+  // every election won: a new leader learns the brokers from their next beats, as after a restart.
+  let sentinel: Sentinel | undefined;
+  const followLeadership = (): Sentinel | undefined => {
+    const leading = store.isLeader();
+    if (leading && !sentinel) {
+      sentinel = new Sentinel({
+        opts,
+        store,
+        address: () => address,
+        log,
+        clusterId,
+        version: SENTINEL_VERSION,
+        sentinels: () =>
+          (several ? opts.peers : [address]).map((a, i) => ({ id: several ? i + 1 : opts.id, address: a, leader: several ? store.leader === i + 1 : true })),
+      });
+      log.info("sentinel serving as map leader", { address, term: store.node.term });
+    } else if (!leading && sentinel) {
+      sentinel.stop();
+      sentinel = undefined;
+      log.info("sentinel no longer the map leader", { leader: store.leader });
+    }
+    return sentinel;
+  };
+  followLeadership();
   const server = serve({
     hostname,
     port,
     maxFrameBytes: opts.maxFrameBytes,
-    accepts: SENTINEL_ACCEPTS,
-    handle: (body) => sentinel.handle(body),
+    accepts: several ? [...SENTINEL_ACCEPTS, "raft"] : SENTINEL_ACCEPTS,
+    handle: (body) => {
+      if (body.case === "raft") {
+        for (const m of peers?.receive(body.value) ?? []) store.step(m);
+        return undefined;
+      }
+      const s = followLeadership();
+      if (!s) {
+        const leader = store.leader;
+        const leaderAddress = leader > 0 ? (peers?.address(leader) ?? "") : "";
+        throw new WireError(
+          ErrorCode.NOT_SENTINEL_LEADER,
+          leader > 0 ? `sentinel ${leader} (${leaderAddress}) leads the cluster map` : "no sentinel leader elected yet",
+          { leaderId: leader, leaderAddress },
+        );
+      }
+      return s.handle(body);
+    },
   });
-  if (!opts.advertise) address = `${hostname}:${server.port}`;
+  if (!address) address = `${hostname}:${server.port}`;
   const tickMs = Math.max(10, Math.min(100, Math.floor(opts.keepAliveMs / 2)));
-  const timer = setInterval(() => sentinel.tick(), tickMs);
+  const timer = setInterval(() => followLeadership()?.tick(), tickMs);
   const raftTimer = setInterval(() => store.tick(), MAP_TICK_MS);
-  log.info("sentinel listening", { address, dataDir: opts.dataDir, clusterId, epoch: store.map.version });
+  log.info("sentinel listening", { address, dataDir: opts.dataDir, clusterId, epoch: store.map.version, peers: opts.peers });
 
   let stopping: Promise<void> | undefined;
   return {
@@ -86,8 +128,9 @@ export async function startSentinel(input: SentinelOptions): Promise<RunningSent
       stopping ??= (async () => {
         clearInterval(timer);
         clearInterval(raftTimer);
-        sentinel.stop();
+        sentinel?.stop();
         server.stop();
+        peers?.close();
         await store.close();
         log.info("sentinel stopped", { address });
       })();

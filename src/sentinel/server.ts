@@ -58,6 +58,7 @@ export interface SentinelDeps {
   log: Logger;
   clusterId: string;
   version: string;
+  sentinels: () => { id: number; address: string; leader: boolean }[];
 }
 
 export class Sentinel {
@@ -107,6 +108,7 @@ export class Sentinel {
   }
 
   private propose(c: MapCommand): Promise<MapResult> {
+    if (this.stopped) return Promise.reject(new WireError(ErrorCode.NOT_SENTINEL_LEADER, "this sentinel stopped leading the map"));
     return this.deps.store.propose(c).catch((e: unknown) => {
       if (e instanceof NotSentinelLeaderError) {
         const leaderAddress = e.leader > 0 ? (this.deps.opts.peers[e.leader - 1] ?? "") : "";
@@ -422,7 +424,7 @@ export class Sentinel {
       value: create(ClusterStatusResponseSchema, {
         brokers,
         topics: this.map.allTopics().map((t) => this.topicMetadata(t)),
-        sentinels: [create(SentinelStatusSchema, { id: this.deps.opts.id, address: this.deps.address(), leader: true })],
+        sentinels: this.deps.sentinels().map((x) => create(SentinelStatusSchema, x)),
       }),
     };
   }
