@@ -16,28 +16,35 @@ interface Profile {
 
 export interface ProfileSummary {
   samples: number;
-  sampled_ms: number;
+  /** Samples x the sampling interval: the CPU time the profile saw. */
+  busy_ms: number;
+  /** From the first to the last sample. */
+  wall_ms: number;
+  busy_pct_of_wall: number | null;
   idle_pct: number;
   top_functions: { fn: string; at: string; self_pct: number }[];
   top_files: { file: string; self_pct: number }[];
 }
 
+/** Bun's default --cpu-prof-interval. */
+const sampleIntervalUs = 1000;
+
 export function summarizeProfile(path: string, top = 15): ProfileSummary {
   const p = JSON.parse(readFileSync(path, "utf8")) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  // Percentages count samples: the profiler samples only while the thread runs, so a time-delta weighting
+  // would charge the idle gap before a sample to whatever ran next.
   const selfUs = new Map<number, number>();
   let totalUs = 0;
-  if (p.samples && p.timeDeltas && p.samples.length === p.timeDeltas.length) {
-    for (let i = 0; i < p.samples.length; i++) {
-      // A sample's time is the delta to the next one; the first delta is the gap since the profile began.
-      const dt = Math.max(0, p.timeDeltas[i + 1] ?? 0);
-      selfUs.set(p.samples[i]!, (selfUs.get(p.samples[i]!) ?? 0) + dt);
-      totalUs += dt;
-    }
+  let wallUs = 0;
+  if (p.samples && p.samples.length > 0) {
+    for (const id of p.samples) selfUs.set(id, (selfUs.get(id) ?? 0) + sampleIntervalUs);
+    totalUs = p.samples.length * sampleIntervalUs;
+    for (const dt of p.timeDeltas ?? []) wallUs += Math.max(0, dt);
   } else {
     for (const n of p.nodes) {
-      selfUs.set(n.id, (n.hitCount ?? 0) * 1000);
-      totalUs += (n.hitCount ?? 0) * 1000;
+      selfUs.set(n.id, (n.hitCount ?? 0) * sampleIntervalUs);
+      totalUs += (n.hitCount ?? 0) * sampleIntervalUs;
     }
   }
   if (totalUs === 0) throw new Error(`${path}: no samples`);
@@ -57,7 +64,9 @@ export function summarizeProfile(path: string, top = 15): ProfileSummary {
   const pct = (us: number) => Math.round((us / totalUs) * 1000) / 10;
   return {
     samples: p.samples?.length ?? 0,
-    sampled_ms: Math.round(totalUs / 1000),
+    busy_ms: Math.round(totalUs / 1000),
+    wall_ms: Math.round(wallUs / 1000),
+    busy_pct_of_wall: wallUs > 0 ? Math.round((totalUs / wallUs) * 1000) / 10 : null,
     idle_pct: pct(idleUs),
     top_functions: [...fns]
       .sort((a, b) => b[1] - a[1])

@@ -5,7 +5,8 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cluster } from "./cluster";
-import { emit, errorText, progress } from "./emit";
+import { emit, errorText, progress, round } from "./emit";
+import { cpuSeconds } from "./procfs";
 import { gouletteBench } from "./gbench";
 import { summarizeProfile } from "./cpu-profile";
 import { scaled, type RunSettings } from "./settings";
@@ -20,8 +21,19 @@ export async function profileSuite(s: RunSettings): Promise<void> {
     try {
       const count = scaled(s, 100_000, 2000);
       progress(`profile: goulette bench ${count} x 1 KiB, window 256, brokers under --cpu-prof`);
+      const pids = cluster.brokers.map((b) => b.pid);
+      const cpu0 = pids.map(cpuSeconds);
+      const t0 = performance.now();
       const line = await gouletteBench(cluster, { count, size: 1024, window: 256, replicas: 3, partitions: 1, topic: "prof" }, s.runTimeoutMs);
-      emit({ suite: "profile", ...line, partitions: 1, note: "brokers run under the profiler from source" });
+      const wallS = (performance.now() - t0) / 1000;
+      emit({
+        suite: "profile",
+        ...line,
+        partitions: 1,
+        // From /proc, independent of the profiler: a broker far below 100% is waiting, not computing.
+        broker_cpu_pct_of_core_during_bench: pids.map((p, i) => round(((cpuSeconds(p) - cpu0[i]!) / wallS) * 100, 1)),
+        note: "brokers run under the profiler from source; CPU share over the whole bench command (topic creation included)",
+      });
       leader = (await describe(cluster.sentinel, "prof")).partitionInfo[0]?.leader ?? 0;
     } finally {
       await cluster.stop(); // SIGTERM: each broker exits and writes its profile
