@@ -32,12 +32,22 @@ export function saltForSegment(seq: number): number {
   return seq >>> 0;
 }
 
+/** u64 as two u32 halves: avoids a BigInt per field on the recovery path (values stay below 2^53). */
+function readU64(view: DataView, at: number): number {
+  return view.getUint32(at, true) + view.getUint32(at + 4, true) * 0x1_0000_0000;
+}
+
+function writeU64(view: DataView, at: number, value: number): void {
+  view.setUint32(at, value >>> 0, true);
+  view.setUint32(at + 4, Math.floor(value / 0x1_0000_0000), true);
+}
+
 function writeHeader(buf: GrowableBuffer, at: number, len: number, group: number, term: number, index: number, type: RecordType): void {
   const v = buf.view;
   v.setUint32(at, len, true);
   v.setUint32(at + 8, group, true);
-  v.setBigUint64(at + 12, BigInt(term), true);
-  v.setBigUint64(at + 20, BigInt(index), true);
+  writeU64(v, at + 12, term);
+  writeU64(v, at + 20, index);
   v.setUint8(at + 28, type);
 }
 
@@ -128,8 +138,8 @@ export function decodeRecord(
     record: {
       type,
       group: view.getUint32(pos + 8, true),
-      term: Number(view.getBigUint64(pos + 12, true)),
-      index: Number(view.getBigUint64(pos + 20, true)),
+      term: readU64(view, pos + 12),
+      index: readU64(view, pos + 20),
       payload: data.subarray(pos + RECORD_HEADER_BYTES, pos + len),
     },
   };

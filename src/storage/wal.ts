@@ -252,6 +252,8 @@ export class Wal {
   }
 
   private async runRound(): Promise<void> {
+    // Let every caller resuming from the previous round append first, so one round carries them all.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     const touched = this.writePending();
     try {
       if (this.policy === "always") {
@@ -370,6 +372,8 @@ export class Wal {
   }
 
   private segmentNeeds(seq: number): Map<number, number> {
+    const last = this.segments[this.segments.length - 1];
+    if (last && last.seq === seq) return last.needs; // the common case, on every appended entry
     let seg = this.segments.find((s) => s.seq === seq);
     if (!seg) {
       seg = { seq, path: join(this.dir, segmentName(seq)), needs: new Map() };
