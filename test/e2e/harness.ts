@@ -225,6 +225,12 @@ export class Cluster {
     }
   }
 
+  /** How many times the node's log says its WAL recovery cut a torn or corrupt record. */
+  walCutsLogged(n: Node): number {
+    if (!existsSync(n.logPath)) return 0;
+    return readFileSync(n.logPath, "utf8").split("\n").filter((l) => l.includes("WAL torn tail cut") || l.includes("WAL corruption")).length;
+  }
+
   /** Lines of a node's log that look like errors, for a failure report. */
   logTail(n: Node, lines = 20): string {
     if (!existsSync(n.logPath)) return "";

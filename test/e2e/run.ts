@@ -36,6 +36,7 @@ export interface RunReport {
   faultKinds: string[];
   records: number;
   convergedInMs: number;
+  walCuts: number;
   problems: string[];
   history: string;
   sendErrors: Record<string, number>;
@@ -73,6 +74,7 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
   let workload: Workload | undefined;
   const problems: string[] = [];
   let check: CheckResult | undefined;
+  let walCuts = 0;
   try {
     const admin = new Admin({ sentinels, sentinelTimeoutMs: 2000 });
     try {
@@ -109,6 +111,10 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     problems.push(...check.problems);
     if (workload.acks.length < minAcks) problems.push(`only ${workload.acks.length} acknowledgements, expected at least ${minAcks}`);
     if (nemesis.faultsInjected() < minFaults) problems.push(`only ${nemesis.faultsInjected()} faults, expected at least ${minFaults}`);
+    // A tear the broker did not notice would mean the fault did not happen as intended (or recovery missed it).
+    const tears = nemesis.history.filter((e) => e.kind === "torn-wal" && !e.detail.includes("no WAL record")).length;
+    walCuts = cluster.brokers.reduce((n, b) => n + cluster.walCutsLogged(b), 0);
+    if (walCuts < tears) problems.push(`${tears} WAL records torn, but broker logs report only ${walCuts} cuts at recovery`);
     const errs = nemesis.history.filter((e) => e.error);
     if (errs.length > 0) problems.push(`${errs.length} faults could not be applied`);
   } catch (e) {
@@ -132,6 +138,7 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     faultKinds: [...(nemesis?.kindsInjected() ?? [])],
     records: check?.records ?? 0,
     convergedInMs: check?.convergedInMs ?? -1,
+    walCuts,
     problems,
     history: nemesis?.describe() ?? "",
     sendErrors: Object.fromEntries(workload?.errors ?? []),

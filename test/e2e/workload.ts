@@ -54,7 +54,8 @@ export class Workload {
       });
       this.producers.push(p);
       const window = this.opts.inFlightPerProducer ?? 32;
-      for (let w = 0; w < window; w++) this.loops.push(this.loop(p, i, w, window));
+      // Each slot keeps to one partition, so a partition without a leader holds up only its own slots.
+      for (let w = 0; w < window; w++) this.loops.push(this.loop(p, i, w, window, (w + i) % this.opts.partitions));
     }
   }
 
@@ -65,13 +66,12 @@ export class Workload {
     await Promise.all(this.producers.map((p) => p.close().catch(() => {})));
   }
 
-  private async loop(p: Producer, producerIndex: number, slot: number, window: number): Promise<void> {
-    const { topic, partitions } = this.opts;
+  private async loop(p: Producer, producerIndex: number, slot: number, window: number, partition: number): Promise<void> {
+    const { topic } = this.opts;
     for (let seq = slot; this.running; seq += window) {
       await this.pace();
       if (!this.running) break;
       const value = `${this.runId}-p${producerIndex}-${seq}`;
-      const partition = (seq + producerIndex) % partitions;
       this.sent.add(value);
       try {
         const [m] = await p.send(topic, [{ value, partition }]);
