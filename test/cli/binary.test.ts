@@ -1,5 +1,5 @@
 // The compiled executable: built once into temp folders, copied alone (no node_modules beside it) and run.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +7,9 @@ import type { Subprocess } from "bun";
 import { version as packageVersion } from "../../package.json";
 import { build } from "../../build";
 
+
+// Each test spawns real processes; on a busy 2-core machine a spawn can take most of a second.
+setDefaultTimeout(30_000);
 const root = join(import.meta.dir, "../..");
 const work = mkdtempSync(join(tmpdir(), "goulette-cli-binary-"));
 const started: Subprocess[] = [];

@@ -1,8 +1,11 @@
 // The executable as a user runs it from source: `bun src/main.ts ...`.
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
 import { version as packageVersion } from "../../package.json";
 
+
+// Each test spawns real processes; on a busy 2-core machine a spawn can take most of a second.
+setDefaultTimeout(20_000);
 const root = join(import.meta.dir, "../..");
 const main = join(root, "src/main.ts");
 
