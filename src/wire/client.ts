@@ -1,6 +1,6 @@
 import type { Socket } from "bun";
 import { ErrorCode } from "../proto/goulette_pb";
-import { FrameDecoder, FrameStreamError } from "./decoder";
+import { FrameDecoder } from "./decoder";
 import { WireError, type Body } from "./errors";
 import { DEFAULT_MAX_FRAME_BYTES, decodeFrame, encodeFrame, type EncodedFrame } from "./frame";
 import { DEFAULT_MAX_BUFFERED_BYTES, Outbox } from "./outbox";
@@ -386,7 +386,7 @@ export class WireClient {
     try {
       decoder.push(chunk, this.onFrame);
     } catch (e) {
-      const err = e instanceof FrameStreamError ? e : new WireError(ErrorCode.MALFORMED_FRAME, String(e));
+      const err = e instanceof WireError ? e : new WireError(ErrorCode.MALFORMED_FRAME, String(e));
       this.lost(new WireError(err.code, `bad frame from ${this.address}: ${err.message}`, {}, "lost"));
     }
   }

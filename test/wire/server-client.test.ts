@@ -271,6 +271,23 @@ describe("server and client", () => {
     expect(pool.get(`127.0.0.1:${s.port}`)).not.toBe(a);
   });
 
+  test("a server that answers garbage fails the calls on that connection, typed, without hanging", async () => {
+    for (const reply of [new Uint8Array([0, 0, 0, 0]), new Uint8Array([0xff, 0xff, 0xff, 0xff, 1]), new Uint8Array([0, 0, 0, 3, 0xff, 0xff, 0xff])]) {
+      const listener = Bun.listen({
+        hostname: "127.0.0.1",
+        port: 0,
+        socket: { data: (sock) => void sock.write(reply) },
+      });
+      started.push({ stop: () => listener.stop(true) });
+      const c = client(listener.port, { maxFrameBytes: 1024 });
+      const err = (await c.call(produce("x"), { timeoutMs: 3000 }).catch((e) => e)) as WireError;
+      expect(err).toBeInstanceOf(WireError);
+      expect(err.transport).toBe("lost");
+      expect([ErrorCode.MALFORMED_FRAME, ErrorCode.FRAME_TOO_LARGE]).toContain(err.code);
+      expect(c.connected).toBe(false);
+    }
+  });
+
   test("addresses are validated", () => {
     expect(() => new WireClient("nope")).toThrow(/host:port/);
     expect(() => new WireClient("h:70000")).toThrow();
