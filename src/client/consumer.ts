@@ -378,6 +378,7 @@ class PartitionReader {
   private async run(): Promise<void> {
     const { settings } = this.consumer;
     let failures = 0;
+    let hops = 0; // NOT_LEADER hints followed in a row, bounded so two stale replicas cannot ping-pong us
     const unreachable = new Set<number>();
     let route: { leader: BrokerRef; replicas: BrokerRef[] } | undefined;
     while (this.active && !this.consumer.isClosed) {
@@ -410,6 +411,7 @@ class PartitionReader {
         const r = expectCase(res, "fetchResponse");
         if (!this.active) return;
         failures = 0;
+        hops = 0;
         unreachable.clear();
         const hw = Number(r.highWatermark);
         if (this.offset === undefined) {
@@ -434,6 +436,16 @@ class PartitionReader {
           failures++;
         }
         if (target && isTransportFailure(err)) unreachable.add(target.id);
+        const hinted =
+          err instanceof WireError && code === ErrorCode.NOT_LEADER && err.leaderId && err.leaderAddress && !unreachable.has(err.leaderId)
+            ? { id: err.leaderId, address: err.leaderAddress }
+            : undefined;
+        if (hinted && route && hops++ < 3) {
+          // The replica named the leader: go there now rather than wait for the sentinel to learn it.
+          route = { leader: hinted, replicas: route.replicas };
+          this.consumer.directory.setLeader(this.topic, this.partition, hinted);
+          continue;
+        }
         if (code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE || isTransportFailure(err)) {
           this.consumer.directory.invalidate(this.topic, this.partition);
         }
@@ -465,7 +477,12 @@ class PartitionReader {
   }
 
   private pickReplica(route: { leader: BrokerRef; replicas: BrokerRef[] }, unreachable: Set<number>): BrokerRef {
-    if (this.consumer.settings.readFrom === "leader") return route.leader;
+    if (this.consumer.settings.readFrom === "leader") {
+      if (!unreachable.has(route.leader.id)) return route.leader;
+      // The sentinel still names a leader we could not reach: a live replica will name the new one.
+      const live = route.replicas.filter((b) => !unreachable.has(b.id));
+      return live.length > 0 ? live[this.replicaIndex % live.length]! : route.leader;
+    }
     const followers = route.replicas.filter((b) => b.id !== route.leader.id && !unreachable.has(b.id));
     if (followers.length === 0) return route.leader;
     return followers[this.replicaIndex % followers.length]!;

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
-import { ErrorCode, ListTopicsResponseSchema, ProduceResponseSchema, TopicMetadataSchema } from "../../src/proto/goulette_pb";
+import { ErrorCode, FetchResponseSchema, ListTopicsResponseSchema, ProduceResponseSchema, TopicMetadataSchema } from "../../src/proto/goulette_pb";
 import { serve, type WireServer } from "../../src/wire/index";
 import { errorBody, protoError } from "../../src/wire/errors";
 import { Admin, Consumer, Producer } from "../../src/client/index";
@@ -219,5 +219,28 @@ describe("consumer", () => {
     tail.assign([{ topic: "t", partition: 0, from: "latest" }]);
     while (!tail.caughtUp()) await tail.poll(100);
     expect(tail.position("t", 0)).toBe(2);
+  });
+
+  test("a leader that cannot be reached: a live replica's NOT_LEADER hint leads to the new leader", async () => {
+    const s = track(new FakeSentinel("t"));
+    const dead = new FakeBroker(1);
+    const deadInfo = dead.info;
+    dead.stop();
+    const follower = track(new FakeBroker(2));
+    const elected = track(new FakeBroker(3));
+    s.leaders.set(0, deadInfo);
+    s.replicas = [deadInfo, follower.info, elected.info];
+    follower.onFetch = () => ({ case: "fetchResponse", value: create(FetchResponseSchema, { error: protoError(ErrorCode.NOT_LEADER, "not me", { leaderId: 3, leaderAddress: elected.address }) }) });
+    s.leaders.set(0, elected.info);
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    await p.send("t", [{ value: "x" }, { value: "y" }]);
+    s.leaders.set(0, deadInfo); // the sentinel has not caught up
+    const c = closing(new Consumer({ sentinels: [s.address], maxWaitMs: 100 }));
+    c.assign([{ topic: "t", partition: 0, from: "beginning" }]);
+    const got: string[] = [];
+    const until = Date.now() + 3000;
+    while (got.length < 2 && Date.now() < until) got.push(...(await c.poll(200)).map((m) => new TextDecoder().decode(m.value)));
+    expect(got).toEqual(["x", "y"]);
+    expect(elected.fetches.length).toBeGreaterThan(0);
   });
 });

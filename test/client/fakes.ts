@@ -71,6 +71,8 @@ export class FakeBroker {
   private waiters: (() => void)[] = [];
   /** Answer a produce request differently (return a body), or undefined to append normally. */
   onProduce: ProduceHook | undefined;
+  /** Answer a fetch differently (return a body), or undefined to serve it. */
+  onFetch: ((req: FetchRequest) => Body | undefined) | undefined;
   constructor(readonly id: number) {
     this.server = serve({ hostname: "127.0.0.1", port: 0, handle: (b) => this.handle(b) });
   }
@@ -103,6 +105,8 @@ export class FakeBroker {
     }
     if (body.case === "fetch") {
       this.fetches.push(body.value);
+      const hooked = this.onFetch?.(body.value);
+      if (hooked) return hooked;
       const offset = Number(body.value.offset);
       if (offset >= this.nextOffset && body.value.maxWaitMs > 0) {
         await new Promise<void>((resolve) => {
