@@ -112,6 +112,7 @@ export class Wal {
 
   private round: Promise<void> | undefined; // the write+fsync in progress
   private nextRound: Promise<void> | undefined; // callers arriving during `round` share this one
+  private roundHasWritten = false;
   private unsynced = new Set<FileHandle>(); // written but not fdatasynced (interval/never)
   private intervalTimer: ReturnType<typeof setTimeout> | undefined;
   private lastFsyncMs = -Infinity;
@@ -229,6 +230,7 @@ export class Wal {
   sync(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.nextRound) return this.nextRound;
+    if (this.round && !this.roundHasWritten) return this.round; // it has not taken the pending records yet
     if (this.round) {
       if (!this.nextRound) {
         this.nextRound = this.round.then(
@@ -253,7 +255,9 @@ export class Wal {
 
   private async runRound(): Promise<void> {
     // Let every caller resuming from the previous round append first, so one round carries them all.
+    this.roundHasWritten = false;
     await new Promise<void>((resolve) => setImmediate(resolve));
+    this.roundHasWritten = true;
     const touched = this.writePending();
     try {
       if (this.policy === "always") {

@@ -59,7 +59,7 @@ describe("index properties", () => {
       ),
       { numRuns: 40, seed: 4242 },
     );
-  });
+  }, 30_000);
 
   test("SegmentIndex survives encode/decode, and floor finds the greatest entry at or below", () => {
     fc.assert(
@@ -86,5 +86,5 @@ describe("index properties", () => {
       }),
       { numRuns: 200, seed: 7 },
     );
-  });
+  }, 30_000);
 });

@@ -65,7 +65,7 @@ describe("partition log crash recovery", () => {
         await q.close();
       }
     }
-  });
+  }, 30_000);
 
   test("a flipped bit in a sealed segment is refused with file and position, and repaired from a peer", async () => {
     const base = root();
@@ -111,7 +111,7 @@ describe("partition log crash recovery", () => {
     const again = await PartitionLog.open({ dir: d, ...opts });
     expect(await readAll(again)).toEqual(concat(bs));
     await again.close();
-  });
+  }, 30_000);
 
   test("damage found while rebuilding an index is a damaged range, the rest is served", async () => {
     const base = root();
@@ -132,7 +132,7 @@ describe("partition log crash recovery", () => {
     expect(q.read(6, 1).records).toEqual(bs[3]!);
     expect(q.nextOffset).toBe(60);
     await q.close();
-  });
+  }, 30_000);
 
   test("a flipped bit in the middle of the active segment keeps the good batches after it", async () => {
     const base = root();
@@ -151,7 +151,7 @@ describe("partition log crash recovery", () => {
     expect(() => q.read(2, 1)).toThrow(StorageError);
     expect(q.read(4, 1 << 20).records).toEqual(concat(bs.slice(2)));
     await q.close();
-  });
+  }, 30_000);
 
   test("a stale index that no longer matches its segment is rebuilt", async () => {
     const base = root();
@@ -168,5 +168,5 @@ describe("partition log crash recovery", () => {
     // Offsets 10.. of the first segment are gone: the log before the gap is dropped, never served wrong.
     expect(q.logStartOffset).toBeGreaterThan(9);
     await q.close();
-  });
+  }, 30_000);
 });

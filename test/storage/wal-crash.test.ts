@@ -67,7 +67,7 @@ describe("WAL crash recovery", () => {
     expect({ g1: r.g1, g2: r.g2 }).toEqual(expected(5));
     expect(r.hs).toEqual({ term: 1, vote: 1, commit: 3 });
     expect(r.cuts).toEqual([]);
-  });
+  }, 30_000);
 
   test("a write torn at every byte keeps exactly the whole records (zero or garbage after the tear)", async () => {
     for (let cut = lastWriteStart; cut <= lastWriteEnd; cut++) {
@@ -85,7 +85,7 @@ describe("WAL crash recovery", () => {
         }
       }
     }
-  });
+  }, 30_000);
 
   test("a flipped bit in the last records cuts from the damaged record; damage before good records is flagged", async () => {
     for (let pos = lastWriteStart; pos < lastWriteEnd; pos++) {
@@ -103,5 +103,5 @@ describe("WAL crash recovery", () => {
         expect(r.damaged).toBe(true);
       }
     }
-  });
+  }, 30_000);
 });

@@ -69,10 +69,14 @@ describe("WAL", () => {
     expect(wal.stats().syncs).toBe(1);
     wal.appendEntries(1, [entry(4)]);
     const d = wal.sync();
+    expect(wal.sync()).toBe(d); // the round has not written yet: joining it is enough
+    await new Promise((r) => setImmediate(r)); // now d has written and waits on its fdatasync
+    wal.appendEntries(1, [entry(5)]);
     const e = wal.sync();
     expect(e).not.toBe(d);
     await Promise.all([d, e]);
-    expect(wal.stats().fsyncs).toBe(2);
+    expect(wal.stats().fsyncs).toBe(3);
+    expect(wal.stats().syncs).toBe(3);
     await wal.close();
   });
 
@@ -200,5 +204,27 @@ describe("WAL", () => {
     fs.readOnlyCode = "EROFS";
     const err = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 64 * 1024, fs }).catch((e: unknown) => e);
     expect((err as StorageError).code).toBe("READ_ONLY");
+  });
+});
+
+describe("WAL fdatasync failure", () => {
+  test("a failed fdatasync stops the WAL for good (the page cache state is unknown after it)", async () => {
+    const t = tempDir();
+    try {
+      const fs = new FaultyFileLayer();
+      const wal = await Wal.open({ dir: t.dir, fsync: "always", segmentBytes: 64 * 1024, fs });
+      wal.appendEntries(1, [entry(1)]);
+      await wal.sync();
+      fs.datasyncFailCode = "EIO";
+      wal.appendEntries(1, [entry(2)]);
+      const e = await wal.sync().catch((x: unknown) => x);
+      expect((e as StorageError).code).toBe("IO");
+      fs.datasyncFailCode = undefined;
+      expect(() => wal.setHardState(1, { term: 1, vote: 0, commit: 1 })).toThrow(StorageError);
+      await expect(wal.sync()).rejects.toThrow(StorageError);
+      await wal.close();
+    } finally {
+      t.cleanup();
+    }
   });
 });
