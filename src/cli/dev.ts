@@ -96,6 +96,7 @@ export async function runDev(options: DevOptions, self: readonly string[], hooks
   mkdirSync(dataDir, { recursive: true });
 
   const children: Child[] = [];
+  let ready: Awaited<ReturnType<typeof startup>> | undefined;
   let stopping = false;
   let alive = 0;
   let resolveAllDied: () => void = () => {};
@@ -114,7 +115,8 @@ export async function runDev(options: DevOptions, self: readonly string[], hooks
     const child = { name, proc, listening };
     void proc.exited.then((code) => {
       alive--;
-      if (!stopping) {
+      // During startup untilListening reports a death itself, with more context.
+      if (!stopping && ready !== undefined) {
         const how = proc.signalCode ? `was killed by ${proc.signalCode}` : `exited with code ${code}`;
         err(`goulette dev: ${name} (pid ${proc.pid}) ${how}${alive > 0 ? "; the others keep running" : ""}`);
       }
@@ -163,7 +165,6 @@ export async function runDev(options: DevOptions, self: readonly string[], hooks
     };
   };
 
-  let ready: Awaited<ReturnType<typeof startup>>;
   const startupOrSignal = await Promise.race([
     startup().then((r) => ({ kind: "ready" as const, r }), (e: unknown) => ({ kind: "failed" as const, e })),
     stopRequested.then(() => ({ kind: "signal" as const })),

@@ -225,6 +225,21 @@ describe("compiled executable", () => {
     expect(dev.err.seen.filter((l) => l.includes('"event":"stopped"'))).toHaveLength(2);
   });
 
+  test("dev: a child that cannot start is reported, the others are stopped, exit 1", async () => {
+    const port = await freeRun(2);
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: port + 1, socket: { data: () => {} } });
+    try {
+      const r = runSync([fakeBinary, "dev", "--port", String(port), "--brokers", "1", "--data-dir", join(work, "dev3")]);
+      expect(r.code).toBe(1);
+      expect(r.out).toBe("");
+      const notices = r.err.split("\n").filter((l) => l.startsWith("goulette dev:"));
+      expect(notices).toEqual(["goulette dev: broker 1 exited with code 1 before listening (its log is above)"]);
+      expect(r.err).toContain('"mode":"sentinel","id":1,"event":"stopped"');
+    } finally {
+      taken.stop(true);
+    }
+  });
+
   test("dev killed with SIGKILL still takes its children down (their stdin closes)", async () => {
     const dev = spawn([fakeBinary, "dev", "--port", "0", "--brokers", "1", "--format", "json", "--data-dir", join(work, "dev2")]);
     const ready = JSON.parse(await dev.out.next((l) => l.startsWith("{"))) as { brokers: { pid: number }[] };
