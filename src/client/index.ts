@@ -1,4 +1,12 @@
 // The Goulette client library: Producer, Consumer and Admin for TypeScript users.
+//
+//   const admin = new Admin({ sentinels: ["127.0.0.1:7070"] });
+//   await admin.createTopic("orders", { partitions: 3, replicas: 3 });
+//   const producer = new Producer({ sentinels: ["127.0.0.1:7070"] });
+//   const [{ partition, offset }] = await producer.send("orders", [{ key: "user-7", value: "hello" }]);
+//   const consumer = new Consumer({ sentinels: ["127.0.0.1:7070"], groupId: "billing", defaultFrom: "beginning" });
+//   await consumer.subscribe(["orders"]);
+//   for await (const m of consumer) console.log(m.partition, m.offset, new TextDecoder().decode(m.value));
 export {
   Admin,
   type ClientOptions,

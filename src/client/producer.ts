@@ -38,6 +38,8 @@ export interface ProducerOptions extends ClientOptions {
   requestTimeoutMs?: number;
   /** A message not acknowledged within this long fails, retries included. */
   deliveryTimeoutMs?: number;
+  /** Bytes of messages not yet acknowledged; send() waits while more are outstanding. */
+  maxBufferedBytes?: number;
 }
 
 interface Pending {
@@ -64,6 +66,7 @@ const defaults = {
   idempotent: true,
   requestTimeoutMs: 10_000,
   deliveryTimeoutMs: 30_000,
+  maxBufferedBytes: 64 * 1024 * 1024,
 };
 
 /**
@@ -80,6 +83,8 @@ export class Producer {
   private readonly ownsTransport: boolean;
   private readonly partitioner = new Partitioner();
   private readonly senders = new Map<string, PartitionSender>();
+  private bufferedBytes = 0;
+  private spaceWaiters: (() => void)[] = [];
   private identity: Promise<{ producerId: number; producerEpoch: number }> | undefined;
   private closed = false;
 
@@ -98,6 +103,9 @@ export class Producer {
     if (this.closed) throw new ClientError(ErrorCode.SHUTTING_DOWN, "producer is closed");
     if (messages.length === 0) return [];
     const [count, id] = await Promise.all([this.directory.partitionCount(topic), this.producerIdentity()]);
+    while (this.bufferedBytes > 0 && this.bufferedBytes >= this.options.maxBufferedBytes) {
+      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
+    }
     const deadline = Date.now() + this.options.deliveryTimeoutMs;
     const acks: Promise<RecordMetadata>[] = [];
     for (const m of messages) {
@@ -111,9 +119,18 @@ export class Producer {
       if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
         throw new ClientError(ErrorCode.UNKNOWN_PARTITION, `${topic} has ${count} partitions, no partition ${partition}`);
       }
+      const size = recordBytes(record);
+      this.bufferedBytes += size;
+      const release = () => this.release(size);
       acks.push(
         new Promise<RecordMetadata>((resolve, reject) => {
-          this.sender(topic, partition, id).add({ record, size: recordBytes(record), deadline, resolve, reject });
+          this.sender(topic, partition, id).add({
+            record,
+            size,
+            deadline,
+            resolve: (m) => { release(); resolve(m); },
+            reject: (e) => { release(); reject(e); },
+          });
         }),
       );
     }
@@ -136,6 +153,16 @@ export class Producer {
     this.closed = true;
     await this.flush();
     if (this.ownsTransport) this.transport.close();
+  }
+
+  private release(bytes: number): void {
+    this.bufferedBytes -= bytes;
+    if (this.bufferedBytes < 0) throw new Error(`producer buffer accounting went negative: ${this.bufferedBytes}`);
+    if (this.bufferedBytes < this.options.maxBufferedBytes && this.spaceWaiters.length > 0) {
+      const w = this.spaceWaiters;
+      this.spaceWaiters = [];
+      for (const f of w) f();
+    }
   }
 
   private producerIdentity(): Promise<{ producerId: number; producerEpoch: number }> {

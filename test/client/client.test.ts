@@ -165,6 +165,25 @@ describe("producer", () => {
     expect(Date.now() - t0).toBeLessThan(2000);
   });
 
+  test("send() waits while the unacknowledged bytes are at their limit", async () => {
+    const s = track(new FakeSentinel("t"));
+    const b = track(new FakeBroker(1));
+    s.leaders.set(0, b.info);
+    let open!: () => void;
+    b.gate = new Promise<void>((resolve) => (open = resolve));
+    const p = closing(new Producer({ sentinels: [s.address], maxBufferedBytes: 2000 }));
+    const first = p.send("t", [{ value: "a".repeat(1500) }, { value: "b".repeat(1500) }]);
+    let secondQueued = false;
+    const second = p.send("t", [{ value: "c" }]).then((r) => ((secondQueued = true), r));
+    while (b.produced.length === 0) await Bun.sleep(5);
+    await Bun.sleep(50);
+    expect(b.produced.length).toBe(1); // the third message is held back, not sent
+    expect(secondQueued).toBe(false);
+    open();
+    expect((await first).map((a) => a.offset)).toEqual([0, 1]);
+    expect((await second)[0]!.offset).toBe(2);
+  });
+
   test("keyed messages stay on one partition, keyless ones spread", async () => {
     const s = track(new FakeSentinel("t"));
     s.partitions = 3;

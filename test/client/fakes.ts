@@ -73,6 +73,8 @@ export class FakeBroker {
   onProduce: ProduceHook | undefined;
   /** Answer a fetch differently (return a body), or undefined to serve it. */
   onFetch: ((req: FetchRequest) => Body | undefined) | undefined;
+  /** While set, produce requests wait for it before they are answered. */
+  gate: Promise<void> | undefined;
   constructor(readonly id: number) {
     this.server = serve({ hostname: "127.0.0.1", port: 0, handle: (b) => this.handle(b) });
   }
@@ -92,6 +94,7 @@ export class FakeBroker {
   async handle(body: Body): Promise<Body | undefined> {
     if (body.case === "produce") {
       this.produced.push({ ...body.value, batch: new Uint8Array(body.value.batch) } as ProduceRequest);
+      if (this.gate) await this.gate;
       const hooked = this.onProduce?.(body.value);
       if (hooked) return hooked;
       const req = body.value;
