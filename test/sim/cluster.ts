@@ -564,7 +564,15 @@ export class Cluster {
       if (i % 32 === 0) this.checkLogMatching();
     }
     this.checkLogMatching();
-    this.checkLiveness(60 * ELECTION_TICKS);
+    // A member that was cut off may have to catch up a backlog one small Append at a time (the
+    // tightest configurations send one entry per message with one message in flight).
+    let lastIndex = 0;
+    let minApplied = Infinity;
+    for (const n of this.nodes.values()) {
+      lastIndex = Math.max(lastIndex, n.raft?.lastIndex ?? n.durable.entries.length);
+      minApplied = Math.min(minApplied, n.sm.applied);
+    }
+    this.checkLiveness(60 * ELECTION_TICKS + 4 * Math.max(0, lastIndex - minApplied));
     this.checkLogMatching();
   }
 }
