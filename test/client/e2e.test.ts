@@ -8,6 +8,8 @@ import { startBroker, brokerDefaults, type RunningBroker } from "../../src/broke
 import { silentLogger } from "../../src/log";
 import { Admin, Consumer, ErrorCode, Producer, type ConsumedMessage } from "../../src/client/index";
 import { codeOf } from "../../src/client/errors";
+import { memorySink, setIO } from "../../src/cli/output";
+import { run as consumeRun } from "../../src/cli/commands/consume";
 
 const dir = mkdtempSync(join(tmpdir(), "goulette-client-e2e-"));
 let sentinel: RunningSentinel;
@@ -151,5 +153,26 @@ describe("against real brokers", () => {
     const rows = stOut.trim().split("\n").map((l) => JSON.parse(l));
     const row = rows.find((r) => r.type === "partition" && r.topic === "e2e-cli" && r.partition === partition);
     expect([1, 2, 3]).toContain(row.leader);
+  }, 30_000);
+
+  test("CLI consume --group: a second run resumes where the first one's --max stopped", async () => {
+    await createTopic("e2e-resume", 1, 3);
+    const producer = new Producer({ sentinels: [sentinel.address] });
+    await producer.send("e2e-resume", Array.from({ length: 8 }, (_, i) => ({ value: `r-${i}` })));
+    await producer.close();
+    const consume = async (args: string[]) => {
+      const out = memorySink(), err = memorySink();
+      setIO({ out, err });
+      try {
+        const code = await consumeRun(["e2e-resume", "--group", "cli-g", "--format", "json", "--timeout-ms", "2000", "--sentinel", sentinel.address, ...args], {});
+        expect(err.text()).toBe("");
+        expect(code).toBe(0);
+      } finally {
+        setIO(undefined);
+      }
+      return out.text().trim().split("\n").filter(Boolean).map((l) => JSON.parse(l).value as string);
+    };
+    expect(await consume(["--from-beginning", "--max", "5"])).toEqual(["r-0", "r-1", "r-2", "r-3", "r-4"]);
+    expect(await consume(["--from-beginning"])).toEqual(["r-5", "r-6", "r-7"]);
   }, 30_000);
 });
