@@ -200,6 +200,30 @@ describe("server and client", () => {
     expect(c.pending).toBe(0);
   });
 
+  test("a server can push one-way frames to a client; a one-way send to nowhere is dropped quietly", async () => {
+    const pushed = Promise.withResolvers<Body>();
+    const s = start({
+      handle(_body, ctx) {
+        ctx.conn.send({ case: "raft", value: create(RaftBatchSchema, { from: 7, to: 1 }) });
+        return produced(3);
+      },
+    });
+    const c = client(s.port, { onPush: (b) => pushed.resolve(b) });
+    expect(Number(expectCase(await c.call(produce("x")), "produceResponse").baseOffset)).toBe(3);
+    const b = await pushed.promise;
+    expect(b.case === "raft" && b.value.from).toBe(7);
+
+    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const deadPort = probe.port;
+    probe.stop(true);
+    const nowhere = client(deadPort);
+    nowhere.send({ case: "raft", value: create(RaftBatchSchema, {}) });
+    // The failed connect settles the queued one-way frame; nothing is left pending or thrown.
+    const e = await nowhere.call(produce("x"), { timeoutMs: 2000 }).catch((err) => err as WireError);
+    expect((e as WireError).transport).toBe("connect");
+    expect(nowhere.pending).toBe(0);
+  });
+
   test("a handler that returns nothing for a request still answers it", async () => {
     const s = start({ handle: () => undefined });
     const c = client(s.port);
