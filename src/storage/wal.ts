@@ -643,6 +643,7 @@ class ReplayGroup {
   snapshot?: SnapshotMeta;
   released = 0;
   damaged = false;
+  private gapped = false;
   private entries: Entry[] = [];
 
   lastIndex(): number {
@@ -651,15 +652,16 @@ class ReplayGroup {
   }
 
   append(e: Entry, _file: string, _position: number): void {
-    const first = this.entries[0];
-    if (first && e.index <= this.entries[this.entries.length - 1]!.index) {
-      this.truncateFrom(e.index);
-    }
+    if (this.gapped) return;
     const last = this.entries[this.entries.length - 1];
-    if (last && e.index !== last.index + 1) {
-      // A gap can only come from lost records; keep the newest run (its predecessors are released or lost).
-      this.damaged = this.damaged || e.index > Math.max(this.released, this.snapshot?.index ?? 0) + 1;
-      this.entries = [];
+    if (last && e.index <= last.index) this.truncateFrom(e.index);
+    const prev = this.entries[this.entries.length - 1];
+    if (prev && e.index !== prev.index + 1) {
+      // Records between were lost (corruption before this point): keep the contiguous prefix only, as
+      // a log that lost its tail, and flag the group so it does not vote or lead on this log.
+      this.gapped = true;
+      this.damaged = true;
+      return;
     }
     this.entries.push(e);
   }

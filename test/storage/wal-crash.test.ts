@@ -105,3 +105,35 @@ describe("WAL crash recovery", () => {
     }
   }, 30_000);
 });
+
+describe("WAL corruption before the last segment", () => {
+  test("records after the damage are not trusted: the prefix is kept and the groups are flagged", async () => {
+    const t = tempDir();
+    try {
+      const d = join(t.dir, "wal");
+      const wal = await Wal.open({ dir: d, fsync: "never", segmentBytes: 4096 });
+      for (let i = 1; i <= 120; i++) {
+        wal.appendEntries(1, [entries(i, i, 1, 60)[0]!]);
+        if (i % 10 === 0) await wal.sync();
+      }
+      wal.setHardState(1, { term: 2, vote: 1, commit: 100 });
+      await wal.close();
+      const segs = readdirSync(d).filter((n) => /^\d{16}\.wal$/.test(n)).sort();
+      expect(segs.length).toBeGreaterThan(2);
+      const first = join(d, segs[0]!);
+      const bytes = new Uint8Array(readFileSync(first));
+      const pos = 32 + 5 * (RECORD_HEADER_BYTES + 61) + 40; // inside the 6th record
+      bytes[pos]! ^= 0x08;
+      writeFileSync(first, bytes);
+      const again = await Wal.open({ dir: d, fsync: "never", segmentBytes: 4096 });
+      expect(again.cuts).toMatchObject([{ file: first, midLog: true }]);
+      const r = again.recovered.get(1)!;
+      expect(r.damaged).toBe(true);
+      expect(shape(r.entries)).toBe(shape(entries(1, 5, 1)));
+      expect(r.hardState).toEqual({ term: 2, vote: 1, commit: 100 }); // from a later, intact segment
+      await again.close();
+    } finally {
+      t.cleanup();
+    }
+  }, 30_000);
+});
