@@ -139,6 +139,56 @@ async function readWithConsumer(input: CheckInput, readFrom: "leader" | "followe
   return out;
 }
 
+/**
+ * The promises, checked on logs read after convergence (per partition, leader first): offsets strictly
+ * increase; every value was written and appears once; every acknowledgement is at its offset; every
+ * follower holds exactly the leader's log. Returns one line per problem found.
+ */
+export function checkLogs(logs: ReadonlyMap<number, readonly ReplicaLog[]>, acks: readonly Ack[], sent: ReadonlySet<string>): string[] {
+  const problems: string[] = [];
+  const seen = new Map<string, string>(); // value -> "p/offset" of its first appearance
+  const at = new Map<string, string>(); // "p/offset" -> value, in the leaders' logs
+  for (const [partition, list] of logs) {
+    const leader = list[0]!;
+    for (let i = 0; i < leader.offsets.length; i++) {
+      const off = leader.offsets[i]!;
+      const v = leader.values[i]!;
+      if (i > 0 && off <= leader.offsets[i - 1]!) problems.push(`p${partition}: offset ${off} after ${leader.offsets[i - 1]} (not strictly increasing)`);
+      if (!sent.has(v)) problems.push(`p${partition}@${off}: value "${v}" was never written`);
+      const first = seen.get(v);
+      if (first !== undefined) problems.push(`value "${v}" appears twice: ${first} and p${partition}/${off}`);
+      else seen.set(v, `p${partition}/${off}`);
+      at.set(`${partition}/${off}`, v);
+    }
+    for (const f of list.slice(1)) {
+      const same = f.offsets.length === leader.offsets.length && f.offsets.every((o, i) => o === leader.offsets[i] && f.values[i] === leader.values[i]);
+      if (!same) {
+        let i = 0;
+        while (i < f.offsets.length && i < leader.offsets.length && f.offsets[i] === leader.offsets[i] && f.values[i] === leader.values[i]) i++;
+        problems.push(
+          `p${partition}: broker ${f.broker} differs from leader ${leader.broker} at record #${i}: ` +
+            `leader ${leader.offsets[i]}=${leader.values[i]}, follower ${f.offsets[i]}=${f.values[i]} ` +
+            `(lengths ${leader.offsets.length} vs ${f.offsets.length})`,
+        );
+      }
+    }
+  }
+  let lost = 0;
+  for (const a of acks) {
+    const v = at.get(`${a.partition}/${a.offset}`);
+    if (v === a.value) continue;
+    lost++;
+    if (lost <= 20) problems.push(`ack p${a.partition}/${a.offset}=${a.value} not found there (found ${v ?? "nothing"}; value is at ${seen.get(a.value) ?? "no offset"})`);
+  }
+  if (lost > 20) problems.push(`... ${lost} acknowledged values in all not at their acknowledged offset`);
+  const acked = new Set<string>();
+  for (const a of acks) {
+    if (acked.has(a.value)) problems.push(`value ${a.value} acknowledged twice`);
+    acked.add(a.value);
+  }
+  return problems;
+}
+
 export async function checkRun(input: CheckInput): Promise<CheckResult> {
   const t0 = Date.now();
   const admin = new Admin({ sentinels: input.sentinels, sentinelTimeoutMs: 2000 });
@@ -159,48 +209,8 @@ export async function checkRun(input: CheckInput): Promise<CheckResult> {
       }
       logs.set(p.partition, list);
     }
-    let records = 0;
-    const seen = new Map<string, string>(); // value -> "p/offset" of its first appearance
-    const at = new Map<string, string>(); // "p/offset" -> value, in the leaders' logs
-    for (const [partition, list] of logs) {
-      const leader = list[0]!;
-      records += leader.offsets.length;
-      for (let i = 0; i < leader.offsets.length; i++) {
-        const off = leader.offsets[i]!;
-        const v = leader.values[i]!;
-        if (i > 0 && off <= leader.offsets[i - 1]!) problems.push(`p${partition}: offset ${off} after ${leader.offsets[i - 1]} (not strictly increasing)`);
-        if (!input.sent.has(v)) problems.push(`p${partition}@${off}: value "${v}" was never written`);
-        const first = seen.get(v);
-        if (first !== undefined) problems.push(`value "${v}" appears twice: ${first} and p${partition}/${off}`);
-        else seen.set(v, `p${partition}/${off}`);
-        at.set(`${partition}/${off}`, v);
-      }
-      for (const f of list.slice(1)) {
-        const same = f.offsets.length === leader.offsets.length && f.offsets.every((o, i) => o === leader.offsets[i] && f.values[i] === leader.values[i]);
-        if (!same) {
-          let i = 0;
-          while (i < f.offsets.length && i < leader.offsets.length && f.offsets[i] === leader.offsets[i] && f.values[i] === leader.values[i]) i++;
-          problems.push(
-            `p${partition}: broker ${f.broker} differs from leader ${leader.broker} at record #${i}: ` +
-              `leader ${leader.offsets[i]}=${leader.values[i]}, follower ${f.offsets[i]}=${f.values[i]} ` +
-              `(lengths ${leader.offsets.length} vs ${f.offsets.length})`,
-          );
-        }
-      }
-    }
-    let lost = 0;
-    for (const a of input.acks) {
-      const v = at.get(`${a.partition}/${a.offset}`);
-      if (v === a.value) continue;
-      lost++;
-      if (lost <= 20) problems.push(`ack p${a.partition}/${a.offset}=${a.value} not found there (found ${v ?? "nothing"}; value is at ${seen.get(a.value) ?? "no offset"})`);
-    }
-    if (lost > 20) problems.push(`... ${lost} acknowledged values in all not at their acknowledged offset`);
-    const acked = new Set<string>();
-    for (const a of input.acks) {
-      if (acked.has(a.value)) problems.push(`value ${a.value} acknowledged twice`);
-      acked.add(a.value);
-    }
+    const records = [...logs.values()].reduce((n, l) => n + l[0]!.offsets.length, 0);
+    problems.push(...checkLogs(logs, input.acks, input.sent));
     // The client path: a Consumer reading from leaders must see exactly the leaders' logs.
     const until = new Map([...logs].map(([p, list]) => [p, list[0]!.highWatermark]));
     for (const readFrom of ["leader", "follower"] as const) {

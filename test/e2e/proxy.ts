@@ -91,6 +91,10 @@ class Direction {
   private heldBytes = 0;
   framesDropped = 0;
 
+  get framesHeld(): number {
+    return this.held.length;
+  }
+
   constructor(
     readonly from: string,
     readonly to: string,
@@ -148,6 +152,9 @@ interface Conn {
 export class BrokerProxy {
   private listener: TCPSocketListener<unknown> | undefined;
   private readonly conns = new Set<Conn>();
+  /** Who dialed in, by label, over the proxy's life: shows whether the rules could tell peers apart. */
+  readonly dialers = new Map<string, number>();
+  dropped = 0; // frames dropped on connections already closed
 
   constructor(
     readonly target: string, // label of the broker behind it, e.g. "b2"
@@ -173,6 +180,7 @@ export class BrokerProxy {
       socket: {
         open: (client) => {
           const who = this.identify(client.remotePort);
+          this.dialers.set(who, (this.dialers.get(who) ?? 0) + 1);
           const toClient = new Outbox(client);
           const toBroker = new Outbox(undefined);
           const conn: Conn = {
@@ -233,8 +241,14 @@ export class BrokerProxy {
   }
 
   framesDropped(): number {
-    let n = 0;
+    let n = this.dropped;
     for (const c of this.conns) n += c.up.framesDropped + c.down.framesDropped;
+    return n;
+  }
+
+  framesHeld(): number {
+    let n = 0;
+    for (const c of this.conns) n += c.up.framesHeld + c.down.framesHeld;
     return n;
   }
 
@@ -247,6 +261,7 @@ export class BrokerProxy {
   private close(c: Conn): void {
     if (c.closed) return;
     c.closed = true;
+    this.dropped += c.up.framesDropped + c.down.framesDropped;
     this.conns.delete(c);
     c.client.end();
     c.upstream?.end();
@@ -302,6 +317,19 @@ export class ProxyNet {
     let n = 0;
     for (const p of this.proxies.values()) n += p.framesDropped();
     return n;
+  }
+
+  framesHeld(): number {
+    let n = 0;
+    for (const p of this.proxies.values()) n += p.framesHeld();
+    return n;
+  }
+
+  /** "dialer>broker" -> connections accepted. */
+  dialers(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [label, p] of this.proxies) for (const [who, n] of p.dialers) out[`${who}>${label}`] = n;
+    return out;
   }
 
   stop(): void {

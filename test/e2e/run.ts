@@ -37,9 +37,11 @@ export interface RunReport {
   records: number;
   convergedInMs: number;
   walCuts: number;
+  framesDropped: number;
+  dialers: Record<string, number>;
   problems: string[];
   history: string;
-  sendErrors: Record<string, number>;
+  sendErrors: Record<string, string>;
   dir: string;
 }
 
@@ -75,6 +77,8 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
   const problems: string[] = [];
   let check: CheckResult | undefined;
   let walCuts = 0;
+  let framesDropped = 0;
+  let dialers: Record<string, number> = {};
   try {
     const admin = new Admin({ sentinels, sentinelTimeoutMs: 2000 });
     try {
@@ -115,6 +119,14 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     const tears = nemesis.history.filter((e) => e.kind === "torn-wal" && !e.detail.includes("no WAL record")).length;
     walCuts = cluster.brokers.reduce((n, b) => n + cluster.walCutsLogged(b), 0);
     if (walCuts < tears) problems.push(`${tears} WAL records torn, but broker logs report only ${walCuts} cuts at recovery`);
+    // The proxies must have told brokers apart (or partitions would cut nothing) and dropped something.
+    framesDropped = cluster.net.framesDropped();
+    dialers = cluster.net.dialers();
+    const brokerLinks = Object.keys(dialers).filter((k) => /^b\d+>b\d+$/.test(k)).length;
+    const n = cluster.brokers.length;
+    if (brokerLinks < n * (n - 1)) problems.push(`proxies saw broker-to-broker connections on ${brokerLinks} of ${n * (n - 1)} links: ${JSON.stringify(dialers)}`);
+    const drops = nemesis.history.filter((e) => e.kind === "partition" && e.detail.includes(" drop ")).length;
+    if (drops > 0 && framesDropped === 0) problems.push(`${drops} dropping partitions, but the proxies dropped no frame`);
     const errs = nemesis.history.filter((e) => e.error);
     if (errs.length > 0) problems.push(`${errs.length} faults could not be applied`);
   } catch (e) {
@@ -139,9 +151,11 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     records: check?.records ?? 0,
     convergedInMs: check?.convergedInMs ?? -1,
     walCuts,
+    framesDropped,
+    dialers,
     problems,
     history: nemesis?.describe() ?? "",
-    sendErrors: Object.fromEntries(workload?.errors ?? []),
+    sendErrors: Object.fromEntries([...(workload?.errors ?? [])].map(([k, n]) => [k, `${n}x, e.g. ${workload?.errorExamples.get(k)}`])),
     dir: cluster.dir,
   };
 }

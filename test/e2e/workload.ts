@@ -28,6 +28,8 @@ export class Workload {
   readonly sent = new Set<string>();
   failed = 0;
   readonly errors = new Map<string, number>();
+  /** The first full message of each kind of error in `errors`. */
+  readonly errorExamples = new Map<string, string>();
   private running = false;
   private loops: Promise<void>[] = [];
   private producers: Producer[] = [];
@@ -81,6 +83,7 @@ export class Workload {
         this.failed++;
         const k = e instanceof Error ? e.message.replace(/\d+/g, "N").slice(0, 80) : String(e);
         this.errors.set(k, (this.errors.get(k) ?? 0) + 1);
+        if (!this.errorExamples.has(k)) this.errorExamples.set(k, `${new Date().toISOString()} p${partition} ${e instanceof Error ? e.message : String(e)}`);
       }
     }
   }
