@@ -397,7 +397,8 @@ export class WireClient {
       if (body.case === "error") {
         // A connection-level error: the server is about to close; every call on it shares the fate.
         const e = body.value.error;
-        this.lost(e ? WireError.fromProto(e) : new WireError(ErrorCode.UNKNOWN, "connection error", {}, "lost"));
+        const code = e?.code ?? ErrorCode.UNKNOWN;
+        this.lost(new WireError(code, `${this.address} closed the connection: ${e?.message ?? "connection error"}`, {}, "lost"));
         return;
       }
       this.onPush?.(body);

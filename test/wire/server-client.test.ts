@@ -312,6 +312,23 @@ describe("server and client", () => {
     }
   });
 
+  test("a connection-level error from the server fails the calls on that connection with its code", async () => {
+    const s = start({ maxFrameBytes: 100, handle: () => new Promise<Body>(() => {}) });
+    const c = client(s.port);
+    const waiting = c.call(produce("small"), { timeoutMs: 3000 }).catch((e) => e as WireError);
+    await Bun.sleep(20);
+    // Too large for the server: answered FRAME_TOO_LARGE on its own id, then the connection closes.
+    const big = await c.call(produce("big", new Uint8Array(500)), { timeoutMs: 3000 }).catch((e) => e as WireError);
+    if (big instanceof WireError) {
+      expect(big.code).toBe(ErrorCode.FRAME_TOO_LARGE);
+    } else {
+      expect(() => expectCase(big, "produceResponse")).toThrow(/above the maximum/);
+    }
+    const other = await waiting;
+    expect(other).toBeInstanceOf(WireError);
+    expect((other as WireError).transport).toBe("lost");
+  });
+
   test("addresses are validated", () => {
     expect(() => new WireClient("nope")).toThrow(/host:port/);
     expect(() => new WireClient("h:70000")).toThrow();
