@@ -62,7 +62,7 @@ const defaults = {
   lingerMs: 0,
   maxBatchBytes: 256 * 1024,
   maxBatchRecords: 16_384,
-  maxInFlightBatches: 8,
+  maxInFlightBatches: 32, // the broker remembers 256 recent batches per producer for dedupe
   idempotent: true,
   requestTimeoutMs: 10_000,
   deliveryTimeoutMs: 30_000,
