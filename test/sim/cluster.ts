@@ -109,6 +109,9 @@ export class Cluster {
   readonly maxMsgBytes: number;
   /** Chance that a ready's persistence completes only at the next tick, as with an async fsync. */
   readonly asyncPersistRate: number;
+  /** Both extensions are on by default; runs also cover each one off. */
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
   readonly log: string[] = [];
 
   constructor(readonly opts: SimOptions) {
@@ -120,6 +123,9 @@ export class Cluster {
     this.maxInflight = this.rng.pick([1, 4, 256]);
     this.maxMsgBytes = this.rng.pick([4, 64, 1 << 20]);
     this.asyncPersistRate = this.rng.pick([0, 0, 0.3, 0.8]);
+    const extensions = this.rng.int(6);
+    this.preVote = extensions !== 4;
+    this.checkQuorum = extensions !== 5;
     const voters: NodeId[] = [];
     for (let i = 1; i <= n; i++) voters.push(i);
     this.nextId = n + 1;
@@ -135,6 +141,8 @@ export class Cluster {
       seed: this.opts.seed,
       maxInflightMsgs: this.maxInflight,
       maxMsgBytes: this.maxMsgBytes,
+      preVote: this.preVote,
+      checkQuorum: this.checkQuorum,
     };
   }
 
