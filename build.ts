@@ -30,13 +30,18 @@ export interface BuildResult {
   entrypoints: string[];
 }
 
-export async function build(outfile = join(root, "dist/goulette")): Promise<BuildResult> {
+export interface BuildSettings {
+  /** Precompiled bytecode: ~10-25% faster start of each command, roughly 2x the build time. Default on. */
+  bytecode?: boolean;
+}
+
+export async function build(outfile = join(root, "dist/goulette"), settings: BuildSettings = {}): Promise<BuildResult> {
   outfile = resolve(outfile);
   // The bundler writes a .map per chunk beside the executable although the maps are also embedded in it
   // (stack traces point at src/ without them); building in a scratch folder keeps dist/ to one file.
   const scratch = mkdtempSync(join(tmpdir(), "goulette-build-"));
   try {
-    const commit = await compile(join(scratch, "goulette"));
+    const commit = await compile(join(scratch, "goulette"), settings.bytecode ?? true);
     mkdirSync(dirname(outfile), { recursive: true });
     // Copy then rename: overwriting in place fails (ETXTBSY) while the old executable is running.
     const staged = `${outfile}.${process.pid}.tmp`;
@@ -53,7 +58,7 @@ function entrypointsList(): string[] {
   return ["src/main.ts", ...optionalEntrypoints()].map((p) => join(root, p));
 }
 
-async function compile(outfile: string): Promise<string> {
+async function compile(outfile: string, bytecode: boolean): Promise<string> {
   const commit = gitCommit();
   const entrypoints = entrypointsList();
   const result = await Bun.build({
@@ -72,7 +77,7 @@ async function compile(outfile: string): Promise<string> {
     splitting: true,
     minify: true,
     sourcemap: "linked",
-    bytecode: true,
+    bytecode,
     format: "esm", // bytecode defaults to CommonJS, which has no top-level await
     define: {
       GOULETTE_BUILD_VERSION: JSON.stringify(version),

@@ -37,7 +37,7 @@ function isolate(binary: string, name: string): string {
  * A copy of src/ whose broker, sentinel and one client command are fakes (fixtures/), built with the
  * copy's build.ts: tests dispatch and process handling in the compiled form without the real servers.
  */
-function buildFakeTree(): string {
+async function buildFakeTree(): Promise<string> {
   fakeTree = join(work, "tree");
   cpSync(join(root, "src"), join(fakeTree, "src"), { recursive: true });
   for (const f of ["package.json", "build.ts", "tsconfig.json"]) copyFileSync(join(root, f), join(fakeTree, f));
@@ -49,15 +49,14 @@ function buildFakeTree(): string {
   copyFileSync(fake, join(fakeTree, "src/sentinel/index.ts"));
   const command = readFileSync(join(import.meta.dir, "fixtures/fake-command.ts"), "utf8");
   writeFileSync(join(fakeTree, "src/cli/commands/topic.ts"), command.replace("../../../src/cli/usage-error", "../usage-error"));
-  const outfile = join(work, "fake-out/goulette");
-  const r = Bun.spawnSync([process.execPath, join(fakeTree, "build.ts"), outfile], { cwd: fakeTree, env: cleanEnv() });
-  if (r.exitCode !== 0) throw new Error(`fake tree build failed: ${r.stderr.toString()}`);
-  return outfile;
+  // The copy's own build.ts, so its root is the copy; bytecode off because it only slows this build.
+  const copy = (await import(join(fakeTree, "build.ts"))) as typeof import("../../build");
+  return (await copy.build(join(work, "fake-out/goulette"), { bytecode: false })).outfile;
 }
 
 beforeAll(async () => {
   realBinary = isolate((await build(join(work, "real-out/goulette"))).outfile, "real");
-  fakeBinary = isolate(buildFakeTree(), "fake");
+  fakeBinary = isolate(await buildFakeTree(), "fake");
 }, 120_000);
 
 afterAll(async () => {
