@@ -24,6 +24,8 @@ export interface ServeOptions {
   maxInFlightPerConnection?: number;
   /** A frame started but not finished within this long closes the connection. Default 30 s. */
   partialFrameTimeoutMs?: number;
+  /** Connections open at once; one more is sent an error frame and closed on accept. Default 10000. */
+  maxConnections?: number;
   /** Body cases this server serves; any other is answered UNSUPPORTED_REQUEST and the peer dropped. */
   accepts?: readonly BodyCase[];
   handle(body: Body, ctx: HandlerContext): HandlerResult;
@@ -133,6 +135,7 @@ export function serve(opts: ServeOptions): WireServer {
   const maxInFlight = opts.maxInFlightPerConnection ?? DEFAULT_MAX_IN_FLIGHT;
   const partialFrameTimeoutMs = opts.partialFrameTimeoutMs ?? DEFAULT_PARTIAL_FRAME_TIMEOUT_MS;
   const accepts = opts.accepts ? new Set<string>(opts.accepts) : undefined;
+  const maxConnections = opts.maxConnections ?? 10_000;
   const conns = new Set<ServerConn>();
   let stopped = false;
 
@@ -209,6 +212,10 @@ export function serve(opts: ServeOptions): WireServer {
         socket.setNoDelay(true);
         if (stopped) {
           conn.close();
+          return;
+        }
+        if (conns.size >= maxConnections) {
+          conn.fail(new FrameStreamError(ErrorCode.UNKNOWN, `too many connections (${maxConnections})`, undefined));
           return;
         }
         conns.add(conn);

@@ -192,6 +192,15 @@ describe("bad input on the wire", () => {
     expect(results.every((r) => r instanceof WireError)).toBe(true);
   });
 
+  test("connections beyond maxConnections are refused with an error frame; the others keep working", async () => {
+    const h = harness({ maxConnections: 1 });
+    await stillServes(h); // the good client holds the one slot
+    const r = await rawExchange(h.server.port, new Uint8Array(0));
+    expect(onlyError(r).code).toBe(ErrorCode.UNKNOWN);
+    expect(h.server.connections).toBe(1);
+    await stillServes(h);
+  });
+
   test("fuzz: thousands of seeded random frames, then the server still serves", async () => {
     const seed = 20261125;
     const rnd = prng(seed);
