@@ -42,7 +42,7 @@ function makeBatch(baseOffset: number, raftIndex: number): Uint8Array {
   return b;
 }
 
-async function walAppend(groups: number, policy: FsyncPolicy): Promise<void> {
+async function walAppend(groups: number, policy: FsyncPolicy, inFlight = IN_FLIGHT): Promise<void> {
   const dir = join(root, `wal-${groups}-${formatFsyncPolicy(policy)}`);
   const wal = await Wal.open({ dir, fsync: policy });
   const next = new Array<number>(groups).fill(1);
@@ -60,17 +60,18 @@ async function walAppend(groups: number, policy: FsyncPolicy): Promise<void> {
       appends++;
       // What a broker does once partitions are flushed: let the WAL reuse its segments.
       if (e.index % 4096 === 0) wal.release(g, e.index - 1024);
-      g = (g + IN_FLIGHT) % groups;
+      g = (g + inFlight) % groups;
     }
   };
-  await Promise.all(Array.from({ length: IN_FLIGHT }, (_, i) => producer(i)));
+  await Promise.all(Array.from({ length: inFlight }, (_, i) => producer(i)));
   const s = (performance.now() - t0) / 1000;
   const st = wal.stats();
   emit({
     bench: "wal_append",
     groups,
     fsync: formatFsyncPolicy(policy),
-    inFlight: IN_FLIGHT,
+    inFlight,
+    inlineFdatasyncs: st.inlineFsyncs,
     appendsPerSec: Math.round(appends / s),
     fdatasyncsPerSec: Math.round((st.fsyncs - startStats.fsyncs) / s),
     appendsPerSync: round(appends / Math.max(1, st.syncs)),
@@ -229,6 +230,7 @@ async function rawCeiling(): Promise<void> {
 
 try {
   await rawCeiling();
+  await walAppend(1, "always", 1);
   for (const policy of ["always", { intervalMs: 5 }, "never"] as FsyncPolicy[]) {
     for (const groups of [1, 64, 1000]) await walAppend(groups, policy);
   }

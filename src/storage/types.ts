@@ -84,6 +84,7 @@ export interface WalCut {
 
 export interface WalStats {
   fsyncs: number;
+  inlineFsyncs: number; // of fsyncs, those run on the event loop (one caller waiting, nothing to overlap)
   syncs: number; // sync() rounds that wrote something
   bytesWritten: number;
   recordsWritten: number;

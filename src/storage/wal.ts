@@ -113,6 +113,8 @@ export class Wal {
   private round: Promise<void> | undefined; // the write+fsync in progress
   private nextRound: Promise<void> | undefined; // callers arriving during `round` share this one
   private roundHasWritten = false;
+  private roundCallers = 0; // sync() callers waiting on `round`
+  private nextRoundCallers = 0;
   private unsynced = new Set<FileHandle>(); // written but not fdatasynced (interval/never)
   private intervalTimer: ReturnType<typeof setTimeout> | undefined;
   private lastFsyncMs = -Infinity;
@@ -122,6 +124,7 @@ export class Wal {
 
   private readonly counters = {
     fsyncs: 0,
+    inlineFsyncs: 0,
     syncs: 0,
     bytesWritten: 0,
     recordsWritten: 0,
@@ -229,9 +232,16 @@ export class Wal {
    */
   sync(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.nextRound) return this.nextRound;
-    if (this.round && !this.roundHasWritten) return this.round; // it has not taken the pending records yet
+    if (this.nextRound) {
+      this.nextRoundCallers++;
+      return this.nextRound;
+    }
+    if (this.round && !this.roundHasWritten) {
+      this.roundCallers++;
+      return this.round; // it has not taken the pending records yet
+    }
     if (this.round) {
+      this.nextRoundCallers = 1;
       if (!this.nextRound) {
         this.nextRound = this.round.then(
           () => this.startRound(),
@@ -245,6 +255,8 @@ export class Wal {
 
   private startRound(): Promise<void> {
     this.nextRound = undefined;
+    this.roundCallers = Math.max(1, this.nextRoundCallers);
+    this.nextRoundCallers = 0;
     if (this.failure) return Promise.reject(this.failure);
     const r = this.runRound().finally(() => {
       if (this.round === r) this.round = undefined;
@@ -261,7 +273,9 @@ export class Wal {
     const touched = this.writePending();
     try {
       if (this.policy === "always") {
-        await this.datasyncAll(touched);
+        // One caller alone has nothing to overlap with: fdatasync inline and skip the thread-pool hop.
+        if (this.roundCallers <= 1 && touched.length === 1) this.datasyncInline(touched[0]!);
+        else await this.datasyncAll(touched);
       } else if (this.policy !== "never") {
         for (const h of touched) this.unsynced.add(h);
         const dueInMs = this.lastFsyncMs + this.policy.intervalMs - performance.now();
@@ -284,6 +298,15 @@ export class Wal {
     await Promise.all(handles.map((h) => h.datasync()));
     this.counters.fsyncs += handles.length;
     this.durableSeq = Math.max(this.durableSeq, seq);
+  }
+
+  private datasyncInline(h: FileHandle): void {
+    this.unsynced.clear();
+    this.lastFsyncMs = performance.now();
+    h.datasyncSync();
+    this.counters.fsyncs++;
+    this.counters.inlineFsyncs++;
+    this.durableSeq = Math.max(this.durableSeq, this.writtenSeq);
   }
 
   private scheduleIntervalFsync(dueInMs: number): void {

@@ -77,6 +77,7 @@ describe("WAL", () => {
     await Promise.all([d, e]);
     expect(wal.stats().fsyncs).toBe(3);
     expect(wal.stats().syncs).toBe(3);
+    expect(wal.stats().inlineFsyncs).toBe(1); // e waited alone: fdatasync inline, no thread-pool hop
     await wal.close();
   });
 
