@@ -420,7 +420,10 @@ class PartitionReader {
           if (this.from !== "latest" && asking >= Number(r.logStartOffset)) this.deliver(r.records, hw, Number(r.nextOffset));
           continue;
         }
+        const before = this.offset;
         this.deliver(r.records, hw, Number(r.nextOffset));
+        // Data was there but none of it could be used (a batch cut by max_bytes): do not spin on it.
+        if (this.offset === before && before < hw) await sleep(backoffMs(failures++, 20, 1000));
       } catch (err) {
         if (!this.active) return;
         const code = codeOf(err);

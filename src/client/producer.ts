@@ -58,6 +58,9 @@ interface Batch {
   attempts: number;
 }
 
+/** A broker takes batches up to 8 MiB; one message must fit one batch with its header. */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024 - 1024;
+
 const defaults = {
   lingerMs: 0,
   maxBatchBytes: 256 * 1024,
@@ -115,11 +118,15 @@ export class Producer {
         headers: m.headers ? Object.entries(m.headers).map(([k, v]) => ({ key: k, value: toBytes(v) })) : [],
         timestampMs: Date.now(),
       };
+      const size = recordBytes(record);
+      // Refused here, before it takes a sequence number: a batch the broker rejects would leave a gap.
+      if (size > MAX_MESSAGE_BYTES) {
+        throw new ClientError(ErrorCode.BATCH_TOO_LARGE, `a message of ${size} bytes is larger than the ${MAX_MESSAGE_BYTES}-byte limit`);
+      }
       const partition = m.partition ?? this.partitioner.partition(record.key, count);
       if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
         throw new ClientError(ErrorCode.UNKNOWN_PARTITION, `${topic} has ${count} partitions, no partition ${partition}`);
       }
-      const size = recordBytes(record);
       this.bufferedBytes += size;
       const release = () => this.release(size);
       acks.push(

@@ -184,6 +184,16 @@ describe("producer", () => {
     expect((await second)[0]!.offset).toBe(2);
   });
 
+  test("a message too large for any batch is refused before it takes a sequence number", async () => {
+    const s = track(new FakeSentinel("t"));
+    const b = track(new FakeBroker(1));
+    s.leaders.set(0, b.info);
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    await expect(p.send("t", [{ value: new Uint8Array(9 * 1024 * 1024) }])).rejects.toThrow(/larger than the \d+-byte limit/);
+    expect(await p.send("t", [{ value: "small" }])).toEqual([{ topic: "t", partition: 0, offset: 0 }]);
+    expect(b.produced.map((r) => r.baseSequence)).toEqual([0]);
+  });
+
   test("keyed messages stay on one partition, keyless ones spread", async () => {
     const s = track(new FakeSentinel("t"));
     s.partitions = 3;
