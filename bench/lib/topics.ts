@@ -11,7 +11,8 @@ export async function createTopicWithLeaders(
   replicas: number,
   withinMs: number,
 ): Promise<TopicInfo> {
-  const admin = new Admin({ sentinels: [sentinel] });
+  // A sentinel busy placing a thousand partitions answers slowly: wait for it rather than fail the suite.
+  const admin = new Admin({ sentinels: [sentinel], sentinelTimeoutMs: 30_000 });
   const deadline = Date.now() + withinMs;
   try {
     for (;;) {
@@ -21,7 +22,9 @@ export async function createTopicWithLeaders(
       } catch (e) {
         const code = codeOf(e);
         if (code === ErrorCode.TOPIC_EXISTS) break;
-        if (code !== ErrorCode.NOT_ENOUGH_BROKERS || Date.now() > deadline) throw e;
+        // NOT_ENOUGH_BROKERS: brokers still registering; the others: a busy or unreachable sentinel.
+        const transient = [ErrorCode.NOT_ENOUGH_BROKERS, ErrorCode.TIMEOUT, ErrorCode.UNKNOWN, ErrorCode.SHUTTING_DOWN].includes(code);
+        if (!transient || Date.now() > deadline) throw e;
         await Bun.sleep(200);
       }
     }
@@ -32,7 +35,7 @@ export async function createTopicWithLeaders(
 }
 
 export async function describe(sentinel: string, name: string): Promise<TopicInfo> {
-  const admin = new Admin({ sentinels: [sentinel] });
+  const admin = new Admin({ sentinels: [sentinel], sentinelTimeoutMs: 10_000 });
   try {
     return await admin.describeTopic(name);
   } finally {
