@@ -1,6 +1,7 @@
 // The long form of the fault suite: `bun test/e2e/faults-cli.ts --duration 300 [--seed S] [--partitions N]`.
 // Prints progress, then one JSON line with the figures; exits 1 (with seed and nemesis history) on failure.
 import { parseArgs } from "node:util";
+import { ALL_FAULTS, type FaultKind } from "./nemesis";
 import { failureText, runFaults } from "./run";
 
 const { values } = parseArgs({
@@ -12,6 +13,8 @@ const { values } = parseArgs({
     rate: { type: "string", default: "3000" },
     keep: { type: "boolean", default: false },
     "progress-ms": { type: "string", default: "10000" },
+    kinds: { type: "string" }, // comma-separated subset of the fault kinds
+    "hold-ms": { type: "string" }, // min,max duration of each fault
   },
   strict: true,
 });
@@ -25,6 +28,17 @@ function int(name: string, text: string | undefined, min: number): number {
   return n;
 }
 
+function kinds(text: string): FaultKind[] {
+  const list = text.split(",").map((k) => k.trim());
+  for (const k of list) {
+    if (!(ALL_FAULTS as readonly string[]).includes(k)) {
+      console.error(`--kinds: unknown fault "${k}"; known: ${ALL_FAULTS.join(", ")}`);
+      process.exit(2);
+    }
+  }
+  return list as FaultKind[];
+}
+
 const durationSec = int("duration", values.duration, 5);
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : int("seed", values.seed, 0);
 console.error(`fault run: seed=${seed} duration=${durationSec}s`);
@@ -35,6 +49,9 @@ const r = await runFaults({
   maxRatePerSec: int("rate", values.rate, 1),
   keep: values.keep,
   progressEveryMs: int("progress-ms", values["progress-ms"], 100),
+  kinds: values.kinds === undefined ? undefined : kinds(values.kinds),
+  faultMsMin: values["hold-ms"] === undefined ? undefined : int("hold-ms", values["hold-ms"].split(",")[0], 1),
+  faultMsMax: values["hold-ms"] === undefined ? undefined : int("hold-ms", values["hold-ms"].split(",").at(-1), 1),
   log: (line) => console.error(line),
 });
 const { history, problems, ...figures } = r;

@@ -104,7 +104,9 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
       await Bun.sleep(Math.min(1000, opts.durationMs - (Date.now() - t0)));
       if (Date.now() - reported >= (opts.progressEveryMs ?? 10_000)) {
         reported = Date.now();
-        log(`t=${((Date.now() - t0) / 1000).toFixed(0)}s acks=${workload.acks.length} failed=${workload.failed} faults=${nemesis.faultsInjected()}`);
+        const per = new Array<number>(partitions).fill(0);
+        for (const a of workload.acks) per[a.partition]!++;
+        log(`t=${((Date.now() - t0) / 1000).toFixed(0)}s acks=${workload.acks.length} [${per}] failed=${workload.failed} faults=${nemesis.faultsInjected()}`);
       }
     }
     await nemesis.stop();
