@@ -52,6 +52,7 @@ interface Plan {
 export class Failover {
   private readonly plans = new Map<string, Plan>(); // partition key -> its one change in flight
   private readonly waitingLogged = new Set<string>();
+  private readonly strayBusy = new Set<string>(); // partitions with a stray-member removal in flight
 
   constructor(private readonly deps: FailoverDeps) {}
 
@@ -78,7 +79,10 @@ export class Failover {
         }
         if (this.plans.size >= MAX_CONCURRENT_REPLACEMENTS) continue;
         const dead = p.replicas.find((b) => !this.deps.isAlive(b));
-        if (dead === undefined) continue;
+        if (dead === undefined) {
+          this.removeStrays(topic.name, p);
+          continue;
+        }
         this.startPlan(topic.name, p, dead);
       }
     }
@@ -105,6 +109,37 @@ export class Failover {
         );
       }
     }
+  }
+
+  /**
+   * Raft members the map does not name (a replacement abandoned after the leader had added it, e.g. when
+   * the replacement died too) are removed through the leader, one change at a time, when no plan runs.
+   */
+  private removeStrays(topic: string, p: PartitionRecord): void {
+    const k = partitionKey(topic, p.partition);
+    if (this.strayBusy.has(k)) return;
+    const members = [...p.replicas, ...p.learners];
+    const leader = this.deps.reports.leaderOf(topic, p.partition, p.group, members, this.deps.isAlive);
+    const status = leader?.leaderReport?.status;
+    if (!leader || !status) return;
+    const stray = [...status.learners, ...status.voters].find((b) => !members.includes(b));
+    const address = this.deps.map().broker(leader.leaderId)?.address;
+    if (stray === undefined || !address) return;
+    this.strayBusy.add(k);
+    this.deps.log.info("sentinel removing a replica the map does not name", { topic, partition: p.partition, broker: stray, leader: leader.leaderId });
+    const request = create(ChangeReplicasRequestSchema, { topic, partition: p.partition, group: BigInt(p.group), remove: stray });
+    this.deps.pool
+      .get(address)
+      .call({ case: "changeReplicas", value: request }, { timeoutMs: CHANGE_REPLICAS_TIMEOUT_MS })
+      .then((res) => {
+        const r = expectCase(res, "changeReplicasResponse");
+        if (r.status && r.status.topic === topic) this.deps.reports.updateOne(leader.leaderId, r.status, this.deps.now());
+      })
+      .catch((e: unknown) => this.deps.log.warn("sentinel stray removal failed", { topic, partition: p.partition, broker: stray, error: String(e) }))
+      .finally(() => {
+        // Let the next report show the result before trying again.
+        setTimeout(() => this.strayBusy.delete(k), RETRY_AFTER_FAILURE_MS);
+      });
   }
 
   private startPlan(topic: string, p: PartitionRecord, dead: BrokerId): void {

@@ -72,6 +72,16 @@ export class HealthTracker {
     return { broker, from, to: "down", silentMs: nowMs - e.lastSeenMs };
   }
 
+  /**
+   * This process was paused (event loop stalled, machine overloaded, SIGSTOP) for `ms`: beats that were
+   * sent meanwhile are still queued, unread. Credit every live broker with that time rather than blame
+   * them all for our own silence.
+   */
+  forgive(ms: number): void {
+    if (!(ms > 0)) return;
+    for (const e of this.entries.values()) if (e.health !== "down" && e.health !== "left") e.lastSeenMs += ms;
+  }
+
   forget(broker: BrokerId): void {
     this.entries.delete(broker);
   }

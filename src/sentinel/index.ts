@@ -70,6 +70,7 @@ export async function startSentinel(input: SentinelOptions): Promise<RunningSent
   // Registry, health, reports, notifications and failover run on the map's leader only, built afresh on
   // every election won: a new leader learns the brokers from their next beats, as after a restart.
   let sentinel: Sentinel | undefined;
+  const tickMs = Math.max(10, Math.min(100, Math.floor(opts.keepAliveMs / 2)));
   const followLeadership = (): Sentinel | undefined => {
     const leading = store.isLeader();
     if (leading && !sentinel) {
@@ -80,6 +81,7 @@ export async function startSentinel(input: SentinelOptions): Promise<RunningSent
         log,
         clusterId,
         version: SENTINEL_VERSION,
+        tickMs,
         sentinels: () =>
           (several ? opts.peers : [address]).map((a, i) => ({ id: several ? i + 1 : opts.id, address: a, leader: several ? store.leader === i + 1 : true })),
       });
@@ -116,7 +118,6 @@ export async function startSentinel(input: SentinelOptions): Promise<RunningSent
     },
   });
   if (!address) address = `${hostname}:${server.port}`;
-  const tickMs = Math.max(10, Math.min(100, Math.floor(opts.keepAliveMs / 2)));
   const timer = setInterval(() => followLeadership()?.tick(), tickMs);
   const raftTimer = setInterval(() => store.tick(), MAP_TICK_MS);
   log.info("sentinel listening", { address, dataDir: opts.dataDir, clusterId, epoch: store.map.version, peers: opts.peers });

@@ -47,6 +47,7 @@ import type { SentinelOptions } from "./options";
 export const PROBE_TIMEOUT_MS = 300; // a live broker on a LAN answers in well under this
 export const CREATE_TOPIC_CONFIRM_TIMEOUT_MS = 3_000; // create waits this long for replicas to confirm
 export const MAX_UNREACHABLE_REPORTED = 16;
+export const STALL_TOLERANCE_MS = 250; // tick lateness beyond which the sentinel counts itself as stalled
 const DEFAULT_REPLICAS = 3;
 
 type Handled = Body | Promise<Body>;
@@ -58,6 +59,7 @@ export interface SentinelDeps {
   log: Logger;
   clusterId: string;
   version: string;
+  tickMs: number; // how often tick() is called
   sentinels: () => { id: number; address: string; leader: boolean }[];
 }
 
@@ -71,6 +73,7 @@ export class Sentinel {
   private readonly pool: ClientPool;
   private readonly probes = new Map<BrokerId, Promise<boolean>>();
   private readonly createdAtMs = performance.now();
+  private lastTickMs = performance.now();
   private stopped = false;
 
   constructor(private readonly deps: SentinelDeps) {
@@ -103,6 +106,10 @@ export class Sentinel {
     this.groups = new GroupCoordinator((t) => this.map.topic(t)?.partitions.length, crypto.randomUUID().slice(0, 8));
   }
 
+  private get tickMs(): number {
+    return this.deps.tickMs;
+  }
+
   get map(): ClusterMap {
     return this.deps.store.map;
   }
@@ -132,6 +139,14 @@ export class Sentinel {
   tick(): void {
     if (this.stopped) return;
     const now = performance.now();
+    // A tick much later than scheduled means this process stalled: do not count that stall as the
+    // brokers' silence (their beats are queued behind it), or one pause would declare everyone down.
+    const lateMs = now - this.lastTickMs - this.tickMs;
+    this.lastTickMs = now;
+    if (lateMs > STALL_TOLERANCE_MS) {
+      this.health.forgive(lateMs);
+      this.deps.log.warn("sentinel stalled; not counting it as broker silence", { stalledMs: Math.round(lateMs) });
+    }
     for (const t of this.health.evaluate(now)) this.onTransition(t);
     for (const m of this.groups.expire(now)) this.deps.log.info("sentinel group member expired", { member: m });
     this.notifier.run(now);

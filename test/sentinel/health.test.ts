@@ -43,6 +43,17 @@ describe("HealthTracker", () => {
     expect(h.markDown(3, 10_020)).toBeUndefined();
   });
 
+  test("a stall of the sentinel itself is forgiven, not blamed on the brokers", () => {
+    const h = new HealthTracker(config);
+    h.beat(1, 0);
+    h.beat(2, 0);
+    expect(h.evaluate(500)).toEqual([]);
+    h.forgive(1_000); // the sentinel was paused for a second: their beats are queued, unread
+    expect(h.evaluate(1_500)).toEqual([]);
+    expect(h.health(1)).toBe("healthy");
+    expect(h.evaluate(1_600).map((t) => t.to)).toEqual(["suspicious", "suspicious"]);
+  });
+
   test("rejects inconsistent configuration", () => {
     expect(() => new HealthTracker({ suspiciousAfterMs: 500, downAfterMs: 500 })).toThrow();
   });

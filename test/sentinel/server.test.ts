@@ -303,6 +303,20 @@ describe("sentinel failover", () => {
     await waitFor("cleanup of the replaced replica", () => !brokers[victim - 1]!.hosted.has("t/0"));
   });
 
+  test("a Raft member the map does not name is removed through the leader", async () => {
+    const s = await sentinel({ keepAliveMs: 20 });
+    const { fc, brokers } = await cluster(s, 4, 20);
+    const created = await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
+    const replicas = [...created.topic!.partitionMetadata[0]!.replicas];
+    const stray = [1, 2, 3, 4].find((b) => !replicas.includes(b))!;
+    fc.get("t", 0)!.learners.push(stray); // e.g. a replacement abandoned after the leader had added it
+    await waitFor("stray removed", () => !fc.get("t", 0)!.learners.includes(stray));
+    const leader = brokers[replicas[0]! - 1]!;
+    const removals = leader.calls.filter((c) => c.kind === "changeReplicas" && c.req.remove === stray);
+    expect(removals.length).toBe(1);
+    expect([...fc.get("t", 0)!.voters].sort()).toEqual([...replicas].sort());
+  });
+
   test("a broker that comes back before it is replaced rejoins without changes", async () => {
     const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 60, downAfterMs: 400 });
     const { fc, brokers } = await cluster(s, 4, 20);
