@@ -104,6 +104,8 @@ export async function runDev(options: DevOptions, self: readonly string[], hooks
 
   const common = [...(options.fsync ? ["--fsync", options.fsync] : []), "--log-level", options.logLevel];
   const spawn = (name: string, args: string[]): Child => {
+    // A signal during startup stops what exists; nothing may be started after that.
+    if (stopping) throw new Error(`not starting ${name}: stopping`);
     const proc = Bun.spawn([...self, ...args, ...common], {
       env: { ...childEnv(), [devChildEnv]: "1" },
       stdin: "pipe", // never written; its end tells the child that dev is gone
@@ -285,7 +287,8 @@ function summary(
   dataDir: string,
   cmd: string,
 ): string {
-  const s = `--sentinel ${ready.sentinel}`;
+  // Client commands default to 127.0.0.1:7070, so the flag is only worth printing for other addresses.
+  const s = ready.sentinel === "127.0.0.1:7070" ? "" : ` --sentinel ${ready.sentinel}`;
   const rows = [
     `  sentinel   ${ready.sentinel}`,
     ...ready.brokers.map((b) => `  broker ${String(b.id).padEnd(3)} ${b.address}`),
@@ -296,10 +299,10 @@ function summary(
     ...rows,
     "",
     "Try, in another terminal:",
-    `  ${cmd} topic create demo --partitions 3 --replicas ${replicas} ${s}`,
-    `  echo hello | ${cmd} produce demo --key k1 ${s}`,
-    `  ${cmd} consume demo --from-beginning ${s}`,
-    `  ${cmd} cluster status ${s}`,
+    `  ${cmd} topic create demo --partitions 3 --replicas ${replicas}${s}`,
+    `  echo hello | ${cmd} produce demo --key k1${s}`,
+    `  ${cmd} consume demo --from-beginning${s}`,
+    `  ${cmd} cluster status${s}`,
     "",
     "Ctrl-C stops them all.",
     "",
