@@ -115,6 +115,7 @@ export class Wal {
   private roundHasWritten = false;
   private roundCallers = 0; // sync() callers waiting on `round`
   private nextRoundCallers = 0;
+  private lastRoundCallers = 0;
   private unsynced = new Set<FileHandle>(); // written but not fdatasynced (interval/never)
   private intervalTimer: ReturnType<typeof setTimeout> | undefined;
   private lastFsyncMs = -Infinity;
@@ -268,8 +269,11 @@ export class Wal {
   private async runRound(): Promise<void> {
     // Let every caller resuming from the previous round append first, so one round carries them all.
     this.roundHasWritten = false;
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    // After a round that carried several callers, let all of them resume and append before writing,
+    // so one round carries them all; a lone caller is not made to wait for company.
+    if (this.lastRoundCallers > 1) await new Promise<void>((resolve) => setImmediate(resolve));
     this.roundHasWritten = true;
+    this.lastRoundCallers = this.roundCallers;
     const touched = this.writePending();
     try {
       if (this.policy === "always") {

@@ -57,16 +57,17 @@ describe("WAL", () => {
   test("concurrent sync callers share rounds", async () => {
     const wal = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 1 << 20 });
     wal.appendEntries(1, [entry(1)]);
-    const a = wal.sync();
+    const a = wal.sync(); // alone: writes at once
     wal.appendEntries(1, [entry(2)]);
     const b = wal.sync();
     wal.appendEntries(1, [entry(3)]);
     const c = wal.sync();
-    expect(c).toBe(b);
+    expect(b).not.toBe(a);
+    expect(c).toBe(b); // both wait for the next round, which carries both appends
     await Promise.all([a, b, c]);
-    // The first round starts after the current burst of callers, so it carries all three appends.
-    expect(wal.stats().fsyncs).toBe(1);
-    expect(wal.stats().syncs).toBe(1);
+    expect(wal.stats().fsyncs).toBe(2);
+    expect(wal.stats().syncs).toBe(2);
+    // The last round had two callers: the next one waits a turn of the loop to gather everyone.
     wal.appendEntries(1, [entry(4)]);
     const d = wal.sync();
     expect(wal.sync()).toBe(d); // the round has not written yet: joining it is enough
@@ -75,9 +76,10 @@ describe("WAL", () => {
     const e = wal.sync();
     expect(e).not.toBe(d);
     await Promise.all([d, e]);
-    expect(wal.stats().fsyncs).toBe(3);
-    expect(wal.stats().syncs).toBe(3);
-    expect(wal.stats().inlineFsyncs).toBe(1); // e waited alone: fdatasync inline, no thread-pool hop
+    expect(wal.stats().fsyncs).toBe(4);
+    expect(wal.stats().syncs).toBe(4);
+    // a and e each waited alone: fdatasync inline, no thread-pool hop.
+    expect(wal.stats().inlineFsyncs).toBe(2);
     await wal.close();
   });
 
