@@ -172,16 +172,18 @@ export class Producer {
     }
   }
 
+  /** @internal A new producer id, for a partition whose sequence had to be abandoned. */
+  async freshIdentity(): Promise<{ producerId: number; producerEpoch: number }> {
+    const r = await this.sentinel.request({ case: "initProducer", value: create(InitProducerRequestSchema, {}) }, "initProducerResponse");
+    const producerId = Number(r.producerId);
+    if (producerId <= 0) throw new ClientError(ErrorCode.UNKNOWN, "sentinel allocated no producer id");
+    return { producerId, producerEpoch: r.producerEpoch };
+  }
+
   private producerIdentity(): Promise<{ producerId: number; producerEpoch: number }> {
     if (!this.options.idempotent) return Promise.resolve({ producerId: 0, producerEpoch: 0 });
     if (!this.identity) {
-      this.identity = this.sentinel
-        .request({ case: "initProducer", value: create(InitProducerRequestSchema, {}) }, "initProducerResponse")
-        .then((r) => {
-          const producerId = Number(r.producerId);
-          if (producerId <= 0) throw new ClientError(ErrorCode.UNKNOWN, "sentinel allocated no producer id");
-          return { producerId, producerEpoch: r.producerEpoch };
-        });
+      this.identity = this.freshIdentity();
       // A failed allocation is retried by the next send rather than cached forever.
       this.identity.catch(() => (this.identity = undefined));
     }
@@ -216,13 +218,15 @@ class PartitionSender {
   private failures = 0;
   private lastError = "";
   private scheduled = false;
+  /** A batch with a sequence number was given up: later sequences can never be accepted under this id. */
+  private broken = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(
     readonly topic: string,
     readonly partition: number,
-    private readonly producerId: number,
-    private readonly producerEpoch: number,
+    private producerId: number,
+    private producerEpoch: number,
     private readonly producer: Producer,
   ) {}
 
@@ -336,6 +340,10 @@ class PartitionSender {
     if (!isRetriable(err) || Date.now() >= batch.deadline) {
       const e = isRetriable(err) ? this.timeoutError() : err instanceof Error ? err : new Error(String(err));
       for (const p of batch.records) p.reject(e);
+      if (this.producer.options.idempotent) {
+        this.broken = true;
+        this.recover();
+      }
       return;
     }
     // Keep sequence order: a retried batch goes out before any later one.
@@ -368,6 +376,10 @@ class PartitionSender {
       for (;;) {
         if (this.failures > 0) await new Promise((r) => setTimeout(r, backoffMs(this.failures - 1, 10, 500)));
         this.expire();
+        if (this.broken && !(await this.restartSequence())) {
+          this.failures++;
+          continue;
+        }
         if (this.empty()) break;
         if (this.leader) break;
         if (this.failures > 0 && this.tryReplica()) break;
@@ -402,6 +414,28 @@ class PartitionSender {
     return this.leader !== undefined;
   }
 
+  /**
+   * After a batch was given up, the broker would refuse every later sequence as out of order. The batches
+   * still waiting under the old id fail too (they are not acknowledged, so that is their honest outcome),
+   * and the partition starts over under a new producer id at sequence 0.
+   */
+  private async restartSequence(): Promise<boolean> {
+    const reason = `not delivered: an earlier batch to ${this.topic}/${this.partition} failed${this.lastError ? ` (${this.lastError})` : ""}`;
+    for (const b of this.retries) for (const p of b.records) p.reject(new ClientError(ErrorCode.OUT_OF_ORDER_SEQUENCE, reason));
+    this.retries = [];
+    try {
+      const id = await this.producer.freshIdentity();
+      this.producerId = id.producerId;
+      this.producerEpoch = id.producerEpoch;
+      this.producer.sequences.reset(this.topic, this.partition);
+      this.broken = false;
+      return true;
+    } catch (err) {
+      this.lastError = `sentinel: ${describeError(err)}`;
+      return false;
+    }
+  }
+
   private liveReplica(replicas: BrokerRef[]): BrokerRef | undefined {
     const live = replicas.filter((r) => !this.unreachable.has(r.id));
     return live.length > 0 ? live[this.failures % live.length] : undefined;
@@ -411,8 +445,10 @@ class PartitionSender {
     const now = Date.now();
     const keep: Batch[] = [];
     for (const b of this.retries) {
-      if (b.deadline <= now) for (const p of b.records) p.reject(this.timeoutError());
-      else keep.push(b);
+      if (b.deadline <= now) {
+        for (const p of b.records) p.reject(this.timeoutError());
+        if (this.producer.options.idempotent) this.broken = true;
+      } else keep.push(b);
     }
     this.retries = keep;
     while (this.queue.length > 0 && this.queue[0]!.deadline <= now) {

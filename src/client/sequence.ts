@@ -15,6 +15,11 @@ export class SequenceNumbers {
     return base;
   }
 
+  /** Starts the partition over at 0 (under a new producer id). */
+  reset(topic: string, partition: number): void {
+    this.next.delete(`${topic}/${partition}`);
+  }
+
   peek(topic: string, partition: number): number {
     return this.next.get(`${topic}/${partition}`) ?? 0;
   }

@@ -147,7 +147,8 @@ describe("producer", () => {
       if (dropped) return undefined;
       dropped = true;
       b.append(req.batch);
-      (b as unknown as { seqToOffset: Map<number, number> }).seqToOffset.set(req.baseSequence, 0);
+      b.seqToOffset.set(`${req.producerId}/${req.baseSequence}`, 0);
+      b.nextSequence.set(req.producerId, req.baseSequence + req.recordCount);
       return { case: "produceResponse", value: create(ProduceResponseSchema, { error: protoError(ErrorCode.TIMEOUT, "replication timed out") }) };
     };
     const p = closing(new Producer({ sentinels: [s.address] }));
@@ -192,6 +193,25 @@ describe("producer", () => {
     await expect(p.send("t", [{ value: new Uint8Array(9 * 1024 * 1024) }])).rejects.toThrow(/larger than the \d+-byte limit/);
     expect(await p.send("t", [{ value: "small" }])).toEqual([{ topic: "t", partition: 0, offset: 0 }]);
     expect(b.produced.map((r) => r.baseSequence)).toEqual([0]);
+  });
+
+  test("after a batch is given up, the partition starts over under a new producer id instead of stalling", async () => {
+    const s = track(new FakeSentinel("t"));
+    const b = track(new FakeBroker(1));
+    s.leaders.set(0, b.info);
+    let refused = false;
+    b.onProduce = () => {
+      if (refused) return undefined;
+      refused = true;
+      return { case: "produceResponse", value: create(ProduceResponseSchema, { error: protoError(ErrorCode.CORRUPT_BATCH, "bad crc") }) };
+    };
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    await expect(p.send("t", [{ value: "lost" }])).rejects.toMatchObject({ code: ErrorCode.CORRUPT_BATCH, message: "bad crc" });
+    const t0 = Date.now();
+    expect(await p.send("t", [{ value: "next" }])).toEqual([{ topic: "t", partition: 0, offset: 0 }]);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    const last = b.produced[b.produced.length - 1]!;
+    expect([last.producerId, last.baseSequence]).toEqual([43n, 0]);
   });
 
   test("keyed messages stay on one partition, keyless ones spread", async () => {

@@ -27,6 +27,7 @@ export class FakeSentinel {
   leaders = new Map<number, FakeBrokerInfo>();
   replicas: FakeBrokerInfo[] = [];
   partitions = 1;
+  nextProducerId = 42;
   constructor(readonly topic = "t") {
     this.server = serve({ hostname: "127.0.0.1", port: 0, handle: (b) => this.handle(b) });
   }
@@ -39,7 +40,7 @@ export class FakeSentinel {
         }
         return { case: "describeTopicResponse", value: create(DescribeTopicResponseSchema, { topic: create(TopicMetadataSchema, { name: this.topic, partitions: this.partitions, replicationFactor: 3 }) }) };
       case "initProducer":
-        return { case: "initProducerResponse", value: create(InitProducerResponseSchema, { producerId: 42n, producerEpoch: 0 }) };
+        return { case: "initProducerResponse", value: create(InitProducerResponseSchema, { producerId: BigInt(this.nextProducerId++), producerEpoch: 0 }) };
       case "getTopicLeader": {
         this.leaderRequests.push(body.value);
         const l = this.leaders.get(body.value.partition);
@@ -67,7 +68,9 @@ export class FakeBroker {
   readonly fetches: FetchRequest[] = [];
   batches: Uint8Array[] = [];
   nextOffset = 0;
-  private seqToOffset = new Map<number, number>();
+  /** "producerId/baseSequence" -> base offset, and each producer's next expected sequence, as a broker keeps them. */
+  seqToOffset = new Map<string, number>();
+  nextSequence = new Map<bigint, number>();
   private waiters: (() => void)[] = [];
   /** Answer a produce request differently (return a body), or undefined to append normally. */
   onProduce: ProduceHook | undefined;
@@ -98,12 +101,19 @@ export class FakeBroker {
       const hooked = this.onProduce?.(body.value);
       if (hooked) return hooked;
       const req = body.value;
-      const dup = this.seqToOffset.get(req.baseSequence);
+      const dup = this.seqToOffset.get(`${req.producerId}/${req.baseSequence}`);
       if (req.producerId !== 0n && dup !== undefined) {
         return { case: "produceResponse", value: create(ProduceResponseSchema, { baseOffset: BigInt(dup), duplicate: true }) };
       }
+      const expected = this.nextSequence.get(req.producerId) ?? 0;
+      if (req.producerId !== 0n && req.baseSequence !== expected) {
+        return { case: "produceResponse", value: create(ProduceResponseSchema, { error: protoError(ErrorCode.OUT_OF_ORDER_SEQUENCE, `expected ${expected}`) }) };
+      }
       const base = this.append(req.batch);
-      if (req.producerId !== 0n) this.seqToOffset.set(req.baseSequence, base);
+      if (req.producerId !== 0n) {
+        this.seqToOffset.set(`${req.producerId}/${req.baseSequence}`, base);
+        this.nextSequence.set(req.producerId, req.baseSequence + req.recordCount);
+      }
       return { case: "produceResponse", value: create(ProduceResponseSchema, { baseOffset: BigInt(base) }) };
     }
     if (body.case === "fetch") {
