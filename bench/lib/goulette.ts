@@ -10,7 +10,15 @@ export interface GouletteCommand {
   kind: "compiled" | "source";
 }
 
+let chosen: GouletteCommand | undefined;
+
+/** Chosen once per run, so every suite of a run measures the same build even if one lands meanwhile. */
 export function gouletteCommand(): GouletteCommand {
+  chosen ??= choose();
+  return chosen;
+}
+
+function choose(): GouletteCommand {
   const binary = join(repoRoot, "dist/goulette");
   if (existsSync(binary) && statSync(binary).mtimeMs >= newestMtimeMs(join(repoRoot, "src"))) {
     return { argv: [binary], kind: "compiled" };

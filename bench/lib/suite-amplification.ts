@@ -47,7 +47,8 @@ async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
 
     const pids = cluster.brokers.map((b) => b.pid);
     const before = pids.map(writeBytes);
-    const walBefore = cluster.brokers.map((b) => walFileBytes(b.dataDir));
+    const walBefore = cluster.brokers.map((b) => fileBytes(b.dataDir, true));
+    const logBefore = cluster.brokers.map((b) => fileBytes(b.dataDir, false));
     load = new Load({ sentinel: cluster.sentinel, topic: "amp", size, window, partitions });
     const t1 = performance.now();
     load.start();
@@ -57,7 +58,8 @@ async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
     await Bun.sleep(settleMs);
     const after = pids.map(writeBytes);
     const written = after.map((a, i) => a - before[i]!);
-    const walGrowth = cluster.brokers.map((b, i) => walFileBytes(b.dataDir) - walBefore[i]!);
+    const walGrowth = cluster.brokers.map((b, i) => fileBytes(b.dataDir, true) - walBefore[i]!);
+    const logGrowth = cluster.brokers.map((b, i) => fileBytes(b.dataDir, false) - logBefore[i]!);
     const steady = written.map((w, i) => w - Math.max(0, walGrowth[i]!));
     const payload = load.payloadBytesAcked;
     if (payload === 0) throw new Error(`no message acknowledged in ${measureMs} ms: ${errorText(load.firstError)}`);
@@ -78,6 +80,8 @@ async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
       // one pays it entirely. This figure leaves that out; a long run converges towards it.
       wal_files_growth_bytes: walGrowth,
       write_amplification_without_wal_prealloc: round(steady.reduce((a, b) => a + b, 0) / (payload * replicas), 3),
+      // What the partition logs grew by (apparent file sizes, WAL excluded): the floor a segment copy costs.
+      partition_log_growth_per_payload_byte: logGrowth.map((g) => round(g / payload, 3)),
       create_ms: createMs,
       note: "write_bytes from /proc/<pid>/io (bytes dirtied for storage) over the measured load plus a settle period, per payload byte per replica",
     });
@@ -111,11 +115,11 @@ async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
   }
 }
 
-/** Apparent size of every WAL file (segments and spares) under a broker's data dir. */
-function walFileBytes(dir: string): number {
+/** Apparent size of the WAL files (segments and spares), or of every other file, under a broker's data dir. */
+function fileBytes(dir: string, wal: boolean): number {
   let total = 0;
   for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile() && e.name.endsWith(".wal")) total += statSync(join(e.parentPath, e.name)).size;
+    if (e.isFile() && e.name.endsWith(".wal") === wal) total += statSync(join(e.parentPath, e.name)).size;
   }
   return total;
 }
