@@ -23,6 +23,7 @@ import { partitionKey, type BrokerId, type HashRing } from "./ring";
 export const MAX_CONCURRENT_REPLACEMENTS = 64;
 export const CHANGE_REPLICAS_TIMEOUT_MS = 3_000;
 const RETRY_AFTER_FAILURE_MS = 200;
+const NO_DEAD: BrokerId = 0; // a plan that only adds a replica back (nothing to remove)
 
 export interface FailoverDeps {
   map: () => ClusterMap;
@@ -79,11 +80,19 @@ export class Failover {
         }
         if (this.plans.size >= MAX_CONCURRENT_REPLACEMENTS) continue;
         const dead = p.replicas.find((b) => !this.deps.isAlive(b));
-        if (dead === undefined) {
-          this.removeStrays(topic.name, p);
+        if (dead !== undefined) {
+          this.startPlan(topic.name, p, dead);
           continue;
         }
-        this.startPlan(topic.name, p, dead);
+        // A live replica the map names but Raft no longer has (removed by a change that was later
+        // abandoned) is added back the same way a replacement is: learner, catch up, promote.
+        const status = this.leaderStatus(topic.name, p);
+        const missing = status && p.replicas.find((b) => !status.voters.includes(b) && !status.learners.includes(b));
+        if (missing !== undefined && missing !== null) {
+          this.startPlan(topic.name, p, NO_DEAD, missing);
+          continue;
+        }
+        this.removeStrays(topic.name, p);
       }
     }
     for (const [k, plan] of this.plans) {
@@ -142,10 +151,15 @@ export class Failover {
       });
   }
 
-  private startPlan(topic: string, p: PartitionRecord, dead: BrokerId): void {
+  private leaderStatus(topic: string, p: PartitionRecord) {
+    const members = [...p.replicas, ...p.learners];
+    return this.deps.reports.leaderOf(topic, p.partition, p.group, members, this.deps.isAlive)?.leaderReport?.status;
+  }
+
+  private startPlan(topic: string, p: PartitionRecord, dead: BrokerId, readd?: BrokerId): void {
     const k = partitionKey(topic, p.partition);
     // A replacement already in the map (sentinel restarted mid-change) is resumed, not chosen again.
-    let replacement = p.learners.find((b) => this.deps.isHealthy(b));
+    let replacement = readd ?? p.learners.find((b) => this.deps.isHealthy(b));
     replacement ??= this.deps.ring
       .walk(k, (b) => this.deps.isHealthy(b) && !p.replicas.includes(b) && !p.learners.includes(b))
       .next().value as BrokerId | undefined;
@@ -181,7 +195,12 @@ export class Failover {
       // The replacement died too: take it back out and choose again on the next run.
       this.plans.delete(k);
       deps.log.warn("sentinel failover abandoned: replacement is down", this.fields(plan));
-      if (p.learners.includes(plan.replacement)) {
+      const status = this.leaderStatus(plan.topic, p);
+      if (status && status.voters.includes(plan.replacement)) {
+        // Already promoted: Raft's voters are the truth now; a dead one among them is replaced next.
+        const voters = [...p.replicas.filter((b) => status.voters.includes(b)), ...status.voters.filter((b) => !p.replicas.includes(b))];
+        await this.proposeReplicas(plan, p, voters, p.learners.filter((b) => !voters.includes(b)), "map-adopt-raft-voters");
+      } else if (p.learners.includes(plan.replacement)) {
         await this.proposeReplicas(plan, p, p.replicas, p.learners.filter((b) => b !== plan.replacement));
       }
       return true;

@@ -317,6 +317,20 @@ describe("sentinel failover", () => {
     expect([...fc.get("t", 0)!.voters].sort()).toEqual([...replicas].sort());
   });
 
+  test("a live replica the map names but Raft dropped is added back as learner then promoted", async () => {
+    const s = await sentinel({ keepAliveMs: 20 });
+    const { fc, brokers } = await cluster(s, 3, 20);
+    const created = await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
+    const [leader, , dropped] = created.topic!.partitionMetadata[0]!.replicas as [number, number, number];
+    const truth = fc.get("t", 0)!;
+    truth.voters = truth.voters.filter((v) => v !== dropped); // an abandoned change had removed it
+    await waitFor("re-added", () => fc.get("t", 0)!.voters.includes(dropped));
+    const steps = brokers[leader - 1]!.calls.flatMap((c) =>
+      c.kind === "changeReplicas" ? [c.req.addLearner ? `add:${c.req.addLearner.id}` : c.req.promote ? `promote:${c.req.promote}` : `remove:${c.req.remove}`] : [],
+    );
+    expect(steps).toEqual([`add:${dropped}`, `promote:${dropped}`]);
+  });
+
   test("a broker that comes back before it is replaced rejoins without changes", async () => {
     const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 60, downAfterMs: 400 });
     const { fc, brokers } = await cluster(s, 4, 20);
