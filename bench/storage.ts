@@ -42,9 +42,9 @@ function makeBatch(baseOffset: number, raftIndex: number): Uint8Array {
   return b;
 }
 
-async function walAppend(groups: number, policy: FsyncPolicy, inFlight = IN_FLIGHT): Promise<void> {
+async function walAppend(groups: number, policy: FsyncPolicy, inFlight = IN_FLIGHT, inline = false): Promise<void> {
   const dir = join(root, `wal-${groups}-${formatFsyncPolicy(policy)}`);
-  const wal = await Wal.open({ dir, fsync: policy });
+  const wal = await Wal.open({ dir, fsync: policy, inlineFsyncWhenAlone: inline });
   const next = new Array<number>(groups).fill(1);
   const data = makeBatch(0, 0);
   let appends = 0;
@@ -230,7 +230,8 @@ async function rawCeiling(): Promise<void> {
 
 try {
   await rawCeiling();
-  await walAppend(1, "always", 1);
+  await walAppend(1, "always", 1, false);
+  await walAppend(1, "always", 1, true);
   for (const policy of ["always", { intervalMs: 5 }, "never"] as FsyncPolicy[]) {
     for (const groups of [1, 64, 1000]) await walAppend(groups, policy);
   }

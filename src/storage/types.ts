@@ -56,6 +56,11 @@ export interface WalOptions {
   fsync: FsyncPolicy;
   /** Size of each preallocated (zero-filled) segment file; default 64 MiB. */
   segmentBytes?: number;
+  /**
+   * fdatasync on the event loop when a single caller waits (skips the thread-pool hop). Default false:
+   * measured here under load, inline fdatasync managed 150-300/s where the thread pool managed 400-900/s.
+   */
+  inlineFsyncWhenAlone?: boolean;
   /** Segment files kept for reuse once released; default 4. */
   spareSegmentsMax?: number;
   fs?: FileLayer;

@@ -103,6 +103,7 @@ export class Wal {
   private readonly log: StorageLogger;
   private readonly segmentBytes: number;
   private readonly spareSegmentsMax: number;
+  private readonly inlineFsyncWhenAlone: boolean;
   private readonly groups = new Map<number, GroupState>();
   private readonly segments: Segment[] = []; // oldest first; the last is being written
   private readonly spares: string[] = []; // paths of released files, ready for reuse
@@ -142,6 +143,7 @@ export class Wal {
     this.log = opts.log ?? (() => {});
     this.segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     this.spareSegmentsMax = opts.spareSegmentsMax ?? 4;
+    this.inlineFsyncWhenAlone = opts.inlineFsyncWhenAlone ?? false;
     assert(this.segmentBytes >= SEGMENT_BYTES_MIN, `segmentBytes must be >= ${SEGMENT_BYTES_MIN}`);
     if (typeof policy === "object") assert(policy.intervalMs >= 1, "intervalMs must be >= 1");
     this.pending = [];
@@ -278,7 +280,9 @@ export class Wal {
     try {
       if (this.policy === "always") {
         // One caller alone has nothing to overlap with: fdatasync inline and skip the thread-pool hop.
-        if (this.roundCallers <= 1 && touched.length === 1) this.datasyncInline(touched[0]!);
+        if (this.inlineFsyncWhenAlone && this.roundCallers <= 1 && touched.length === 1) {
+          this.datasyncInline(touched[0]!);
+        }
         else await this.datasyncAll(touched);
       } else if (this.policy !== "never") {
         for (const h of touched) this.unsynced.add(h);

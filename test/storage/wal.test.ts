@@ -55,7 +55,7 @@ describe("WAL", () => {
   });
 
   test("concurrent sync callers share rounds", async () => {
-    const wal = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 1 << 20 });
+    const wal = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 1 << 20, inlineFsyncWhenAlone: true });
     wal.appendEntries(1, [entry(1)]);
     const a = wal.sync(); // alone: writes at once
     wal.appendEntries(1, [entry(2)]);
