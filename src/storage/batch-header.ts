@@ -15,6 +15,11 @@ export interface BatchHeader {
   maxTimestamp: number;
 }
 
+/** A big-endian int64 as a number from two 32-bit halves: no BigInt per field on the read path. */
+function readI64(view: DataView, at: number): number {
+  return view.getInt32(at) * 0x1_0000_0000 + view.getUint32(at + 4);
+}
+
 /** Header at `pos`, or a reason it cannot be one (too short, impossible length or count). */
 export function readBatchHeader(view: DataView, pos: number): BatchHeader | string {
   if (pos + BATCH_HEADER_BYTES > view.byteLength) return "truncated batch header";
@@ -24,13 +29,13 @@ export function readBatchHeader(view: DataView, pos: number): BatchHeader | stri
   const recordCount = view.getUint32(pos + 26);
   if (recordCount === 0) return "batch with no records";
   return {
-    baseOffset: Number(view.getBigInt64(pos)),
-    raftIndex: Number(view.getBigInt64(pos + 8)),
+    baseOffset: readI64(view, pos),
+    raftIndex: readI64(view, pos + 8),
     sizeBytes,
     crc: view.getUint32(pos + 20),
     recordCount,
-    firstTimestamp: Number(view.getBigInt64(pos + 30)),
-    maxTimestamp: Number(view.getBigInt64(pos + 38)),
+    firstTimestamp: readI64(view, pos + 30),
+    maxTimestamp: readI64(view, pos + 38),
   };
 }
 
