@@ -10,7 +10,7 @@ const { values } = parseArgs({
     duration: { type: "string", default: "300" },
     seed: { type: "string" },
     partitions: { type: "string", default: "4" },
-    rate: { type: "string", default: "3000" },
+    rate: { type: "string" },
     keep: { type: "boolean", default: false },
     "progress-ms": { type: "string", default: "10000" },
     kinds: { type: "string" }, // comma-separated subset of the fault kinds
@@ -46,7 +46,7 @@ const r = await runFaults({
   seed,
   durationMs: durationSec * 1000,
   partitions: int("partitions", values.partitions, 1),
-  maxRatePerSec: int("rate", values.rate, 1),
+  maxRatePerSec: values.rate === undefined ? undefined : int("rate", values.rate, 1),
   keep: values.keep,
   progressEveryMs: int("progress-ms", values["progress-ms"], 100),
   kinds: values.kinds === undefined ? undefined : kinds(values.kinds),

@@ -1,9 +1,12 @@
 // The short form of the fault suite: real processes, a few dozen seconds of faults of every kind under an
 // idempotent produce load, then the full check. A failure prints the seed and the nemesis history.
-import { expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
+import { stopAllClusters } from "./harness";
 import { failureText, runFaults, type RunReport } from "./run";
 
 const SEED = Number(process.env.FAULTS_SEED ?? 1);
+
+afterAll(stopAllClusters);
 
 function expectOk(r: RunReport): void {
   if (!r.ok) console.error(failureText(r));
@@ -16,13 +19,8 @@ test(
     const r = await runFaults({
       seed: SEED,
       durationMs: 35_000,
-      faultMsMin: 800,
-      faultMsMax: 2000,
-      gapMsMin: 400,
-      gapMsMax: 1000,
       minFaults: 8,
       minAcks: 300,
-      maxRatePerSec: 1500,
     });
     console.error(JSON.stringify({ seed: r.seed, acks: r.acks, faults: r.faults, kinds: r.faultKinds, records: r.records, convergedInMs: r.convergedInMs }));
     expectOk(r);

@@ -62,6 +62,14 @@ function hookExit(): void {
   }
 }
 
+// Clusters not yet stopped, so a test's afterAll can stop what a timed-out test left behind.
+const clusters = new Set<Cluster>();
+
+/** Stops every cluster this process started and has not stopped yet. */
+export async function stopAllClusters(): Promise<void> {
+  await Promise.all([...clusters].map((c) => c.stop()));
+}
+
 export interface Node {
   label: string; // "sentinel", "b1", "b2", ...
   args: string[];
@@ -94,6 +102,7 @@ export class Cluster {
 
   constructor(private readonly opts: ClusterOptions = {}) {
     hookExit();
+    clusters.add(this);
   }
 
   static async start(opts: ClusterOptions = {}): Promise<Cluster> {
@@ -241,6 +250,7 @@ export class Cluster {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    clusters.delete(this);
     const all = [this.sentinel, ...this.brokers].filter((n): n is Node => n !== undefined);
     await Promise.all(all.map((n) => this.kill9(n)));
     this.net.stop();
@@ -306,7 +316,7 @@ export interface TearResult {
   recordAt: number;
   recordBytes: number;
   recordType: number;
-  cutBytes: number;
+  cutBytes: number; // 0 when the last record was already torn
 }
 
 /**
@@ -322,11 +332,16 @@ export function tearLastWalRecord(walDir: string, cutBytes: number): TearResult 
     const data = readFileSync(file);
     const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     if (data.length < SEGMENT_HEADER_BYTES || Number(view.getBigUint64(8, true)) !== Number(segs[i]!.slice(0, 16))) continue;
+    const salt = Number(segs[i]!.slice(0, 16)) >>> 0;
     let pos = SEGMENT_HEADER_BYTES;
     let last: { at: number; len: number } | undefined;
     while (pos + 4 <= data.length) {
       const len = view.getUint32(pos, true);
       if (len < RECORD_HEADER_BYTES || len > RECORD_BYTES_MAX || pos + len > data.length) break;
+      if (Bun.hash.crc32(data.subarray(pos + 8, pos + len), salt) !== view.getUint32(pos + 4, true)) {
+        // Torn before and not yet recovered (the broker died again first): tearing more adds nothing.
+        return { file, recordAt: pos, recordBytes: len, recordType: data[pos + 28]!, cutBytes: 0 };
+      }
       last = { at: pos, len };
       pos += len;
     }

@@ -136,7 +136,9 @@ export class Nemesis {
           case "torn-wal": {
             const cut = 1 + this.rng.int(8);
             const r = await c.restartWithTornWal(b, cut);
-            ev.detail += r ? ` cut=${r.cutBytes}B of record type ${r.recordType} (${r.recordBytes}B at ${r.recordAt})` : " (no WAL record to tear)";
+            if (!r) ev.detail += " (no WAL record to tear)";
+            else if (r.cutBytes === 0) ev.detail += ` (no WAL record to tear: record at ${r.recordAt} still torn, not recovered yet)`;
+            else ev.detail += ` cut=${r.cutBytes}B of record type ${r.recordType} (${r.recordBytes}B at ${r.recordAt})`;
             break;
           }
         }

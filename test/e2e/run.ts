@@ -64,6 +64,9 @@ async function createTopic(admin: Admin, partitions: number): Promise<void> {
   }
 }
 
+/** Fault timing and load of the short form; the long form uses the same unless told otherwise. */
+export const defaultTiming = { faultMsMin: 800, faultMsMax: 2000, gapMsMin: 400, gapMsMax: 1000, maxRatePerSec: 1500 };
+
 export async function runFaults(opts: RunOptions): Promise<RunReport> {
   const log = opts.log ?? (() => {});
   const partitions = opts.partitions ?? 4;
@@ -87,14 +90,14 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
       await admin.close();
     }
     log(`cluster up in ${cluster.dir} (${cluster.command.join(" ")}), topic ${TOPIC} ${partitions}x RF${REPLICAS}`);
-    workload = new Workload({ sentinels, topic: TOPIC, partitions, maxRatePerSec: opts.maxRatePerSec });
+    workload = new Workload({ sentinels, topic: TOPIC, partitions, maxRatePerSec: opts.maxRatePerSec ?? defaultTiming.maxRatePerSec });
     nemesis = new Nemesis(cluster, {
       seed: opts.seed,
       kinds: opts.kinds,
-      faultMsMin: opts.faultMsMin,
-      faultMsMax: opts.faultMsMax,
-      gapMsMin: opts.gapMsMin,
-      gapMsMax: opts.gapMsMax,
+      faultMsMin: opts.faultMsMin ?? defaultTiming.faultMsMin,
+      faultMsMax: opts.faultMsMax ?? defaultTiming.faultMsMax,
+      gapMsMin: opts.gapMsMin ?? defaultTiming.gapMsMin,
+      gapMsMax: opts.gapMsMax ?? defaultTiming.gapMsMax,
     });
     workload.start();
     nemesis.start();
@@ -166,7 +169,7 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
 export function failureText(r: RunReport): string {
   return [
     `fault run FAILED: seed=${r.seed} duration=${r.durationMs}ms acks=${r.acks} faults=${r.faults}`,
-    `replay: bun test/e2e/faults-cli.ts --duration ${Math.round(r.durationMs / 1000)} --seed ${r.seed}`,
+    `replay: bun test/e2e/faults-cli.ts --duration ${Math.round(r.durationMs / 1000)} --seed ${r.seed} --keep`,
     `problems:`,
     ...r.problems.slice(0, 40).map((p) => `  ${p}`),
     `nemesis history:`,
