@@ -26,6 +26,7 @@ const WAL_DIR = ".wal";
 const META_FILE = "partition.json";
 const CHECKPOINT_INTERVAL_MS = 1_000;
 const COMPACT_LAG_ENTRIES = 10_000;
+const FOLLOWER_HOLDOFF_ELECTIONS = 4;
 const EARLY = new Set<MessageType>([MessageType.Append, MessageType.Heartbeat, MessageType.Snapshot]);
 
 /** What a partition directory remembers so a restarted broker rejoins its groups without the sentinel. */
@@ -149,6 +150,10 @@ export class Broker {
   private tick(): void {
     for (const p of this.byGroup.values()) {
       if (p.removed) continue;
+      if (p.tickHoldoff > 0) {
+        p.tickHoldoff--;
+        continue;
+      }
       p.node.tick();
       this.dirty.add(p);
     }
@@ -394,8 +399,15 @@ export class Broker {
     let state = new PartitionState(log.logStartOffset);
     let applied = 0;
     if (recovered && (recovered.hardState || recovered.snapshot || recovered.entries.length > 0)) {
+      const hs = recovered.hardState ?? { term: 0, vote: 0, commit: 0 };
+      const lastIndex = (recovered.snapshot?.index ?? 0) + recovered.entries.length;
+      if (hs.commit > lastIndex) {
+        // Only after corruption: the log lost entries this replica once had committed. Keep term and vote
+        // (they must never go back) and let the leader send the rest again; the group is vote-fenced.
+        this.log.error("stored commit beyond the recovered log", { partition: `${meta.topic}/${meta.partition}`, commit: hs.commit, lastIndex });
+      }
       restart = {
-        hardState: recovered.hardState ?? { term: 0, vote: 0, commit: 0 },
+        hardState: { ...hs, commit: Math.min(hs.commit, lastIndex) },
         snapshot: recovered.snapshot,
         entries: recovered.entries,
         applied: recovered.snapshot?.index,
@@ -432,7 +444,7 @@ export class Broker {
         const p = await this.openPartition(meta, this.wal.recovered.get(meta.group));
         // Which groups lost records to a mid-log cut is unknown (the damaged record named its group in a
         // header that no longer verifies), so every group on this broker is fenced.
-        p.voteFenced = this.wal.cuts.some((c) => c.midLog);
+        p.voteFenced = this.wal.cuts.some((c) => c.midLog) || this.wal.recovered.get(meta.group)?.damaged === true;
         this.log.info("partition restored", { partition: p.key, group: meta.group, nextOffset: p.log.nextOffset, applied: p.appliedIndex });
         this.markDirty(p);
       }
@@ -464,6 +476,7 @@ export class Broker {
       this.saveMeta(meta);
       this.log.info("partition created", { partition: key, group: meta.group, voters, joining, hint: WireRole[req.role] });
       if (req.role === WireRole.LEADER) p.node.campaign();
+      else if (req.leaderId && req.leaderId !== this.opts.id) p.tickHoldoff = FOLLOWER_HOLDOFF_ELECTIONS * this.opts.electionTicks;
     } else {
       const meta = this.metas.get(p.id.group)!;
       const merged = { ...meta.peers, ...peers };

@@ -45,6 +45,11 @@ export class Partition {
   checkpointing = false;
   repairing = false;
   /**
+   * Ticks to skip before this replica may start an election: a new group created as a follower gives the
+   * replica the sentinel hinted as leader time to win the first election (the others may not exist yet).
+   */
+  tickHoldoff = 0;
+  /**
    * Set when this broker's WAL lost records in the middle (corruption, not a torn tail): the group may have
    * acknowledged entries it no longer holds, so it must not vote, on the strength of a log that is now too
    * short, until a leader brought it back to the leader's commit index.

@@ -70,6 +70,21 @@ export class Progress {
    * A rejection of the Append whose previous index was `rejected`; `hint` is the follower's guess of
    * where the logs may agree. False when the rejection is stale (an answer to an older message).
    */
+  /**
+   * The follower no longer holds entries it acknowledged (its disk lost them; Raft's model assumes it
+   * never does): start over from what it still has. The commit index never moves back, so lowering match
+   * costs only the re-send. A stale rejection that merely looks like this is repaired by the next answer.
+   */
+  lostEntries(hint: number): void {
+    assert(hint < this.match, "lostEntries with a hint at or above match");
+    this.match = hint;
+    this.state = ProgressState.Probe;
+    this.next = hint + 1;
+    this.pendingSnapshot = 0;
+    this.probeSent = false;
+    this.inflights.reset();
+  }
+
   maybeDecrTo(rejected: number, hint: number): boolean {
     if (this.state === ProgressState.Replicate) {
       if (rejected <= this.match) return false;

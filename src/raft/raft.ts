@@ -389,8 +389,10 @@ export class Raft {
   }
 
   handleHeartbeat(m: Message): void {
-    // The leader sends min(match, commit), so everything up to it matches the leader's log.
-    this.commitTo(m.commit);
+    // The leader sends min(match, commit), so everything up to it matches the leader's log. It can only
+    // exceed our last index if our disk lost acknowledged entries; then commit what we still hold and let
+    // the next append's rejection tell the leader to send the rest again.
+    this.commitTo(Math.min(m.commit, this.log.lastIndex));
     this.send(this.newMessage(MessageType.HeartbeatResponse, m.from));
   }
 

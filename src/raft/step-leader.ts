@@ -13,6 +13,11 @@ export function stepLeader(r: Raft, m: Message): void {
         // Fast backtracking: jump to the last index where our log can agree with the follower's.
         let probe = m.rejectHint;
         if (m.hintTerm > 0) probe = r.log.findConflictByTerm(m.rejectHint, m.hintTerm)[0];
+        if (m.index <= pr.match && m.rejectHint < pr.match) {
+          pr.lostEntries(Math.min(probe, m.rejectHint));
+          r.sendAppend(m.from);
+          return;
+        }
         if (pr.maybeDecrTo(m.index, probe)) {
           if (pr.state === ProgressState.Replicate) pr.becomeProbe();
           r.sendAppend(m.from);

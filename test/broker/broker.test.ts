@@ -202,3 +202,35 @@ describe("broker: corruption", () => {
     expect((await c.readAll(victim, "t", 0)).map((r) => r.value)).toEqual(acked);
   });
 });
+describe("broker: a WAL damaged in the middle", () => {
+  test("the replica withholds its vote until a leader has brought it back to the commit index", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    const victim = (leader + 1) % 3;
+    for (let i = 0; i < 10; i++) await c.produce(leader, "t", 0, [`w${i}`]);
+    await eventually(async () => (await c.readAll(victim, "t", 0)).length === 10);
+    await c.kill(victim);
+    const { readdirSync, openSync, readSync, writeSync, closeSync, statSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const walDir = join(c.dir, `b${victim + 1}`, ".wal");
+    const files = readdirSync(walDir).filter((f) => statSync(join(walDir, f)).isFile()).sort();
+    // Flip a byte inside the first record of the oldest segment (after its 32-byte header): valid records follow it.
+    const fd = openSync(join(walDir, files[0]!), "r+");
+    const b = new Uint8Array(1);
+    readSync(fd, b, 0, 1, 52);
+    b[0]! ^= 0xff;
+    writeSync(fd, b, 0, 1, 52);
+    closeSync(fd);
+    await c.restart(victim);
+    const p = c.brokers[victim]!.broker.byName.get("t/0")!;
+    expect(p.voteFenced).toBe(true);
+    // The leader's appends repair the log; the fence lifts once the replica reaches the leader's commit.
+    await c.produce(leader, "t", 0, ["after"]);
+    await eventually(() => !p.voteFenced, 10_000).catch((e) => {
+      console.error("DEBUG victim", JSON.stringify(p.node.status()), p.leaderCommitSeen, "leader", JSON.stringify(c.brokers[leader]!.broker.byName.get("t/0")!.node.status()));
+      throw e;
+    });
+    await eventually(async () => (await c.readAll(victim, "t", 0)).length === 11);
+    expect((await c.readAll(victim, "t", 0)).map((r) => r.value)).toEqual([...Array.from({ length: 10 }, (_, i) => `w${i}`), "after"]);
+  });
+});

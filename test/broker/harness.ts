@@ -75,6 +75,8 @@ export class BrokerCluster {
           group: BigInt(group),
           role: r === leaderHint ? Role.LEADER : Role.FOLLOWER,
           followers: others,
+          leaderId: leaderHint + 1,
+          leaderAddress: this.addresses[leaderHint]!,
         }),
       });
     }
