@@ -33,7 +33,7 @@ export function saltForSegment(seq: number): number {
 }
 
 /** u64 as two u32 halves: avoids a BigInt per field on the recovery path (values stay below 2^53). */
-function readU64(view: DataView, at: number): number {
+export function readU64(view: DataView, at: number): number {
   return view.getUint32(at, true) + view.getUint32(at + 4, true) * 0x1_0000_0000;
 }
 

@@ -23,6 +23,7 @@ import type {
 } from "./types";
 import {
   END_MARKER_BYTES,
+  RECORD_BYTES_MAX,
   RECORD_HEADER_BYTES,
   RecordType,
   decodeEntry,
@@ -34,6 +35,7 @@ import {
   encodeRecord,
   encodeSnapshot,
   entryRecordBytes,
+  readU64,
   saltForSegment,
 } from "./wal-record";
 
@@ -537,6 +539,24 @@ export class Wal {
     const salt = saltForSegment(seq);
     let pos = SEGMENT_HEADER_BYTES;
     for (;;) {
+      // Fast path for entry records, the bulk of any WAL: verified and replayed without temporary objects.
+      const len = pos + 4 <= data.length ? view.getUint32(pos, true) : 0;
+      if (
+        len > RECORD_HEADER_BYTES &&
+        len <= RECORD_BYTES_MAX &&
+        pos + len <= data.length &&
+        data[pos + 28] === RecordType.Entry &&
+        Bun.hash.crc32(data.subarray(pos + 8, pos + len), salt) === view.getUint32(pos + 4, true)
+      ) {
+        const group = view.getUint32(pos + 8, true);
+        const index = readU64(view, pos + 20);
+        const had = seg.needs.get(group);
+        if (had === undefined || index > had) seg.needs.set(group, index);
+        const entry: Entry = { term: readU64(view, pos + 12), index, type: data[pos + 29]!, data: data.subarray(pos + 30, pos + len) };
+        replay.appendEntry(group, entry);
+        pos += len;
+        continue;
+      }
       const d = decodeRecord(data, view, pos, salt);
       if (!d.ok) {
         if (d.end && isLast) return pos;
@@ -662,6 +682,15 @@ class Replay {
       default:
         throw new Error(`unexpected WAL record type ${r.type}`);
     }
+  }
+
+  appendEntry(group: number, e: Entry): void {
+    let g = this.groups.get(group);
+    if (!g) {
+      g = new ReplayGroup();
+      this.groups.set(group, g);
+    }
+    g.append(e, "", 0);
   }
 
   markAllDamaged(): void {
