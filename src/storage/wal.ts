@@ -223,6 +223,21 @@ export class Wal {
     );
   }
 
+  /**
+   * Groups whose unreleased entries keep the oldest segment from being reused: flush just these
+   * partitions (then release) to shorten the WAL, rather than fdatasyncing every partition.
+   */
+  pinningGroups(): number[] {
+    const oldest = this.segments.length > 1 ? this.segments[0] : undefined;
+    if (!oldest) return [];
+    const out: number[] = [];
+    for (const [group, maxIndex] of oldest.needs) {
+      const g = this.groups.get(group);
+      if (g && maxIndex > g.released && maxIndex > (g.snapshot?.index ?? 0)) out.push(group);
+    }
+    return out;
+  }
+
   lastIndex(group: number): number {
     return this.groups.get(group)?.lastIndex ?? 0;
   }

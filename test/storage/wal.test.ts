@@ -126,6 +126,25 @@ describe("WAL", () => {
     await again.close();
   });
 
+  test("pinningGroups names the groups holding the oldest segment back", async () => {
+    const wal = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 8 * 1024 });
+    expect(wal.pinningGroups()).toEqual([]);
+    for (let i = 1; i <= 60; i++) {
+      for (const g of [1, 2, 3]) wal.appendEntries(g, [entry(i, 1, 100)]);
+      await wal.sync();
+      wal.release(2, i);
+    }
+    expect(wal.stats().segments).toBeGreaterThan(1);
+    expect(wal.pinningGroups().sort()).toEqual([1, 3]);
+    wal.release(1, 60);
+    wal.release(3, 60);
+    await wal.sync();
+    await wal.sync(); // the checkpoint of the new active segment is durable: older ones go
+    expect(wal.stats().segments).toBe(1);
+    expect(wal.pinningGroups()).toEqual([]);
+    await wal.close();
+  });
+
   test("hard state survives recycling of the segment that first held it", async () => {
     const d = dir();
     const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
