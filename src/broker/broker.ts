@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ErrorCode, PartitionStatusSchema, Role as WireRole, type PartitionStatus, type SetTopicRoleRequest } from "../proto/goulette_pb";
 import { RaftNode } from "../raft/node";
+import { ProgressState } from "../raft/progress";
 import { MessageType, Role, type Message, type NodeId, type Ready, type RestartState, type SnapshotMeta, type SoftState } from "../raft/types";
 import { PartitionLog, Wal, parseFsyncPolicy, realFileLayer, writeFileAtomic, type RecoveredGroup, type StorageLogger } from "../storage";
 import { ClientPool, serve, WireError, type Body, type WireServer } from "../wire";
@@ -27,6 +28,7 @@ const META_FILE = "partition.json";
 const CHECKPOINT_INTERVAL_MS = 1_000;
 const COMPACT_LAG_ENTRIES = 10_000;
 const FOLLOWER_HOLDOFF_ELECTIONS = 4;
+const SNAPSHOT_STUCK_MS = 10_000;
 const EARLY = new Set<MessageType>([MessageType.Append, MessageType.Heartbeat, MessageType.Snapshot]);
 
 /** What a partition directory remembers so a restarted broker rejoins its groups without the sentinel. */
@@ -285,33 +287,36 @@ export class Broker {
   private async installSnapshot(p: Partition, rd: Ready): Promise<void> {
     const snap = rd.snapshot!;
     p.installing = true;
-    try {
-      const target = PartitionState.decode(snap.data).nextOffset;
-      const leader = this.peers.addressOf(p.node.leader);
-      this.log.info("installing snapshot", { partition: p.key, index: snap.index, upToOffset: target, from: leader });
-      if (p.log.nextOffset !== target) {
-        assert(leader !== undefined, "snapshot from a leader with no known address");
-        await pullFragments(this.pool.get(leader), p, target, this.log);
+    // The ready cannot be given back, and advancing it would claim the snapshot is durable: so the install
+    // is retried (the leader may have moved, a peer may be briefly unreachable) until it succeeds or the
+    // partition goes away.
+    for (let attempt = 0; !p.removed && !this.stopping && !this.walFailed; attempt++) {
+      try {
+        const target = PartitionState.decode(snap.data).nextOffset;
+        const leader = this.peers.addressOf(p.node.leader);
+        this.log.info("installing snapshot", { partition: p.key, index: snap.index, upToOffset: target, from: leader, attempt });
+        if (p.log.nextOffset !== target) {
+          if (leader === undefined) throw new Error(`no address for leader ${p.node.leader}`);
+          await pullFragments(this.pool.get(leader), p, target, this.log);
+        }
+        await p.log.flush();
+        this.wal.setSnapshot(p.id.group, snap);
+        if (rd.entries.length) this.wal.appendEntries(p.id.group, rd.entries);
+        if (rd.hardState) this.wal.setHardState(p.id.group, rd.hardState);
+        await this.wal.sync();
+        p.restoreSnapshot(snap);
+        for (const m of rd.messages) this.peers.queue(p.id.group, m);
+        this.peers.flush();
+        this.finishReady(p, rd);
+        this.log.info("snapshot installed", { partition: p.key, index: snap.index, nextOffset: p.log.nextOffset });
+        break;
+      } catch (e) {
+        this.log.warn("snapshot install failed, retrying", { partition: p.key, error: (e as Error).message, attempt });
+        await Bun.sleep(Math.min(1_000, 50 * 2 ** Math.min(attempt, 5)));
       }
-      await p.log.flush();
-      this.wal.setSnapshot(p.id.group, snap);
-      if (rd.entries.length) this.wal.appendEntries(p.id.group, rd.entries);
-      if (rd.hardState) this.wal.setHardState(p.id.group, rd.hardState);
-      await this.wal.sync();
-      p.restoreSnapshot(snap);
-      for (const m of rd.messages) this.peers.queue(p.id.group, m);
-      this.peers.flush();
-      this.finishReady(p, rd);
-      this.log.info("snapshot installed", { partition: p.key, index: snap.index, nextOffset: p.log.nextOffset });
-    } catch (e) {
-      // Raft will send the snapshot again; nothing was acknowledged on the strength of this one.
-      this.log.warn("snapshot install failed", { partition: p.key, error: (e as Error).message });
-      p.node.reportSnapshot(p.node.leader, false);
-      p.node.advance(rd);
-    } finally {
-      p.installing = false;
-      this.markDirty(p);
     }
+    p.installing = false;
+    this.markDirty(p);
   }
 
   /** Re-fetches damaged ranges of a partition log from the other replicas (leader first). */
@@ -329,6 +334,29 @@ export class Broker {
   }
 
   /**
+   * A follower being sent a snapshot is paused until it answers; if that answer was lost (its connection
+   * dropped mid-transfer) nothing else would wake it, so after a while the leader offers the snapshot again.
+   */
+  private unstickSnapshots(p: Partition): void {
+    const now = Date.now();
+    for (const pr of p.node.status().progress ?? []) {
+      const key = pr.id;
+      if (pr.state !== ProgressState.Snapshot) {
+        p.snapshotSince.delete(key);
+        continue;
+      }
+      const since = p.snapshotSince.get(key);
+      if (since === undefined) p.snapshotSince.set(key, now);
+      else if (now - since > SNAPSHOT_STUCK_MS) {
+        this.log.warn("snapshot transfer unanswered, offering it again", { partition: p.key, follower: pr.id });
+        p.snapshotSince.delete(key);
+        p.node.reportSnapshot(pr.id, false);
+        this.markDirty(p);
+      }
+    }
+  }
+
+  /**
    * Makes the partition logs durable and records each group's state in the WAL as a snapshot, so the WAL can
    * drop what the logs hold and the Raft log can be compacted. One fdatasync per dirty partition per second.
    */
@@ -337,6 +365,7 @@ export class Broker {
       if (this.stopping) return;
       if (p.appliedIndex > p.snapshotIndex) await this.checkpoint(p, false);
       if (p.log.damagedRanges().length > 0) void this.repair(p);
+      if (p.isLeader()) this.unstickSnapshots(p);
     }
   }
 

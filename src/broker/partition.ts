@@ -44,6 +44,8 @@ export class Partition {
   removed = false;
   checkpointing = false;
   repairing = false;
+  /** Leader: when each follower's snapshot transfer began (to offer it again if it goes unanswered). */
+  readonly snapshotSince = new Map<NodeId, number>();
   /**
    * Ticks to skip before this replica may start an election: a new group created as a follower gives the
    * replica the sentinel hinted as leader time to win the first election (the others may not exist yet).
