@@ -55,6 +55,8 @@ export interface SyncCounts {
   fdatasync: number;
   fsync: number;
   seconds: number;
+  /** Wall-clock microseconds per fdatasync (strace -w): how long the caller waited for the disk. */
+  fdatasyncUsPerCall: number | null;
 }
 
 /**
@@ -69,14 +71,21 @@ export async function countSyncs(pids: number[], windowMs: number): Promise<Sync
         const t0 = performance.now();
         const r = await runToEnd(
           `strace ${pid}`,
-          ["timeout", "-s", "INT", `${windowMs / 1000}`, "strace", "-c", "-f", "-o", out, "-e", "trace=fdatasync,fsync", "-p", String(pid)],
+          ["timeout", "-s", "INT", `${windowMs / 1000}`, "strace", "-c", "-w", "-f", "-o", out, "-e", "trace=fdatasync,fsync", "-p", String(pid)],
           windowMs + 15_000,
           { quietStderr: true },
         );
         const seconds = (performance.now() - t0) / 1000;
         if (!existsSync(out)) throw new Error(`strace wrote nothing (code ${r.code}): ${r.stderrTail}`);
         const text = readFileSync(out, "utf8");
-        return { pid, fdatasync: syscallCalls(text, "fdatasync"), fsync: syscallCalls(text, "fsync"), seconds };
+        const fdatasync = syscallRow(text, "fdatasync");
+        return {
+          pid,
+          fdatasync: fdatasync?.calls ?? 0,
+          fsync: syscallRow(text, "fsync")?.calls ?? 0,
+          seconds,
+          fdatasyncUsPerCall: fdatasync?.usPerCall ?? null,
+        };
       } finally {
         rmSync(out, { force: true });
       }
@@ -84,15 +93,16 @@ export async function countSyncs(pids: number[], windowMs: number): Promise<Sync
   );
 }
 
-/** The "calls" column of one syscall's row in a `strace -c` table (0 when the syscall never happened). */
-function syscallCalls(table: string, name: string): number {
+/** One syscall's row of a `strace -c` table: calls and microseconds per call (undefined: never called). */
+function syscallRow(table: string, name: string): { calls: number; usPerCall: number } | undefined {
   for (const line of table.split("\n")) {
     const cols = line.trim().split(/\s+/);
     if (cols[cols.length - 1] !== name) continue;
     // % time, seconds, usecs/call, calls, [errors], syscall
+    const usPerCall = Number(cols[2]);
     const calls = Number(cols[3]);
-    if (!Number.isFinite(calls)) throw new Error(`cannot read strace row: ${line}`);
-    return calls;
+    if (!Number.isFinite(calls) || !Number.isFinite(usPerCall)) throw new Error(`cannot read strace row: ${line}`);
+    return { calls, usPerCall };
   }
-  return 0;
+  return undefined;
 }

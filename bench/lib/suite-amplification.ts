@@ -106,8 +106,9 @@ async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
       acked_while_traced: traced.acked,
       fdatasync_per_s: counts.map((c) => Math.round(c.fdatasync / c.seconds)),
       fsync_per_s: counts.map((c) => Math.round(c.fsync / c.seconds)),
+      fdatasync_wall_us_per_call: counts.map((c) => c.fdatasyncUsPerCall),
       fdatasync_per_1k_msgs: traced.acked > 0 ? counts.map((c) => round((c.fdatasync * 1000) / traced.acked, 1)) : null,
-      note: "per broker (ids 1..3), strace -c -f -p for traced_ms under load; acked_while_traced spans the trace and its ramp",
+      note: "per broker (ids 1..3), strace -c -w -f -p for traced_ms under load; acked_while_traced spans the trace and its ramp",
     });
   } finally {
     await load?.close();
