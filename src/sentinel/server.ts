@@ -47,6 +47,8 @@ import type { SentinelOptions } from "./options";
 export const PROBE_TIMEOUT_MS = 300; // a live broker on a LAN answers in well under this
 export const CREATE_TOPIC_CONFIRM_TIMEOUT_MS = 3_000; // create waits this long for replicas to confirm
 export const MAX_UNREACHABLE_REPORTED = 16;
+export const LEADER_WAIT_MS = 1_000; // GetTopicLeader waits this long for an election to finish
+const LEADER_REPROBE_MS = 50;
 export const STALL_TOLERANCE_MS = 250; // tick lateness beyond which the sentinel counts itself as stalled
 const DEFAULT_REPLICAS = 3;
 
@@ -454,7 +456,18 @@ export class Sentinel {
       await this.verifyUnreachable(t.name, p, req.unreachableBrokers.slice(0, MAX_UNREACHABLE_REPORTED));
       p = this.map.partition(t.name, req.partition) ?? p;
     }
-    const md = this.partitionMetadata(t, p);
+    let md = this.partitionMetadata(t, p);
+    if (md.leaderId === 0) {
+      // An election is under way (the old leader just died): answer as soon as the survivors report a
+      // winner rather than send the client into its backoff. Bounded; probes refresh what they report.
+      const deadline = performance.now() + LEADER_WAIT_MS;
+      while (md.leaderId === 0 && performance.now() < deadline && !this.stopped) {
+        await Promise.all([Bun.sleep(LEADER_REPROBE_MS), this.probeAll(t.name, p)]);
+        p = this.map.partition(t.name, req.partition);
+        if (!p) throw new WireError(ErrorCode.UNKNOWN_TOPIC, `topic "${req.topic}" was deleted`);
+        md = this.partitionMetadata(t, p);
+      }
+    }
     const replicas = this.brokerInfos([...new Set([...md.replicas, ...md.learners, ...p.replicas])]);
     if (md.leaderId === 0) {
       throw new WireError(ErrorCode.LEADER_NOT_AVAILABLE, `no leader known for ${t.name}/${p.partition} yet (election in progress)`);
@@ -485,6 +498,12 @@ export class Sentinel {
           }
         }),
     );
+  }
+
+  /** Probes every live member of the partition; resolves when all answered or failed. */
+  private async probeAll(topic: string, p: PartitionRecord): Promise<void> {
+    const members = [...new Set([...p.replicas, ...p.learners])].filter((b) => this.health.isAlive(b));
+    await Promise.all(members.map((b) => this.probe(b, topic, p.partition)));
   }
 
   private probe(broker: BrokerId, topic: string, partition: number): Promise<boolean> {

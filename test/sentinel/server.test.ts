@@ -39,7 +39,17 @@ function tempDir(): string {
 }
 
 async function sentinel(over: Partial<SentinelOptions> = {}, dataDir = tempDir()): Promise<RunningSentinel & { client: WireClient; dataDir: string }> {
-  const s = await startSentinel({ ...sentinelDefaults, listen: "127.0.0.1:0", dataDir, logLevel: "error", ...over });
+  // Fake brokers beat only when a test says so: long silences by default, so a slow machine cannot turn
+  // them suspicious mid-test. Tests about health and failover set short ones.
+  const s = await startSentinel({
+    ...sentinelDefaults,
+    listen: "127.0.0.1:0",
+    dataDir,
+    logLevel: "error",
+    suspiciousAfterMs: 60_000,
+    downAfterMs: 120_000,
+    ...over,
+  });
   const client = new WireClient(s.address, { requestTimeoutMs: 5_000 });
   let stopped = false;
   const stop = async () => {
@@ -239,6 +249,25 @@ describe("sentinel leader discovery", () => {
     expect(md.sentinels).toEqual([s.address]);
   });
 
+  test("during an election GetTopicLeader waits for the winner instead of failing at once", async () => {
+    const s = await sentinel({ keepAliveMs: 50, suspiciousAfterMs: 20_000, downAfterMs: 60_000 });
+    const { fc, brokers } = await cluster(s, 3);
+    const created = await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
+    const [old, next] = created.topic!.partitionMetadata[0]!.replicas as [number, number, number];
+    brokers[old - 1]!.kill();
+    const truth = fc.get("t", 0)!;
+    truth.leader = 0; // survivors are campaigning
+    truth.term++;
+    const asked = call(
+      s.client,
+      { case: "getTopicLeader", value: create(GetTopicLeaderRequestSchema, { topic: "t", partition: 0, unreachableBrokers: [old] }) },
+      "getTopicLeaderResponse",
+    );
+    await waitFor("the sentinel probing the survivors", () => brokers[next - 1]!.calls.some((c) => c.kind === "getBrokerTopicRole"));
+    fc.elect("t", 0, next);
+    expect((await asked).partition!.leaderId).toBe(next);
+  });
+
   test("an unreachable report does not evict a healthy broker; a dead one is confirmed by the probe", async () => {
     // Down only after a long silence, so any eviction here must come from the probe.
     const s = await sentinel({ keepAliveMs: 50, suspiciousAfterMs: 20_000, downAfterMs: 60_000 });
@@ -271,7 +300,7 @@ describe("sentinel leader discovery", () => {
 
 describe("sentinel failover", () => {
   test("a down replica is replaced through its leader: add learner, catch up, promote, remove", async () => {
-    const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 60, downAfterMs: 150 });
+    const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 100, downAfterMs: 300 });
     const { fc, brokers } = await cluster(s, 4, 20);
     fc.catchUpPerBeat = 4; // the learner needs a few leader beats to reach commit 10
     const created = await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
