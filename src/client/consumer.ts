@@ -9,7 +9,7 @@ import {
 import { expectCase } from "../wire/expect-case";
 import type { ClientOptions } from "./admin";
 import { backoffMs, sleep } from "./backoff";
-import { ClientError, WireError, codeOf, describeError, isRetriable, isTransportFailure } from "./errors";
+import { ClientError, WireError, codeOf, isRetriable, isTransportFailure } from "./errors";
 import { GroupMember } from "./group";
 import { LeaderDirectory, type BrokerRef } from "./leaders";
 import { decodeRecords, type Header } from "./records";
@@ -492,4 +492,3 @@ class PartitionReader {
   }
 }
 
-export { describeError };
