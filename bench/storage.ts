@@ -241,6 +241,7 @@ try {
     for (const groups of [1, 64, 1000]) await walAppend(groups, policy);
   }
   await dataPath(64);
+  await dataPath(1000);
   await walRecovery(quick ? 64e6 : 300e6);
   await partitionRead(quick ? 32e6 : 128e6);
 } finally {
