@@ -10,6 +10,7 @@ import type { Ack } from "./workload";
 
 const FETCH_MAX_BYTES = 1024 * 1024;
 const CALL_TIMEOUT_MS = 3000;
+const READ_ATTEMPTS_MAX = 5;
 const dec = new TextDecoder();
 
 export interface ReplicaLog {
@@ -35,6 +36,8 @@ export interface CheckResult {
   logs: Map<number, ReplicaLog[]>; // per partition, leader first
   records: number; // in the leaders' logs
   convergedInMs: number;
+  /** Why reads after convergence had to start over (leadership moved meanwhile). */
+  rereads: string[];
 }
 
 /** Fetches [from, until) of one partition from one broker. */
@@ -195,19 +198,33 @@ export async function checkRun(input: CheckInput): Promise<CheckResult> {
   const pool = new ClientPool({ connectTimeoutMs: 1000 });
   const problems: string[] = [];
   const logs = new Map<number, ReplicaLog[]>();
+  const rereads: string[] = [];
   try {
-    const { infos, hws, addresses } = await converge(admin, pool, input);
-    const convergedInMs = Date.now() - t0;
-    for (const p of infos) {
-      const hw = hws.get(p.partition)!;
-      const order = [p.leader, ...p.replicas.filter((id) => id !== p.leader)];
-      const list: ReplicaLog[] = [];
-      for (const id of order) {
-        const role = id === p.leader ? "leader" : "follower";
-        const r = await readReplica(pool, addresses.get(id)!, input.topic, p.partition, role === "leader" ? ReadFrom.LEADER : ReadFrom.FOLLOWER, hw);
-        list.push({ broker: id, role, highWatermark: hw, offsets: r.offsets, values: r.values });
+    // Leadership may still move after convergence (a restarted replica rejoining); a read that meets
+    // that starts over from convergence, a few times at most.
+    let convergedInMs = 0;
+    for (let attempt = 1; ; attempt++) {
+      const { infos, hws, addresses } = await converge(admin, pool, input);
+      convergedInMs = Date.now() - t0;
+      try {
+        logs.clear();
+        for (const p of infos) {
+          const hw = hws.get(p.partition)!;
+          const order = [p.leader, ...p.replicas.filter((id) => id !== p.leader)];
+          const list: ReplicaLog[] = [];
+          for (const id of order) {
+            const role = id === p.leader ? "leader" : "follower";
+            const r = await readReplica(pool, addresses.get(id)!, input.topic, p.partition, role === "leader" ? ReadFrom.LEADER : ReadFrom.FOLLOWER, hw);
+            list.push({ broker: id, role, highWatermark: hw, offsets: r.offsets, values: r.values });
+          }
+          logs.set(p.partition, list);
+        }
+        break;
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        rereads.push(why);
+        if (attempt >= READ_ATTEMPTS_MAX) throw new Error(`reads after convergence failed ${attempt} times, last: ${why}`);
       }
-      logs.set(p.partition, list);
     }
     const records = [...logs.values()].reduce((n, l) => n + l[0]!.offsets.length, 0);
     problems.push(...checkLogs(logs, input.acks, input.sent));
@@ -222,10 +239,10 @@ export async function checkRun(input: CheckInput): Promise<CheckResult> {
         if (!same) problems.push(`p${p}: Consumer(readFrom ${readFrom}) read ${g.length} records, leader log has ${want.offsets.length}, or they differ`);
       }
     }
-    return { problems, logs, records, convergedInMs };
+    return { problems, logs, records, convergedInMs, rereads };
   } catch (e) {
     problems.push(e instanceof Error ? e.message : String(e));
-    return { problems, logs, records: 0, convergedInMs: Date.now() - t0 };
+    return { problems, logs, records: 0, convergedInMs: Date.now() - t0, rereads };
   } finally {
     pool.closeAll();
     await admin.close();

@@ -99,6 +99,7 @@ export class Cluster {
   /** Advertised (proxy) address per broker label. */
   readonly advertised = new Map<string, string>();
   private stopped = false;
+  private keepDir = false;
 
   constructor(private readonly opts: ClusterOptions = {}) {
     hookExit();
@@ -247,6 +248,11 @@ export class Cluster {
     return all.slice(-lines).join("\n");
   }
 
+  /** Keep the data and logs after stop() (a failed run keeps them to be looked at). */
+  keepFiles(): void {
+    this.keepDir = true;
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -254,7 +260,7 @@ export class Cluster {
     const all = [this.sentinel, ...this.brokers].filter((n): n is Node => n !== undefined);
     await Promise.all(all.map((n) => this.kill9(n)));
     this.net.stop();
-    if (!this.opts.keep && !process.env.KEEP) rmSync(this.dir, { recursive: true, force: true });
+    if (!this.opts.keep && !this.keepDir && !process.env.KEEP) rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** Which of our processes holds the socket whose local port is `port` ("client" for this process). */

@@ -37,6 +37,7 @@ export interface RunReport {
   records: number;
   convergedInMs: number;
   walCuts: number;
+  rereads: string[];
   framesDropped: number;
   dialers: Record<string, number>;
   problems: string[];
@@ -140,6 +141,8 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     await nemesis?.stop().catch(() => {});
     await workload?.stop().catch(() => {});
     if (problems.length > 0) {
+      cluster.keepFiles();
+      log(`data and logs kept in ${cluster.dir}`);
       for (const n of [cluster.sentinel, ...cluster.brokers]) log(`--- ${n.label} log tail\n${cluster.logTail(n, 15)}`);
     }
     await cluster.stop();
@@ -156,6 +159,7 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     records: check?.records ?? 0,
     convergedInMs: check?.convergedInMs ?? -1,
     walCuts,
+    rereads: check?.rereads ?? [],
     framesDropped,
     dialers,
     problems,
