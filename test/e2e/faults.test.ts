@@ -20,7 +20,7 @@ test(
     const r = await runFaults({
       seed: SEED,
       log: (l) => lines.push(l),
-      durationMs: 35_000,
+      durationMs: 30_000,
       minFaults: 8,
       minAcks: 300,
     });
