@@ -180,15 +180,28 @@ async function partitionRead(totalBytes: number): Promise<void> {
   let offset = 0;
   while (p.sizeBytes < totalBytes) p.append(makeBatch(offset, ++offset));
   await p.flush();
-  let t0 = performance.now();
+  // Three passes: the first includes JIT warm-up; the best is the steady state.
+  const passes: number[] = [];
   let bytes = 0;
-  for (let o = 0; o < p.nextOffset; ) {
-    const r = p.read(o, 1 << 20);
-    bytes += r.records.length;
-    o = r.nextOffset;
+  let t0 = 0;
+  let s = 0;
+  for (let pass = 0; pass < 3; pass++) {
+    t0 = performance.now();
+    bytes = 0;
+    for (let o = 0; o < p.nextOffset; ) {
+      const r = p.read(o, 1 << 20);
+      bytes += r.records.length;
+      o = r.nextOffset;
+    }
+    passes.push(round(bytes / ((performance.now() - t0) / 1000) / 1e6));
   }
-  let s = (performance.now() - t0) / 1000;
-  emit({ bench: "partition_read", mode: "sequential 1 MiB fetches", MB: round(bytes / 1e6), MBPerSec: round(bytes / s / 1e6) });
+  emit({
+    bench: "partition_read",
+    mode: "sequential 1 MiB fetches, crc verified",
+    MB: round(bytes / 1e6),
+    MBPerSecFirstPass: passes[0],
+    MBPerSecBest: Math.max(...passes),
+  });
   const n = quick ? 5000 : 50_000;
   t0 = performance.now();
   bytes = 0;
