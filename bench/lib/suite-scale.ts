@@ -7,7 +7,7 @@ import { Producer } from "../../src/client/producer";
 import { Cluster } from "./cluster";
 import { emit, errorText, progress, round } from "./emit";
 import { gouletteBench } from "./gbench";
-import { cpuShare, rssBytes } from "./procfs";
+import { cpuShare, rssBytes, writeBytes } from "./procfs";
 import { type RunSettings } from "./settings";
 import { createTopicWithLeaders } from "./topics";
 
@@ -42,7 +42,10 @@ async function idle(s: RunSettings): Promise<void> {
     await Bun.sleep(s.scale >= 1 ? 10_000 : 3000); // elections and first hard-state writes are over
     progress(`scale: sampling CPU for ${cpuWindowMs} ms`);
     const all = sentinelPid ? [...pids, sentinelPid] : pids;
+    const written0 = pids.map(writeBytes);
+    const t1 = performance.now();
     const share = await cpuShare(all, cpuWindowMs);
+    const writtenPerS = pids.map((p, i) => Math.round((writeBytes(p) - written0[i]!) / ((performance.now() - t1) / 1000)));
     emit({
       suite: "scale",
       test: "idle",
@@ -52,6 +55,7 @@ async function idle(s: RunSettings): Promise<void> {
       broker_cpu_pct_of_core: share.slice(0, pids.length).map((x) => round(x * 100, 1)),
       broker_cpu_pct_before_topic: empty.map((x) => round(x * 100, 1)),
       broker_rss_mb: pids.map((p) => round(rssBytes(p) / 1e6, 1)),
+      broker_idle_write_bytes_per_s: writtenPerS,
       ...(sentinelPid ? { sentinel_cpu_pct_of_core: round(share[pids.length]! * 100, 1), sentinel_rss_mb: round(rssBytes(sentinelPid) / 1e6, 1) } : {}),
       cpu_window_ms: cpuWindowMs,
     });
