@@ -49,7 +49,8 @@ export type MapCommand =
       learners: BrokerId[];
       expectEpoch: number; // refused when the partition changed since: no lost updates between planners
     }
-  | { type: "next-producer-id" };
+  | { type: "next-producer-id" }
+  | { type: "set-cluster-id"; clusterId: string }; // once, by the first leader: the same id on every sentinel
 
 export type MapErrorCode = "TOPIC_EXISTS" | "UNKNOWN_TOPIC" | "UNKNOWN_PARTITION" | "INVALID_ARGUMENT" | "CONFLICT";
 
@@ -59,6 +60,7 @@ export type MapResult =
 
 export interface MapSnapshot {
   epoch: number;
+  clusterId?: string;
   nextGroup: number;
   nextProducerId: number;
   brokers: BrokerRecord[];
@@ -83,6 +85,7 @@ export function validateTopicName(name: string): string | undefined {
 
 export class ClusterMap {
   private epoch = 0;
+  private cluster = "";
   private nextGroup = 1;
   private nextProducerId = 1;
   private readonly brokers = new Map<BrokerId, BrokerRecord>();
@@ -90,6 +93,11 @@ export class ClusterMap {
 
   get version(): number {
     return this.epoch;
+  }
+
+  /** Empty until the first leader sets it. */
+  get clusterId(): string {
+    return this.cluster;
   }
 
   broker(id: BrokerId): BrokerRecord | undefined {
@@ -205,6 +213,12 @@ export class ClusterMap {
         p.epoch = epoch;
         break;
       }
+      case "set-cluster-id": {
+        if (this.cluster !== "") return { ok: true, epoch: this.epoch }; // first one wins, everywhere
+        if (command.clusterId.length === 0 || command.clusterId.length > 64) return fail("INVALID_ARGUMENT", "bad cluster id");
+        this.cluster = command.clusterId;
+        break;
+      }
       case "next-producer-id": {
         const producerId = this.nextProducerId++;
         this.epoch = epoch;
@@ -222,6 +236,7 @@ export class ClusterMap {
   snapshot(): MapSnapshot {
     return structuredClone({
       epoch: this.epoch,
+      clusterId: this.cluster,
       nextGroup: this.nextGroup,
       nextProducerId: this.nextProducerId,
       brokers: this.allBrokers(),
@@ -232,6 +247,7 @@ export class ClusterMap {
   restore(s: MapSnapshot): void {
     if (!(s.epoch >= 0 && s.nextGroup >= 1 && s.nextProducerId >= 1)) throw new Error("corrupt map snapshot");
     this.epoch = s.epoch;
+    this.cluster = s.clusterId ?? "";
     this.nextGroup = s.nextGroup;
     this.nextProducerId = s.nextProducerId;
     this.brokers.clear();

@@ -1,14 +1,11 @@
 // `goulette sentinel`: opens the durable map, listens, and runs the periodic work (health, notifications,
 // failover) until stopped.
 
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync } from "node:fs";
 import { createLogger } from "../log";
 import { ErrorCode } from "../proto/goulette_pb";
 import { WireError, serve, type BodyCase } from "../wire";
 import { SentinelPeers } from "./sentinel-peers";
-import { writeFileAtomic } from "../storage/atomic-file";
-import { realFileLayer } from "../storage/file-layer";
 import { parseFsyncPolicy } from "../storage/fsync-policy";
 import { RaftMapStore } from "./raft-map-store";
 import { sentinelDefaults, type SentinelOptions } from "./options";
@@ -49,7 +46,6 @@ export async function startSentinel(input: SentinelOptions): Promise<RunningSent
   const several = opts.peers.length > 1;
   const peers = several ? new SentinelPeers(opts.id, opts.peers, opts.maxFrameBytes, log) : undefined;
   mkdirSync(opts.dataDir, { recursive: true });
-  const clusterId = loadClusterId(opts.dataDir);
   const store = await RaftMapStore.open({
     dir: opts.dataDir,
     fsync: parseFsyncPolicy(opts.fsync),
@@ -79,7 +75,6 @@ export async function startSentinel(input: SentinelOptions): Promise<RunningSent
         store,
         address: () => address,
         log,
-        clusterId,
         version: SENTINEL_VERSION,
         tickMs,
         sentinels: () =>
@@ -120,7 +115,7 @@ export async function startSentinel(input: SentinelOptions): Promise<RunningSent
   if (!address) address = `${hostname}:${server.port}`;
   const timer = setInterval(() => followLeadership()?.tick(), tickMs);
   const raftTimer = setInterval(() => store.tick(), MAP_TICK_MS);
-  log.info("sentinel listening", { address, dataDir: opts.dataDir, clusterId, epoch: store.map.version, peers: opts.peers });
+  log.info("sentinel listening", { address, dataDir: opts.dataDir, clusterId: store.map.clusterId, epoch: store.map.version, peers: opts.peers });
 
   let stopping: Promise<void> | undefined;
   return {
@@ -138,18 +133,6 @@ export async function startSentinel(input: SentinelOptions): Promise<RunningSent
       return stopping;
     },
   };
-}
-
-/** A cluster id made once per data directory and kept, so brokers can tell sentinels of different clusters apart. */
-function loadClusterId(dataDir: string): string {
-  const path = join(dataDir, "cluster-id");
-  if (existsSync(path)) {
-    const id = readFileSync(path, "utf8").trim();
-    if (id.length > 0) return id;
-  }
-  const id = crypto.randomUUID();
-  writeFileAtomic(realFileLayer, path, new TextEncoder().encode(id + "\n"));
-  return id;
 }
 
 /** "host:port" to bind; port 0 lets the OS pick (the wire client's parser rightly refuses 0 to dial). */

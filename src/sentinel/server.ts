@@ -59,7 +59,6 @@ export interface SentinelDeps {
   store: MapStore;
   address: () => string; // advertised address, known once listening
   log: Logger;
-  clusterId: string;
   version: string;
   tickMs: number; // how often tick() is called
   sentinels: () => { id: number; address: string; leader: boolean }[];
@@ -105,6 +104,11 @@ export class Sentinel {
       log,
       now: () => performance.now(),
     });
+    if (this.map.clusterId === "") {
+      void this.propose({ type: "set-cluster-id", clusterId: crypto.randomUUID() }).catch((e: unknown) =>
+        log.warn("sentinel could not set the cluster id", { error: String(e) }),
+      );
+    }
     this.groups = new GroupCoordinator((t) => this.map.topic(t)?.partitions.length, crypto.randomUUID().slice(0, 8));
   }
 
@@ -255,7 +259,7 @@ export class Sentinel {
     this.notifier.run(performance.now());
     return {
       case: "registerBrokerResponse",
-      value: create(RegisterBrokerResponseSchema, { keepAliveIntervalMs: this.deps.opts.keepAliveMs, clusterId: this.deps.clusterId }),
+      value: create(RegisterBrokerResponseSchema, { keepAliveIntervalMs: this.deps.opts.keepAliveMs, clusterId: this.map.clusterId }),
     };
   }
 

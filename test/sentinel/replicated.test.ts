@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ClusterStatusRequestSchema, CreateTopicRequestSchema, DescribeTopicRequestSchema, ErrorCode } from "../../src/proto/goulette_pb";
+import { ClusterStatusRequestSchema, CreateTopicRequestSchema, DescribeTopicRequestSchema, ErrorCode, RegisterBrokerRequestSchema } from "../../src/proto/goulette_pb";
 import { startSentinel, type RunningSentinel } from "../../src/sentinel";
 import { sentinelDefaults } from "../../src/sentinel/options";
 import { WireClient, WireError, expectCase } from "../../src/wire";
@@ -82,6 +82,10 @@ describe("three sentinels", () => {
       "createTopicResponse",
     );
 
+    const firstClusterId = expectCase(
+      await first.client.call({ case: "registerBroker", value: create(RegisterBrokerRequestSchema, { brokerId: 1, address: brokers[0]!.address }) }),
+      "registerBrokerResponse",
+    ).clusterId;
     await first.running!.stop();
     first.running = undefined;
     let second: Node | undefined;
@@ -94,11 +98,20 @@ describe("three sentinels", () => {
     );
     expect(described.topic!.partitionMetadata.map((p) => p.group)).toEqual(created.topic!.partitionMetadata.map((p) => p.group));
 
+    // The cluster id is part of the replicated map: the new leader hands out the same one.
+    const idFrom = async (n: { client: WireClient }) =>
+      expectCase(
+        await n.client.call({ case: "registerBroker", value: create(RegisterBrokerRequestSchema, { brokerId: 1, address: brokers[0]!.address }) }),
+        "registerBrokerResponse",
+      ).clusterId;
+    expect(firstClusterId).not.toBe("");
+    expect(await idFrom(second!)).toBe(firstClusterId);
+
     // Brokers follow to the new leader: it does not know them yet, so they register again.
     for (const b of brokers) {
       b.useSentinel(second!.address);
       await b.keepAlive();
-      expect(b.unknownBrokerAnswers).toBe(1);
+      expect(b.unknownBrokerAnswers).toBe(b.id === 1 ? 0 : 1); // 1 already registered above
     }
     const next = expectCase(
       await second!.client.call({ case: "createTopic", value: create(CreateTopicRequestSchema, { name: "after", partitions: 1, replicas: 3 }) }),

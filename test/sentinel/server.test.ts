@@ -386,6 +386,8 @@ describe("sentinel durability", () => {
     await s1.stop();
 
     const s2 = await sentinel({}, dataDir);
+    const st1 = await call(s2.client, { case: "clusterStatus", value: create(ClusterStatusRequestSchema, {}) }, "clusterStatusResponse");
+    expect(st1.brokers.length).toBe(3);
     const d = await call(s2.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "keep" }) }, "describeTopicResponse");
     expect(d.topic!.partitionMetadata.map((p) => [p.group, [...p.replicas]])).toEqual(
       created.topic!.partitionMetadata.map((p) => [p.group, [...p.replicas]]),
