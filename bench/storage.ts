@@ -42,7 +42,7 @@ function makeBatch(baseOffset: number, raftIndex: number): Uint8Array {
   return b;
 }
 
-async function walAppend(groups: number, policy: FsyncPolicy, inFlight = IN_FLIGHT, inline = false): Promise<void> {
+async function walAppend(groups: number, policy: FsyncPolicy, inFlight = IN_FLIGHT, inline?: boolean): Promise<void> {
   const dir = join(root, `wal-${groups}-${formatFsyncPolicy(policy)}`);
   const wal = await Wal.open({ dir, fsync: policy, inlineFsyncWhenAlone: inline });
   const next = new Array<number>(groups).fill(1);

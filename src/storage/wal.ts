@@ -145,7 +145,7 @@ export class Wal {
     this.log = opts.log ?? (() => {});
     this.segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     this.spareSegmentsMax = opts.spareSegmentsMax ?? 4;
-    this.inlineFsyncWhenAlone = opts.inlineFsyncWhenAlone ?? false;
+    this.inlineFsyncWhenAlone = opts.inlineFsyncWhenAlone ?? true;
     assert(this.segmentBytes >= SEGMENT_BYTES_MIN, `segmentBytes must be >= ${SEGMENT_BYTES_MIN}`);
     if (typeof policy === "object") assert(policy.intervalMs >= 1, "intervalMs must be >= 1");
     this.pending = [];
