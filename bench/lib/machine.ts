@@ -1,7 +1,7 @@
 // The machine's own limits for this work, measured in the same run as the systems so they share its noise:
 // how many fdatasyncs per second the disk under the data dirs takes, and how many MB/s one loopback TCP
 // connection between two Bun processes carries.
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { round } from "./emit";
@@ -44,6 +44,33 @@ export function fdatasyncRate(writeBytes: number, durationMs: number): Record<st
   } finally {
     closeSync(fd);
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Bytes /proc/self/io write_bytes charges for one fdatasync beyond the bytes written. On some kernels and
+ * file systems a sync is charged about a MiB whatever was written (the journal commit, it seems), which
+ * would swamp a write-amplification figure taken from write_bytes; measured here so it can be taken out.
+ */
+export function writeBytesPerFdatasync(dir: string, syncs = 50): number {
+  const path = join(mkdtempSync(join(dir, "goulette-bench-wb-")), "probe");
+  const fd = openSync(path, "w+");
+  const self = () => Number(/^write_bytes:\s+(\d+)$/m.exec(readFileSync("/proc/self/io", "utf8"))?.[1] ?? NaN);
+  try {
+    const block = new Uint8Array(4096);
+    for (let i = 0; i < syncs; i++) writeSync(fd, block, 0, block.length, i * block.length);
+    fdatasyncSync(fd);
+    const before = self();
+    for (let i = 0; i < syncs; i++) {
+      writeSync(fd, block, 0, block.length, i * block.length);
+      fdatasyncSync(fd);
+    }
+    const charged = self() - before;
+    if (!Number.isFinite(charged)) throw new Error("no write_bytes in /proc/self/io");
+    return Math.max(0, Math.round(charged / syncs - block.length));
+  } finally {
+    closeSync(fd);
+    rmSync(join(path, ".."), { recursive: true, force: true });
   }
 }
 

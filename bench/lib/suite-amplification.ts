@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { Cluster } from "./cluster";
 import { emit, errorText, progress, round } from "./emit";
 import { Load } from "./load";
-import { countSyncs, straceAvailable, writeBytes } from "./procfs";
+import { writeBytesPerFdatasync } from "./machine";
+import { countSyncs, straceAvailable, writeBytes, type SyncCounts } from "./procfs";
 import { type RunSettings } from "./settings";
 import { createTopicWithLeaders } from "./topics";
 
@@ -73,7 +74,7 @@ async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
     const loadOnly = steady.map((w, i) => w - idleRate[i]! * measuredS);
     const payload = load.payloadBytesAcked;
     if (payload === 0) throw new Error(`no message acknowledged in ${measureMs} ms: ${errorText(load.firstError)}`);
-    emit({
+    const measured = {
       suite: "amplification",
       partitions,
       replicas,
@@ -96,7 +97,8 @@ async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
       partition_log_growth_per_payload_byte: logGrowth.map((g) => round(g / payload, 3)),
       create_ms: createMs,
       note: "write_bytes from /proc/<pid>/io (bytes dirtied for storage) over the measured load plus a settle period, per payload byte per replica",
-    });
+    };
+    emit(measured);
 
     if (!straceAvailable()) {
       emit({ suite: "amplification", partitions, fdatasync: "not measured: strace is not installed (apt-get install -y strace)" });
@@ -120,12 +122,34 @@ async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
       fsync_per_s: counts.map((c) => Math.round(c.fsync / c.seconds)),
       fdatasync_wall_us_per_call: counts.map((c) => c.fdatasyncUsPerCall),
       fdatasync_per_1k_msgs: traced.acked > 0 ? counts.map((c) => round((c.fdatasync * 1000) / traced.acked, 1)) : null,
+      ...netOfSyncCharge(cluster.dir, counts, traced.acked, load.acked, loadOnly, payload),
       note: "per broker (ids 1..3), strace -c -w -f -p for traced_ms under load; acked_while_traced spans the trace and its ramp",
     });
   } finally {
     await load?.close();
     await cluster.stop();
   }
+}
+
+/**
+ * write_amplification_minus_idle without what the kernel charges to write_bytes per fdatasync (measured on
+ * the same file system): the sync count of the measured load is estimated from the traced one per message.
+ */
+function netOfSyncCharge(
+  dir: string,
+  counts: SyncCounts[],
+  tracedAcked: number,
+  measuredAcked: number,
+  loadOnly: number[],
+  payload: number,
+): Record<string, unknown> {
+  if (tracedAcked === 0) return {};
+  const perSync = writeBytesPerFdatasync(dir);
+  const net = loadOnly.map((w, i) => w - (counts[i]!.fdatasync / tracedAcked) * measuredAcked * perSync);
+  return {
+    write_bytes_charged_per_fdatasync: perSync,
+    write_amplification_net_of_sync_charge: round(net.reduce((a, b) => a + b, 0) / (payload * replicas), 3),
+  };
 }
 
 /** Apparent size of the WAL files (segments and spares), or of every other file, under a broker's data dir. */

@@ -4,7 +4,8 @@
 import { Cluster } from "./cluster";
 import { emit, errorText, progress, round, type Line } from "./emit";
 import { gouletteBench } from "./gbench";
-import { fdatasyncRate, loopbackTcp } from "./machine";
+import { tmpdir } from "node:os";
+import { fdatasyncRate, loopbackTcp, writeBytesPerFdatasync } from "./machine";
 import { peers, runPeer, type Peer } from "./peers";
 import { scaled, type RunSettings } from "./settings";
 
@@ -35,6 +36,7 @@ function configs(s: RunSettings, only1Partition1KiB: boolean): Config[] {
 export async function systemSuite(s: RunSettings, suite: "system" | "broker"): Promise<void> {
   const list = configs(s, suite === "broker");
   if (suite === "system") machineLimits(s);
+  if (suite === "system") syncCharge();
   if (suite === "system") await tcpLimit(s);
 
   const mine: Line[] = [];
@@ -85,6 +87,14 @@ function machineLimits(s: RunSettings): void {
     } catch (e) {
       emit({ suite: "machine", limit: "fdatasync", write_bytes: bytes, error: errorText(e) });
     }
+  }
+}
+
+function syncCharge(): void {
+  try {
+    emit({ suite: "machine", limit: "write_bytes_per_fdatasync", bytes: writeBytesPerFdatasync(tmpdir()) });
+  } catch (e) {
+    emit({ suite: "machine", limit: "write_bytes_per_fdatasync", error: errorText(e) });
   }
 }
 
