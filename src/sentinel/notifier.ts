@@ -132,7 +132,9 @@ export class Notifier {
       for (const p of topic.partitions) {
         for (const b of [...p.replicas, ...p.learners]) {
           if (this.inFlight >= MAX_NOTIFY_IN_FLIGHT) return;
-          if (!this.deps.isAlive(b)) continue;
+          // Only once we know what the broker hosts (its KeepAlive): a role sent blind after a restart
+          // could name a stale leader and make Raft move leadership for nothing.
+          if (!this.deps.isAlive(b) || !this.deps.reports.hasReported(b)) continue;
           const k = targetKey(b, topic.name, p.partition);
           let t = this.targets.get(k);
           if (!t) {
@@ -239,8 +241,11 @@ export function buildSetTopicRole(
   isAlive: (b: BrokerId) => boolean,
 ) {
   const info = (id: BrokerId) => create(BrokerInfoSchema, { id, address: map.broker(id)?.address ?? "" });
-  const reported = reports.leaderOf(topic.name, p.partition, p.group, [...p.replicas, ...p.learners], isAlive);
-  const leaderId = reported?.leaderId ?? p.replicas[0]!;
+  const members = [...p.replicas, ...p.learners];
+  const reported = reports.leaderOf(topic.name, p.partition, p.group, members, isAlive);
+  // The hint names the first replica only for a group nobody runs yet; for a running group without a known
+  // leader (election under way) it names none, so the hint never fights Raft.
+  const leaderId = reported?.leaderId ?? (reports.hosted(topic.name, p.partition, p.group, members) ? 0 : p.replicas[0]!);
   const role = p.learners.includes(broker) ? Role.LEARNER : broker === leaderId ? Role.LEADER : Role.FOLLOWER;
   return create(SetTopicRoleRequestSchema, {
     topic: topic.name,
@@ -249,7 +254,7 @@ export function buildSetTopicRole(
     role,
     followers: p.replicas.filter((b) => b !== broker).map(info),
     leaderId,
-    leaderAddress: map.broker(leaderId)?.address ?? "",
+    leaderAddress: leaderId === 0 ? "" : (map.broker(leaderId)?.address ?? ""),
     learners: p.learners.map(info),
     config: topic.config,
     mapEpoch: BigInt(p.epoch),

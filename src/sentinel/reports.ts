@@ -48,6 +48,19 @@ export class ReportTable {
     m.set(key(status.topic, status.partition), { broker, status, atMs: nowMs });
   }
 
+  /** True once a full report (KeepAlive) from `broker` arrived since it (re-)registered. */
+  hasReported(broker: BrokerId): boolean {
+    return this.byBroker.has(broker);
+  }
+
+  /** True when any of `brokers` reports hosting this group (so it exists and Raft runs it). */
+  hosted(topic: string, partition: number, group: number, brokers: BrokerId[]): boolean {
+    return brokers.some((b) => {
+      const r = this.get(b, topic, partition);
+      return r !== undefined && Number(r.status.group) === group;
+    });
+  }
+
   dropBroker(broker: BrokerId): void {
     this.byBroker.delete(broker);
   }

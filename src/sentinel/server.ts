@@ -254,9 +254,10 @@ export class Sentinel {
     const t = this.health.beat(id, performance.now());
     if (t) this.onTransition(t);
     this.ring.add(id);
-    this.notifier.forgetBroker(id); // a restarted broker gets its roles again
+    // A restarted broker gets its roles again, once its first KeepAlive says what it still hosts.
+    this.notifier.forgetBroker(id);
+    this.reports.dropBroker(id);
     this.deps.log.info("sentinel broker registered", { broker: id, address: req.address, fsync: req.fsyncPolicy });
-    this.notifier.run(performance.now());
     return {
       case: "registerBrokerResponse",
       value: create(RegisterBrokerResponseSchema, { keepAliveIntervalMs: this.deps.opts.keepAliveMs, clusterId: this.map.clusterId }),

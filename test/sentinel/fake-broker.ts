@@ -94,6 +94,7 @@ export class FakeBroker {
     this.server = serve({ hostname: "127.0.0.1", port: 0, handle: (body) => this.handle(body) });
     this.address = `127.0.0.1:${this.server.port}`;
     await this.register();
+    await this.keepAlive(); // as a real broker does right after registering
     if (keepAliveMs > 0) this.beatEvery(keepAliveMs);
   }
 
@@ -131,6 +132,7 @@ export class FakeBroker {
       if (e instanceof WireError && e.code === ErrorCode.UNKNOWN_BROKER) {
         this.unknownBrokerAnswers++;
         await this.register();
+        await this.keepAlive(); // and beat again at once, as a real broker's session does
         return;
       }
       throw e;
@@ -158,6 +160,7 @@ export class FakeBroker {
     this.server = serve({ hostname: "127.0.0.1", port, handle: (body) => this.handle(body) });
     this.client = new WireClient(this.sentinel, { requestTimeoutMs: 2_000, connectTimeoutMs: 500, backoffMaxMs: 100 });
     await this.register();
+    await this.keepAlive();
     if (keepAliveMs > 0) this.beatEvery(keepAliveMs);
   }
 

@@ -380,10 +380,14 @@ describe("sentinel durability", () => {
   test("a restarted sentinel keeps its topics, and brokers re-register when told", async () => {
     const dataDir = tempDir();
     const s1 = await sentinel({}, dataDir);
-    const { brokers } = await cluster(s1, 3);
+    const { fc, brokers } = await cluster(s1, 3);
     const created = await call(s1.client, createTopic("keep", 2, 3), "createTopicResponse");
     const p1 = await call(s1.client, { case: "initProducer", value: create(InitProducerRequestSchema, {}) }, "initProducerResponse");
     await s1.stop();
+    // Meanwhile Raft moved leadership of keep/0 away from the first replica (the placement hint).
+    const raftLeader = created.topic!.partitionMetadata[0]!.replicas[2]!;
+    fc.elect("keep", 0, raftLeader);
+    const callsBefore = brokers.map((b) => b.calls.length);
 
     const s2 = await sentinel({}, dataDir);
     const st1 = await call(s2.client, { case: "clusterStatus", value: create(ClusterStatusRequestSchema, {}) }, "clusterStatusResponse");
@@ -398,6 +402,16 @@ describe("sentinel durability", () => {
       b.useSentinel(s2.address);
       await b.keepAlive();
       expect(b.unknownBrokerAnswers).toBe(1);
+    }
+    // Every broker is told its roles again, and the restarted sentinel's hint follows Raft's leader.
+    const rolesAfter = (b: FakeBroker) =>
+      b.calls.slice(callsBefore[b.id - 1]).flatMap((c) => (c.kind === "setTopicRole" && c.req.topic === "keep" && c.req.partition === 0 ? [c.req] : []));
+    await waitFor("roles re-sent", () => brokers.every((b) => rolesAfter(b).length > 0));
+    for (const b of brokers) {
+      for (const r of rolesAfter(b)) {
+        expect(r.leaderId).toBe(raftLeader);
+        expect(r.role).toBe(b.id === raftLeader ? Role.LEADER : Role.FOLLOWER);
+      }
     }
     // and the new topic ids never collide with the old ones
     const t2 = await call(s2.client, createTopic("next", 1, 3), "createTopicResponse");
