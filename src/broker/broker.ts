@@ -26,6 +26,10 @@ export const VERSION = "0.1.0";
 const WAL_DIR = ".wal";
 const META_FILE = "partition.json";
 const CHECKPOINT_INTERVAL_MS = 1_000;
+const CHECKPOINT_MAX_AGE_MS = 60_000;
+const WAL_SEGMENTS_SOFT_MAX = 2;
+const COMPACT_INTERVAL_MS = 100;
+const COMPACT_EVERY_ENTRIES = 256;
 const COMPACT_LAG_ENTRIES = 10_000;
 const FOLLOWER_HOLDOFF_ELECTIONS = 4;
 const SNAPSHOT_STUCK_MS = 10_000;
@@ -69,6 +73,7 @@ export class Broker {
   private pumpScheduled = false;
   private tickTimer: ReturnType<typeof setInterval> | undefined;
   private checkpointTimer: ReturnType<typeof setInterval> | undefined;
+  private compactTimer: ReturnType<typeof setInterval> | undefined;
   private metas = new Map<number, PartitionMeta>();
   private stopping = false;
   /** Fatal WAL fault: nothing can be made durable any more, so nothing is acknowledged. */
@@ -103,6 +108,7 @@ export class Broker {
 
     this.tickTimer = setInterval(() => this.tick(), this.opts.tickMs);
     this.checkpointTimer = setInterval(() => void this.checkpointAll(), this.opts.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS);
+    this.compactTimer = setInterval(() => this.compactMemory(), COMPACT_INTERVAL_MS);
     this.session = new SentinelSession(
       {
         brokerId: this.opts.id,
@@ -360,37 +366,65 @@ export class Broker {
    * Makes the partition logs durable and records each group's state in the WAL as a snapshot, so the WAL can
    * drop what the logs hold and the Raft log can be compacted. One fdatasync per dirty partition per second.
    */
+  /**
+   * Housekeeping every checkpoint interval: repair damaged ranges, re-offer unanswered snapshots, and trim
+   * the WAL. Trimming costs an fdatasync per partition flushed, so it is done only for the partitions that
+   * pin the oldest WAL segment once the WAL holds several, and for any partition not checkpointed for a
+   * long while (which bounds the replay on restart). fsyncs per second do not follow the partition count.
+   */
   private async checkpointAll(): Promise<void> {
+    const now = Date.now();
+    const pinning = new Set(this.wal.stats().segments > WAL_SEGMENTS_SOFT_MAX ? this.wal.pinningGroups() : []);
+    const maxAgeMs = this.opts.checkpointMaxAgeMs ?? CHECKPOINT_MAX_AGE_MS;
     for (const p of [...this.byGroup.values()]) {
       if (this.stopping) return;
-      if (p.appliedIndex > p.snapshotIndex) await this.checkpoint(p, false);
       if (p.log.damagedRanges().length > 0) void this.repair(p);
       if (p.isLeader()) this.unstickSnapshots(p);
+      const stale = now - p.checkpointedAtMs >= maxAgeMs;
+      if (p.appliedIndex > p.snapshotIndex && (pinning.has(p.id.group) || stale)) await this.checkpoint(p);
     }
   }
 
-  async checkpoint(p: Partition, forceCompact: boolean): Promise<void> {
+  /** Makes the partition log durable and records the group's state in the WAL, which then drops the rest. */
+  async checkpoint(p: Partition): Promise<void> {
     if (p.installing || p.removed || p.checkpointing || this.walFailed) return;
     p.checkpointing = true;
     try {
       const index = p.appliedIndex;
-      const data = p.snapshotData();
-      await p.log.flush();
-      if (p.removed) return;
       const term = p.node.termAt(index);
       assert(term !== undefined, `checkpoint at ${index}, which the Raft log no longer holds`);
-      const meta: SnapshotMeta = { index, term, conf: p.node.confAt(index), data };
+      const meta: SnapshotMeta = { index, term, conf: p.node.confAt(index), data: p.snapshotData() };
+      await p.log.flush();
+      if (p.removed) return;
       this.wal.setSnapshot(p.id.group, meta);
       await this.wal.sync();
       this.wal.release(p.id.group, index);
       p.snapshotIndex = index;
-      // Keep the entries a follower still needs in memory, unless it is far behind: then it gets fragments.
-      const lagging = p.isLeader() ? Math.min(index, ...(p.node.status().progress ?? []).map((pr) => pr.match)) : index;
-      if (forceCompact || lagging >= index || index - lagging > (this.opts.compactLagEntries ?? COMPACT_LAG_ENTRIES)) p.node.compact(index, data);
+      p.checkpointedAtMs = Date.now();
     } catch (e) {
       this.log.warn("checkpoint failed", { partition: p.key, error: (e as Error).message });
     } finally {
       p.checkpointing = false;
+    }
+  }
+
+  /**
+   * Drops applied entries from the Raft log in memory (the WAL still holds them on disk). A leader keeps
+   * what a follower still needs, unless that follower is so far behind it should get fragments instead.
+   * No I/O: a snapshot here is the small state at the applied index plus the partition log itself.
+   */
+  private compactMemory(): void {
+    const every = this.opts.compactEveryEntries ?? COMPACT_EVERY_ENTRIES;
+    const lagMax = this.opts.compactLagEntries ?? COMPACT_LAG_ENTRIES;
+    for (const p of this.byGroup.values()) {
+      if (p.installing || p.removed || p.checkpointing) continue;
+      const index = p.appliedIndex;
+      if (index - p.node.firstIndex + 1 < every || index !== p.node.appliedIndex) continue;
+      if (p.isLeader()) {
+        const minMatch = Math.min(index, ...(p.node.status().progress ?? []).map((pr) => pr.match));
+        if (minMatch < index && index - minMatch <= lagMax) continue;
+      }
+      p.node.compact(index, p.snapshotData());
     }
   }
 
@@ -587,6 +621,7 @@ export class Broker {
   private async halt(): Promise<void> {
     clearInterval(this.tickTimer);
     clearInterval(this.checkpointTimer);
+    clearInterval(this.compactTimer);
     this.server?.stop();
     while (this.pumping) await Bun.sleep(1);
     for (const p of this.byGroup.values()) {

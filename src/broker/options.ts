@@ -16,8 +16,12 @@ export interface BrokerOptions {
   logLevel: LogLevel;
   /** A follower this many entries behind a checkpoint gets fragments instead of log entries; default 10,000. */
   compactLagEntries?: number;
-  /** How often partition logs are made durable and the WAL trimmed behind them; default 1000 ms. */
+  /** How often the broker looks for partitions to checkpoint (WAL trimming, repairs); default 1000 ms. */
   checkpointIntervalMs?: number;
+  /** A partition with new data is checkpointed at least this often (bounds WAL replay); default 60,000 ms. */
+  checkpointMaxAgeMs?: number;
+  /** Applied entries kept in the Raft log in memory before they are compacted away; default 256. */
+  compactEveryEntries?: number;
 }
 
 export const brokerDefaults: Omit<BrokerOptions, "id" | "listen" | "sentinels" | "dataDir"> = {

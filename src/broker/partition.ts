@@ -43,6 +43,7 @@ export class Partition {
   appliedIndex: number;
   removed = false;
   checkpointing = false;
+  checkpointedAtMs = Date.now();
   repairing = false;
   /** Leader: when each follower's snapshot transfer began (to offer it again if it goes unanswered). */
   readonly snapshotSince = new Map<NodeId, number>();

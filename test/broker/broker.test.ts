@@ -141,7 +141,7 @@ describe("broker: failures", () => {
 
 describe("broker: catch-up by fragment", () => {
   test("a follower that missed compacted entries pulls the leader's fragments, then follows the log", async () => {
-    cluster = new BrokerCluster({ compactLagEntries: 0, checkpointIntervalMs: 50 });
+    cluster = new BrokerCluster({ compactLagEntries: 0, compactEveryEntries: 1, checkpointIntervalMs: 50, checkpointMaxAgeMs: 50 });
     const c = cluster;
     await c.start(3);
     await c.assign("t", 0, 1, [0, 1, 2]);
