@@ -47,6 +47,7 @@ export interface RunReport {
 }
 
 const TOPIC = "faults";
+const AFTER_HEAL_MS = 15_000;
 const REPLICAS = 3;
 
 /** Retries until the sentinel is up and enough brokers have registered (it refuses until then). */
@@ -115,6 +116,9 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     }
     await nemesis.stop();
     cluster.healAll();
+    // Liveness: once healed, the running producers must get every partition acknowledging again.
+    const stuck = await workload.waitAcksOnEveryPartition(AFTER_HEAL_MS);
+    for (const p of stuck) problems.push(`faults/${p}: no acknowledgement within ${AFTER_HEAL_MS} ms after everything was healed`);
     await workload.stop();
     log(`stopped: acks=${workload.acks.length} failed=${workload.failed}; checking`);
     check = await checkRun({ sentinels, topic: TOPIC, partitions, replicas: REPLICAS, acks: workload.acks, sent: workload.sent });

@@ -88,6 +88,20 @@ export class Workload {
     }
   }
 
+  /** Waits until every partition has a new acknowledgement; returns the partitions that got none in time. */
+  async waitAcksOnEveryPartition(withinMs: number): Promise<number[]> {
+    const from = this.acks.length;
+    const deadline = Date.now() + withinMs;
+    const missing = new Set(Array.from({ length: this.opts.partitions }, (_, p) => p));
+    let scanned = from;
+    for (;;) {
+      for (; scanned < this.acks.length; scanned++) missing.delete(this.acks[scanned]!.partition);
+      if (missing.size === 0 || Date.now() >= deadline) break;
+      await Bun.sleep(50);
+    }
+    return [...missing].sort((a, b) => a - b);
+  }
+
   /** Keeps the total send rate under maxRatePerSec, so a long run does not grow without bound. */
   private async pace(): Promise<void> {
     const rate = this.opts.maxRatePerSec;
