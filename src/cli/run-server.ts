@@ -55,7 +55,8 @@ export async function runServer<O extends { logLevel: LogLevel }>(
   if (typeof server.address !== "string" || server.address === "") {
     throw new Error(`start${mode} resolved without an address`);
   }
-  log.info(listeningEvent, { address: server.address, pid: process.pid });
+  // A contract line (`goulette dev` and scripts wait for it), so it is written whatever the log level.
+  createLogger("info", { mode, ...logFields }, writeErr).info(listeningEvent, { address: server.address, pid: process.pid });
 
   const signal = await stopRequested;
   log.info("stopping", { signal });
