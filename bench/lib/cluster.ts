@@ -84,6 +84,20 @@ export class Cluster {
     return this.options.mode === "direct" ? this.processes.find((c) => c.name === "sentinel")?.proc.pid : undefined;
   }
 
+  /**
+   * The last notable log lines of the cluster's processes (errors, warnings, a child that died): what a
+   * failed measurement should show, since the logs themselves are not forwarded by default.
+   */
+  notableLog(max = 6): string[] {
+    const lines: string[] = [];
+    for (const c of this.processes) {
+      for (const l of c.stderrLines) {
+        if (/"level":"(error|warn)"|was killed|exited with|panic|uncaught|Error:/i.test(l)) lines.push(`${c.name}: ${l.slice(0, 300)}`);
+      }
+    }
+    return lines.slice(-max);
+  }
+
   broker(id: number): BrokerProcess {
     const b = this.brokers.find((x) => x.id === id);
     if (!b) throw new Error(`no broker ${id} in this cluster`);

@@ -125,6 +125,8 @@ async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
       ...netOfSyncCharge(cluster.dir, counts, traced.acked, load.acked, loadOnly, payload),
       note: "per broker (ids 1..3), strace -c -w -f -p for traced_ms under load; acked_while_traced spans the trace and its ramp",
     });
+  } catch (e) {
+    throw new Error(`${errorText(e)}; cluster log: ${cluster.notableLog().join(" || ") || "nothing notable"}`);
   } finally {
     await load?.close();
     await cluster.stop();
