@@ -274,6 +274,7 @@ export class Broker {
     if (s.role === Role.Leader) this.log.info("election won", { partition: p.key, term: p.node.term });
     else this.log.info("role change", { partition: p.key, role: s.role, leader: s.leader, term: p.node.term });
     if (s.role !== Role.Leader) p.failPending(new NotLeaderError(s.leader));
+    this.session?.nudge();
   }
 
   private failWal(e: Error): void {

@@ -33,6 +33,8 @@ export class SentinelSession {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
   private failures = 0;
+  private beating = false;
+  private nudged = false;
 
   constructor(
     private opts: SessionOptions,
@@ -53,8 +55,33 @@ export class SentinelSession {
     this.timer = setTimeout(() => void this.beat(), ms);
   }
 
+  /** Report now rather than at the next beat (a role changed: clients find the new leader sooner). */
+  nudge(): void {
+    if (this.stopped || !this.registered) return;
+    if (this.beating) {
+      this.nudged = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.schedule(0);
+  }
+
   private async beat(): Promise<void> {
     if (this.stopped) return;
+    this.beating = true;
+    try {
+      await this.beatOnce();
+    } finally {
+      this.beating = false;
+    }
+    if (this.nudged) {
+      this.nudged = false;
+      clearTimeout(this.timer);
+      this.schedule(0);
+    }
+  }
+
+  private async beatOnce(): Promise<void> {
     const address = this.target();
     try {
       if (!this.registered) {
