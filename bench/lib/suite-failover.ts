@@ -21,7 +21,7 @@ export async function failoverSuite(s: RunSettings): Promise<void> {
       try {
         await once(cluster, run);
       } catch (e) {
-        emit({ suite: "failover", run, error: errorText(e) });
+        emit({ suite: "failover", run, error: errorText(e), cluster_log: cluster.notableLog() });
       }
     }
   } finally {

@@ -59,6 +59,8 @@ async function idle(s: RunSettings): Promise<void> {
       ...(sentinelPid ? { sentinel_cpu_pct_of_core: round(share[pids.length]! * 100, 1), sentinel_rss_mb: round(rssBytes(sentinelPid) / 1e6, 1) } : {}),
       cpu_window_ms: cpuWindowMs,
     });
+  } catch (e) {
+    throw new Error(`${errorText(e)}; cluster log: ${cluster.notableLog().join(" || ") || "nothing notable"}`);
   } finally {
     await cluster.stop();
   }
@@ -118,6 +120,8 @@ async function restart(s: RunSettings): Promise<void> {
       await consumer.close().catch(() => {});
       await producer.close().catch(() => {});
     }
+  } catch (e) {
+    throw new Error(`${errorText(e)}; cluster log: ${cluster.notableLog().join(" || ") || "nothing notable"}`);
   } finally {
     await cluster.stop();
   }
