@@ -74,6 +74,7 @@ export class Broker {
   private tickTimer: ReturnType<typeof setInterval> | undefined;
   private checkpointTimer: ReturnType<typeof setInterval> | undefined;
   private compactTimer: ReturnType<typeof setInterval> | undefined;
+  private relieving = false;
   private metas = new Map<number, PartitionMeta>();
   private stopping = false;
   /** Fatal WAL fault: nothing can be made durable any more, so nothing is acknowledged. */
@@ -108,7 +109,10 @@ export class Broker {
 
     this.tickTimer = setInterval(() => this.tick(), this.opts.tickMs);
     this.checkpointTimer = setInterval(() => void this.checkpointAll(), this.opts.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS);
-    this.compactTimer = setInterval(() => this.compactMemory(), COMPACT_INTERVAL_MS);
+    this.compactTimer = setInterval(() => {
+      this.compactMemory();
+      void this.relieveWal();
+    }, COMPACT_INTERVAL_MS);
     this.session = new SentinelSession(
       {
         brokerId: this.opts.id,
@@ -368,21 +372,34 @@ export class Broker {
    * drop what the logs hold and the Raft log can be compacted. One fdatasync per dirty partition per second.
    */
   /**
-   * Housekeeping every checkpoint interval: repair damaged ranges, re-offer unanswered snapshots, and trim
-   * the WAL. Trimming costs an fdatasync per partition flushed, so it is done only for the partitions that
-   * pin the oldest WAL segment once the WAL holds several, and for any partition not checkpointed for a
-   * long while (which bounds the replay on restart). fsyncs per second do not follow the partition count.
+   * Housekeeping every checkpoint interval: repair damaged ranges, re-offer unanswered snapshots, and
+   * checkpoint any partition not checkpointed for a long while (which bounds the replay on restart).
+   * Trimming the WAL under load is relieveWal's job; a checkpoint costs an fdatasync per partition, so
+   * neither runs per partition per second and fsyncs per second do not follow the partition count.
    */
   private async checkpointAll(): Promise<void> {
     const now = Date.now();
-    const pinning = new Set(this.wal.stats().segments > WAL_SEGMENTS_SOFT_MAX ? this.wal.pinningGroups() : []);
     const maxAgeMs = this.opts.checkpointMaxAgeMs ?? CHECKPOINT_MAX_AGE_MS;
     for (const p of [...this.byGroup.values()]) {
       if (this.stopping) return;
       if (p.log.damagedRanges().length > 0) void this.repair(p);
       if (p.isLeader()) this.unstickSnapshots(p);
-      const stale = now - p.checkpointedAtMs >= maxAgeMs;
-      if (p.appliedIndex > p.snapshotIndex && (pinning.has(p.id.group) || stale)) await this.checkpoint(p);
+      if (p.appliedIndex > p.snapshotIndex && now - p.checkpointedAtMs >= maxAgeMs) await this.checkpoint(p);
+    }
+  }
+
+  /** Frees the oldest WAL segment once there are several, by checkpointing just the groups it holds. */
+  private async relieveWal(): Promise<void> {
+    if (this.relieving || this.stopping || this.walFailed) return;
+    if (this.wal.stats().segments <= WAL_SEGMENTS_SOFT_MAX) return;
+    this.relieving = true;
+    try {
+      for (const group of this.wal.pinningGroups()) {
+        const p = this.byGroup.get(group);
+        if (p && p.appliedIndex > p.snapshotIndex) await this.checkpoint(p);
+      }
+    } finally {
+      this.relieving = false;
     }
   }
 

@@ -125,6 +125,7 @@ export class Wal {
   private writtenSeq = 0; // segment of the last write
   private durableSeq = 0; // highest segment whose checkpoint is durable (recycling waits for it)
   private spareSeq = 0;
+  private preparingSpare = false;
 
   private readonly counters = {
     fsyncs: 0,
@@ -313,6 +314,7 @@ export class Wal {
       throw this.fail(err, "fdatasync of WAL in");
     }
     this.recycleReleased();
+    this.prepareSpare();
   }
 
   private async datasyncAll(handles: FileHandle[]): Promise<void> {
@@ -452,6 +454,46 @@ export class Wal {
     return seg;
   }
 
+  /**
+   * Keeps one zero-filled spare ready, made in the background a chunk per event-loop turn, so a sync that
+   * crosses into a new segment reuses it instead of writing 64 MiB of zeros while every caller waits.
+   */
+  private prepareSpare(): void {
+    if (this.preparingSpare || this.spares.length > 0 || this.closed || this.failure) return;
+    this.preparingSpare = true;
+    const path = join(this.dir, `spare-${++this.spareSeq}.wal`);
+    void (async () => {
+      let h: FileHandle | undefined;
+      try {
+        h = this.fs.open(`${path}.tmp`, "create");
+        const zeros = new Uint8Array(Math.min(ZERO_CHUNK_BYTES, this.segmentBytes));
+        for (let pos = 0; pos < this.segmentBytes; pos += zeros.length) {
+          if (this.closed) throw new Error("closed");
+          h.write(zeros.subarray(0, Math.min(zeros.length, this.segmentBytes - pos)), pos);
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        await h.datasync();
+        h.close();
+        h = undefined;
+        if (this.closed) throw new Error("closed");
+        this.fs.rename(`${path}.tmp`, path);
+        this.fs.fsyncDir(this.dir);
+        this.spares.push(path);
+        this.counters.createdSegments++;
+      } catch {
+        // A spare is an optimisation: on failure the next segment is zero-filled inline, as before.
+        h?.close();
+        try {
+          this.fs.unlink(`${path}.tmp`);
+        } catch {
+          // already gone
+        }
+      } finally {
+        this.preparingSpare = false;
+      }
+    })();
+  }
+
   private createZeroFilled(path: string): FileHandle {
     const h = this.fs.open(path, "create");
     const zeros = new Uint8Array(Math.min(ZERO_CHUNK_BYTES, this.segmentBytes));
@@ -501,6 +543,7 @@ export class Wal {
       const m = /^(\d{16})\.wal$/.exec(name);
       if (m) segFiles.push({ seq: Number(m[1]), path });
       else if (/^spare-\d+\.wal$/.test(name)) this.spares.push(path);
+      else if (/^spare-\d+\.wal\.tmp$/.test(name)) this.fs.unlink(path); // a spare being made when we stopped
     }
     for (const p of this.spares) {
       const n = Number(/spare-(\d+)/.exec(p)?.[1] ?? 0);
