@@ -233,6 +233,11 @@ export class Broker {
         // fdatasync and the followers' fsyncs overlap ours.
         for (const [p, rd] of round) for (const m of rd.messages) if (EARLY.has(m.type)) this.peers.queue(p.id.group, m);
         this.peers.flush();
+        // Committed entries are durable on a majority already (the core counts this replica only once it
+        // persisted), so they are applied and acknowledged now, not one fdatasync later. The partition log
+        // may then briefly hold an entry our WAL does not: after a crash the group replays it from the
+        // leader and apply skips what the log already has.
+        for (const [p, rd] of round) this.applyReady(p, rd);
         if (needSync && !this.walFailed) {
           try {
             await this.wal.sync();
@@ -247,7 +252,7 @@ export class Broker {
         }
         for (const [p, rd] of round) for (const m of rd.messages) if (!EARLY.has(m.type)) this.peers.queue(p.id.group, m);
         this.peers.flush();
-        for (const [p, rd] of round) this.finishReady(p, rd);
+        for (const [p, rd] of round) this.advanceReady(p, rd);
       }
     } finally {
       this.pumping = false;
@@ -256,6 +261,11 @@ export class Broker {
   }
 
   private finishReady(p: Partition, rd: Ready): void {
+    this.applyReady(p, rd);
+    this.advanceReady(p, rd);
+  }
+
+  private applyReady(p: Partition, rd: Ready): void {
     if (rd.softState) this.onSoftState(p, rd.softState);
     if (!p.failed) {
       try {
@@ -266,6 +276,9 @@ export class Broker {
         this.log.error("partition stopped accepting writes", { partition: p.key, error: p.failed.message });
       }
     }
+  }
+
+  private advanceReady(p: Partition, rd: Ready): void {
     p.node.advance(rd);
     if (p.voteFenced && p.leaderCommitSeen > 0 && p.node.commitIndex >= p.leaderCommitSeen) {
       p.voteFenced = false;
