@@ -92,6 +92,10 @@ export class Broker {
     this.wal = await Wal.open({
       dir: join(this.opts.dataDir, WAL_DIR),
       fsync,
+      // fdatasync on the thread pool: the pump awaits it, and meanwhile the event loop keeps writing the
+      // appends sent just before it and reading followers' answers. Inline, the appends would leave only
+      // after our own fdatasync, and the followers' fsyncs would no longer overlap ours.
+      inlineFsyncWhenAlone: false,
       log: storageLogger(this.log),
     });
     for (const cut of this.wal.cuts) this.log.warn("wal tail cut", { ...cut });
@@ -225,7 +229,12 @@ export class Broker {
           }
           if (rd.hardState) {
             this.wal.setHardState(p.id.group, rd.hardState);
-            needSync = true;
+            // Term and vote must be durable before any message that relies on them leaves. The commit
+            // index need not be (it is learnt again from the leader), so a commit-only change rides along
+            // with the next write instead of costing an fdatasync of its own.
+            const prev = p.persistedHardState;
+            if (!prev || prev.term !== rd.hardState.term || prev.vote !== rd.hardState.vote) needSync = true;
+            p.persistedHardState = rd.hardState;
           }
         }
         // A leader's appends and heartbeats promise nothing about its own disk (the core counts the leader
@@ -501,7 +510,8 @@ export class Broker {
         this.log.error("stored commit beyond the recovered log", { partition: `${meta.topic}/${meta.partition}`, commit: hs.commit, lastIndex });
       }
       restart = {
-        hardState: { ...hs, commit: Math.min(hs.commit, lastIndex) },
+        // A commit-only hard state is not forced to disk (see pump), so the stored one may lag the snapshot.
+        hardState: { ...hs, commit: Math.max(recovered.snapshot?.index ?? 0, Math.min(hs.commit, lastIndex)) },
         snapshot: recovered.snapshot,
         entries: recovered.entries,
         applied: recovered.snapshot?.index,

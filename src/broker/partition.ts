@@ -3,7 +3,7 @@
 // happens per group: proposals waiting for their entry to apply, applying committed entries to the log,
 // long-poll readers waiting for new data, and the status reported to the sentinel.
 import { RaftNode } from "../raft/node";
-import { EntryType, ProposalError, Role, type ConfChange, type Entry, type NodeId, type SnapshotMeta } from "../raft/types";
+import { EntryType, ProposalError, Role, type ConfChange, type Entry, type HardState, type NodeId, type SnapshotMeta } from "../raft/types";
 import type { PartitionLog } from "../storage";
 import { assert } from "./assert";
 import { PartitionState, type ApplyResult } from "./partition-state";
@@ -43,6 +43,8 @@ export class Partition {
   appliedIndex: number;
   removed = false;
   checkpointing = false;
+  /** The last hard state handed to the WAL (term and vote changes force an fdatasync, commit alone does not). */
+  persistedHardState: HardState | undefined;
   checkpointedAtMs = Date.now();
   repairing = false;
   /** Leader: when each follower's snapshot transfer began (to offer it again if it goes unanswered). */
