@@ -45,6 +45,8 @@ const SEGMENT_VERSION = 1;
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 const SEGMENT_BYTES_MIN = 4096;
 const ZERO_CHUNK_BYTES = 1024 * 1024;
+/** Zero-filled spares kept ready (made in the background from start-up on), so no sync waits for one. */
+const SPARES_READY = 1;
 
 interface GroupState {
   hardState?: HardState;
@@ -161,6 +163,7 @@ export class Wal {
       wal.closeHandles();
       throw storageErrorFromOs(err, "opening WAL in", opts.dir);
     }
+    wal.prepareSpare();
     return wal;
   }
 
@@ -455,11 +458,11 @@ export class Wal {
   }
 
   /**
-   * Keeps one zero-filled spare ready, made in the background a chunk per event-loop turn, so a sync that
+   * Keeps SPARES_READY zero-filled spares ready, made in the background a chunk per event-loop turn, so a sync that
    * crosses into a new segment reuses it instead of writing 64 MiB of zeros while every caller waits.
    */
   private prepareSpare(): void {
-    if (this.preparingSpare || this.spares.length > 0 || this.closed || this.failure) return;
+    if (this.preparingSpare || this.spares.length >= SPARES_READY || this.closed || this.failure) return;
     this.preparingSpare = true;
     const path = join(this.dir, `spare-${++this.spareSeq}.wal`);
     void (async () => {
@@ -480,16 +483,17 @@ export class Wal {
         this.fs.fsyncDir(this.dir);
         this.spares.push(path);
         this.counters.createdSegments++;
+        this.preparingSpare = false;
+        this.prepareSpare(); // the next one, while fewer than SPARES_READY are ready
       } catch {
         // A spare is an optimisation: on failure the next segment is zero-filled inline, as before.
+        this.preparingSpare = false;
         h?.close();
         try {
           this.fs.unlink(`${path}.tmp`);
         } catch {
           // already gone
         }
-      } finally {
-        this.preparingSpare = false;
       }
     })();
   }
