@@ -54,7 +54,7 @@ export class BrokerHandlers {
         return { case: "getBrokerTopicRoleResponse", value: create(GetBrokerTopicRoleResponseSchema, { status: this.b.status(p) }) };
       }
       case "removeTopic":
-        return this.removeTopic(body.value.topic, body.value.allPartitions ? undefined : body.value.partition);
+        return this.removeTopic(body.value.topic, body.value.allPartitions ? undefined : body.value.partition, body.value.groups.map(Number));
       case "changeReplicas":
         return this.changeReplicas(body.value);
       case "replicateFragment":
@@ -163,10 +163,15 @@ export class BrokerHandlers {
     };
   }
 
-  private async removeTopic(topic: string, partition: number | undefined): Promise<Body> {
+  private async removeTopic(topic: string, partition: number | undefined, groups: number[]): Promise<Body> {
     const targets =
       partition === undefined ? [...this.b.byName.values()].filter((p) => p.id.topic === topic).map((p) => p.id.partition) : [partition];
-    for (const part of targets) await this.b.removePartition(topic, part);
+    for (const part of targets) {
+      // A removal names the incarnations it means: one for a topic deleted and created again since is ignored.
+      const hosted = this.b.byName.get(`${topic}/${part}`);
+      if (groups.length > 0 && hosted && !groups.includes(hosted.id.group)) continue;
+      await this.b.removePartition(topic, part);
+    }
     return { case: "removeTopicResponse", value: create(RemoveTopicResponseSchema, {}) };
   }
 

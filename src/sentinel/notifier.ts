@@ -47,6 +47,7 @@ interface Removal {
   broker: BrokerId;
   topic: string;
   partition: number | undefined; // undefined: every partition of the topic
+  groups: number[]; // the incarnations to remove (Raft group ids)
   inFlight: boolean;
   nextAttemptMs: number;
   backoffMs: number;
@@ -89,10 +90,14 @@ export class Notifier {
   }
 
   /** RemoveTopic on `broker`, retried until it confirms (or the broker is gone for good). */
-  scheduleRemoval(broker: BrokerId, topic: string, partition: number | undefined): void {
+  scheduleRemoval(broker: BrokerId, topic: string, partition: number | undefined, groups: number[]): void {
     const k = `${broker}\u0000${topic}\u0000${partition ?? "*"}`;
-    if (this.removals.has(k)) return;
-    this.removals.set(k, { broker, topic, partition, inFlight: false, nextAttemptMs: 0, backoffMs: NOTIFY_BACKOFF_MIN_MS });
+    const known = this.removals.get(k);
+    if (known) {
+      for (const g of groups) if (!known.groups.includes(g)) known.groups.push(g);
+      return;
+    }
+    this.removals.set(k, { broker, topic, partition, groups: [...groups], inFlight: false, nextAttemptMs: 0, backoffMs: NOTIFY_BACKOFF_MIN_MS });
   }
 
   /** Compares a broker's KeepAlive with the map and schedules repairs. */
@@ -110,7 +115,7 @@ export class Notifier {
           partition: s.partition,
           group: Number(s.group),
         });
-        this.scheduleRemoval(broker, s.topic, s.partition);
+        this.scheduleRemoval(broker, s.topic, s.partition, [Number(s.group)]);
       }
     }
     for (const { topic, partition } of map.partitionsOf(broker)) {
@@ -207,6 +212,7 @@ export class Notifier {
       topic: r.topic,
       allPartitions: r.partition === undefined,
       partition: r.partition ?? 0,
+      groups: r.groups.map(BigInt),
     });
     this.deps.pool
       .get(address)

@@ -366,7 +366,8 @@ export class Sentinel {
     if (!r.ok) throw mapError(r);
     const hosts = new Set<BrokerId>();
     for (const p of r.topic?.partitions ?? []) for (const b of [...p.replicas, ...p.learners]) hosts.add(b);
-    for (const b of hosts) this.notifier.scheduleRemoval(b, req.name, undefined);
+    const groups = (r.topic?.partitions ?? []).map((p) => p.group);
+    for (const b of hosts) this.notifier.scheduleRemoval(b, req.name, undefined, groups);
     this.notifier.run(performance.now());
     this.groups.topicsChanged([req.name]);
     this.deps.log.info("sentinel topic deleted", { topic: req.name, brokers: [...hosts] });

@@ -234,3 +234,26 @@ describe("broker: a WAL damaged in the middle", () => {
     expect((await c.readAll(victim, "t", 0)).map((r) => r.value)).toEqual([...Array.from({ length: 10 }, (_, i) => `w${i}`), "after"]);
   });
 });
+
+describe("broker: RemoveTopic", () => {
+  test("removes only the incarnation it names, and is idempotent", async () => {
+    const c = await threeBrokers();
+    const { create } = await import("@bufbuild/protobuf");
+    const { RemoveTopicRequestSchema } = await import("../../src/proto/goulette_pb");
+    const { expectCase } = await import("../../src/wire");
+    const remove = async (groups: bigint[]) =>
+      expectCase(
+        await c.pool.get(c.addresses[0]!).call({ case: "removeTopic", value: create(RemoveTopicRequestSchema, { topic: "t", allPartitions: true, groups }) }),
+        "removeTopicResponse",
+      );
+    // A late removal of an older incarnation (group 99) must not touch the topic hosted now (group 1).
+    await remove([99n]);
+    expect(c.brokers[0]!.broker.byName.has("t/0")).toBe(true);
+    await remove([1n]);
+    expect(c.brokers[0]!.broker.byName.has("t/0")).toBe(false);
+    await remove([1n]); // again: nothing left, still fine
+    const { existsSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    expect(existsSync(join(c.dir, "b1", "t", "0"))).toBe(false);
+  });
+});
