@@ -1,7 +1,7 @@
 import { Option } from "commander";
 import { Admin, type ClusterStatus } from "../../client/admin";
 import { formatTable, io, jsonLine, parseFormat, runCommand, UsageError } from "../output";
-import { parse, program, sentinelAddresses } from "./common";
+import { parse, partitionJson, program, sentinelAddresses } from "./common";
 
 /** `goulette cluster status`: brokers and their health, then every partition's leader, replicas and commit index. */
 export async function run(args: string[], env: Record<string, string | undefined>): Promise<number> {
@@ -50,18 +50,7 @@ export function statusJsonLines(s: ClusterStatus): string {
   }
   for (const t of s.topics) {
     for (const p of t.partitionInfo) {
-      text += jsonLine({
-        type: "partition",
-        topic: p.topic || t.name,
-        partition: p.partition,
-        leader: p.leader,
-        leader_address: p.leaderAddress,
-        replicas: p.replicas,
-        learners: p.learners,
-        term: p.term,
-        commit_index: p.commitIndex,
-        high_watermark: p.highWatermark,
-      });
+      text += jsonLine({ type: "partition", ...partitionJson(p, t.name) });
     }
   }
   for (const x of s.sentinels) text += jsonLine({ type: "sentinel", id: x.id, address: x.address, is_leader: x.leader });

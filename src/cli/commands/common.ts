@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from "commander";
 import { io, UsageError } from "../output";
+import type { PartitionInfo } from "../../client/admin";
 
 export const DEFAULT_SENTINEL = "127.0.0.1:7070";
 
@@ -47,5 +48,21 @@ export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEG
       throw new UsageError(`${name} must be an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ""}, got ${value}`);
     }
     return n;
+  };
+}
+
+/** One partition as scripts read it (`--format json`), the same in `cluster status` and `topic describe`. */
+export function partitionJson(p: PartitionInfo, topic: string) {
+  return {
+    topic: p.topic || topic,
+    partition: p.partition,
+    leader: p.leader,
+    leader_address: p.leaderAddress,
+    replicas: p.replicas,
+    learners: p.learners,
+    term: p.term,
+    commit_index: p.commitIndex,
+    high_watermark: p.highWatermark,
+    log_start_offset: p.logStartOffset,
   };
 }

@@ -1,7 +1,7 @@
 import { Option } from "commander";
 import { Admin, type TopicInfo } from "../../client/admin";
 import { formatTable, io, jsonLine, parseFormat, runCommand, UsageError } from "../output";
-import { intOption, parse, program, sentinelAddresses } from "./common";
+import { intOption, parse, partitionJson, program, sentinelAddresses } from "./common";
 
 const usage = "usage: goulette topic create NAME [--partitions 1] [--replicas 3] | list | describe NAME | delete NAME";
 
@@ -77,18 +77,7 @@ export function topicJson(t: TopicInfo) {
     partitions: t.partitions,
     replicas: t.replicationFactor,
     config: t.config,
-    partition_info: t.partitionInfo.map((p) => ({
-      topic: p.topic || t.name,
-      partition: p.partition,
-      leader: p.leader,
-      leader_address: p.leaderAddress,
-      replicas: p.replicas,
-      learners: p.learners,
-      term: p.term,
-      commit_index: p.commitIndex,
-      high_watermark: p.highWatermark,
-      log_start_offset: p.logStartOffset,
-    })),
+    partition_info: t.partitionInfo.map((p) => partitionJson(p, t.name)),
   };
 }
 
