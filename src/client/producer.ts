@@ -58,6 +58,20 @@ interface Batch {
   attempts: number;
 }
 
+/**
+ * How long a broker we failed to reach stays "unreachable": while marked, a NOT_LEADER hint naming it is not
+ * believed (a follower that missed the failover still names the dead leader). Longer than an election plus
+ * the followers learning its result; short enough that once a partition heals, a correct hint naming that
+ * broker is followed within about a second instead of never.
+ */
+export const UNREACHABLE_FORGET_MS = 1000;
+
+/** Backoff caps: while brokers or the sentinel answer that an election is under way (Raft elects in
+ * 150-300 ms), retry every few tens of ms; after a transport failure or other error, back off further. */
+const ELECTION_BACKOFF_MAX_MS = 50;
+const FAILURE_BACKOFF_MAX_MS = 500;
+const BACKOFF_BASE_MS = 10;
+
 /** A broker takes batches up to 8 MiB; one message must fit one batch with its header. */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024 - 1024;
 
@@ -213,9 +227,12 @@ class PartitionSender {
   private inflight = 0;
   private retries: Batch[] = [];
   private leader: BrokerRef | undefined;
-  private unreachable = new Set<number>();
+  /** Broker id -> when we last failed to reach it; entries older than UNREACHABLE_FORGET_MS do not count. */
+  private unreachable = new Map<number, number>();
   private recovering = false;
   private failures = 0;
+  /** The last failure was a live peer saying there is no leader (yet) here: keep the backoff short. */
+  private electing = false;
   private lastError = "";
   private scheduled = false;
   /** A batch with a sequence number was given up: later sequences can never be accepted under this id. */
@@ -325,6 +342,7 @@ class PartitionSender {
       const r = expectCase(res, "produceResponse");
       this.inflight--;
       this.failures = 0;
+      this.electing = false;
       this.unreachable.clear();
       const base = Number(r.baseOffset);
       batch.records.forEach((p, i) => p.resolve({ topic: this.topic, partition: this.partition, offset: base + i }));
@@ -353,11 +371,12 @@ class PartitionSender {
     const code = codeOf(err);
     // A follower that has not yet noticed the leader died still names it: believe our own failure instead.
     const hint = err instanceof WireError && code === ErrorCode.NOT_LEADER && err.leaderId && err.leaderAddress;
-    if (hint && err.leaderAddress !== leader.address && !this.unreachable.has(err.leaderId)) {
+    this.electing = code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE;
+    if (hint && err.leaderAddress !== leader.address && !this.isUnreachable(err.leaderId)) {
       this.leader = { id: err.leaderId, address: err.leaderAddress };
       this.producer.directory.setLeader(this.topic, this.partition, this.leader);
     } else {
-      if (isTransportFailure(err) && leader.id) this.unreachable.add(leader.id);
+      if (isTransportFailure(err) && leader.id) this.unreachable.set(leader.id, Date.now());
       if (code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE || isTransportFailure(err)) this.leader = undefined;
     }
     this.failures++;
@@ -374,7 +393,10 @@ class PartitionSender {
     void (async () => {
       while (this.inflight > 0) await new Promise((r) => setTimeout(r, 1));
       for (;;) {
-        if (this.failures > 0) await new Promise((r) => setTimeout(r, backoffMs(this.failures - 1, 10, 500)));
+        if (this.failures > 0) {
+          const maxMs = this.electing ? ELECTION_BACKOFF_MAX_MS : FAILURE_BACKOFF_MAX_MS;
+          await new Promise((r) => setTimeout(r, backoffMs(this.failures - 1, BACKOFF_BASE_MS, maxMs)));
+        }
         this.expire();
         if (this.broken && !(await this.restartSequence())) {
           this.failures++;
@@ -384,12 +406,13 @@ class PartitionSender {
         if (this.leader) break;
         if (this.failures > 0 && this.tryReplica()) break;
         try {
-          const route = await this.producer.directory.lookup(this.topic, this.partition, [...this.unreachable]);
+          const route = await this.producer.directory.lookup(this.topic, this.partition, this.unreachableIds());
           this.leader = route.leader;
-          if (this.leader && this.unreachable.has(this.leader.id)) this.leader = this.liveReplica(route.replicas) ?? this.leader;
+          if (this.leader && this.isUnreachable(this.leader.id)) this.leader = this.liveReplica(route.replicas) ?? this.leader;
           break;
         } catch (err) {
           this.lastError = `sentinel: ${describeError(err)}`;
+          this.electing = codeOf(err) === ErrorCode.LEADER_NOT_AVAILABLE;
           this.failures++;
         }
       }
@@ -407,8 +430,8 @@ class PartitionSender {
   private tryReplica(): boolean {
     const route = this.producer.directory.cached(this.topic, this.partition);
     if (!route) return false;
-    void this.producer.directory.lookup(this.topic, this.partition, [...this.unreachable]).catch(() => {});
-    const sentinelLeader = route.leader && !this.unreachable.has(route.leader.id) ? route.leader : undefined;
+    void this.producer.directory.lookup(this.topic, this.partition, this.unreachableIds()).catch(() => {});
+    const sentinelLeader = route.leader && !this.isUnreachable(route.leader.id) ? route.leader : undefined;
     // Alternate between the sentinel's latest answer and the other replicas.
     this.leader = sentinelLeader && this.failures % 2 === 1 ? sentinelLeader : this.liveReplica(route.replicas);
     return this.leader !== undefined;
@@ -436,8 +459,25 @@ class PartitionSender {
     }
   }
 
+  /**
+   * A mark is forgotten after UNREACHABLE_FORGET_MS, not only on the next success: every success may have to
+   * go through that very broker (the leader again after a partition heals), and while it is marked, the
+   * replicas' correct hints naming it would be ignored until the delivery timeout.
+   */
+  private isUnreachable(id: number): boolean {
+    const at = this.unreachable.get(id);
+    if (at === undefined) return false;
+    if (Date.now() - at < UNREACHABLE_FORGET_MS) return true;
+    this.unreachable.delete(id);
+    return false;
+  }
+
+  private unreachableIds(): number[] {
+    return [...this.unreachable.keys()].filter((id) => this.isUnreachable(id));
+  }
+
   private liveReplica(replicas: BrokerRef[]): BrokerRef | undefined {
-    const live = replicas.filter((r) => !this.unreachable.has(r.id));
+    const live = replicas.filter((r) => !this.isUnreachable(r.id));
     return live.length > 0 ? live[this.failures % live.length] : undefined;
   }
 
