@@ -1,3 +1,4 @@
+import { UnreachableBrokers } from "./unreachable";
 import { create } from "@bufbuild/protobuf";
 import {
   ErrorCode,
@@ -379,7 +380,7 @@ class PartitionReader {
     const { settings } = this.consumer;
     let failures = 0;
     let hops = 0; // NOT_LEADER hints followed in a row, bounded so two stale replicas cannot ping-pong us
-    const unreachable = new Set<number>();
+    const unreachable = new UnreachableBrokers();
     let route: { leader: BrokerRef; replicas: BrokerRef[] } | undefined;
     while (this.active && !this.consumer.isClosed) {
       await this.consumer.space();
@@ -387,7 +388,7 @@ class PartitionReader {
       let target: BrokerRef | undefined;
       try {
         if (!route) {
-          const r = await this.consumer.directory.lookup(this.topic, this.partition, [...unreachable]);
+          const r = await this.consumer.directory.lookup(this.topic, this.partition, unreachable.ids());
           route = { leader: r.leader!, replicas: r.replicas };
         }
         target = this.pickReplica(route, unreachable);
@@ -438,7 +439,7 @@ class PartitionReader {
           // Corrupt data and the like: nothing a retry on the same replica fixes; try another one later.
           failures++;
         }
-        if (target && isTransportFailure(err)) unreachable.add(target.id);
+        if (target && isTransportFailure(err)) unreachable.mark(target.id);
         const hinted =
           err instanceof WireError && code === ErrorCode.NOT_LEADER && err.leaderId && err.leaderAddress && !unreachable.has(err.leaderId)
             ? { id: err.leaderId, address: err.leaderAddress }
@@ -479,7 +480,7 @@ class PartitionReader {
     }
   }
 
-  private pickReplica(route: { leader: BrokerRef; replicas: BrokerRef[] }, unreachable: Set<number>): BrokerRef {
+  private pickReplica(route: { leader: BrokerRef; replicas: BrokerRef[] }, unreachable: UnreachableBrokers): BrokerRef {
     if (this.consumer.settings.readFrom === "leader") {
       if (!unreachable.has(route.leader.id)) return route.leader;
       // The sentinel still names a leader we could not reach: a live replica will name the new one.

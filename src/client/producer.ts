@@ -1,3 +1,4 @@
+import { UnreachableBrokers } from "./unreachable";
 import { create } from "@bufbuild/protobuf";
 import { ErrorCode, InitProducerRequestSchema, ProduceRequestSchema } from "../proto/goulette_pb";
 import { expectCase } from "../wire/expect-case";
@@ -58,13 +59,7 @@ interface Batch {
   attempts: number;
 }
 
-/**
- * How long a broker we failed to reach stays "unreachable": while marked, a NOT_LEADER hint naming it is not
- * believed (a follower that missed the failover still names the dead leader). Longer than an election plus
- * the followers learning its result; short enough that once a partition heals, a correct hint naming that
- * broker is followed within about a second instead of never.
- */
-export const UNREACHABLE_FORGET_MS = 1000;
+export { UNREACHABLE_FORGET_MS } from "./unreachable";
 
 /** Backoff caps: while brokers or the sentinel answer that an election is under way (Raft elects in
  * 150-300 ms), retry every few tens of ms; after a transport failure or other error, back off further. */
@@ -227,8 +222,7 @@ class PartitionSender {
   private inflight = 0;
   private retries: Batch[] = [];
   private leader: BrokerRef | undefined;
-  /** Broker id -> when we last failed to reach it; entries older than UNREACHABLE_FORGET_MS do not count. */
-  private unreachable = new Map<number, number>();
+  private unreachable = new UnreachableBrokers();
   private recovering = false;
   private failures = 0;
   /** The last failure was a live peer saying there is no leader (yet) here: keep the backoff short. */
@@ -372,11 +366,11 @@ class PartitionSender {
     // A follower that has not yet noticed the leader died still names it: believe our own failure instead.
     const hint = err instanceof WireError && code === ErrorCode.NOT_LEADER && err.leaderId && err.leaderAddress;
     this.electing = code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE;
-    if (hint && err.leaderAddress !== leader.address && !this.isUnreachable(err.leaderId)) {
+    if (hint && err.leaderAddress !== leader.address && !this.unreachable.has(err.leaderId)) {
       this.leader = { id: err.leaderId, address: err.leaderAddress };
       this.producer.directory.setLeader(this.topic, this.partition, this.leader);
     } else {
-      if (isTransportFailure(err) && leader.id) this.unreachable.set(leader.id, Date.now());
+      if (isTransportFailure(err) && leader.id) this.unreachable.mark(leader.id);
       if (code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE || isTransportFailure(err)) this.leader = undefined;
     }
     this.failures++;
@@ -406,9 +400,9 @@ class PartitionSender {
         if (this.leader) break;
         if (this.failures > 0 && this.tryReplica()) break;
         try {
-          const route = await this.producer.directory.lookup(this.topic, this.partition, this.unreachableIds());
+          const route = await this.producer.directory.lookup(this.topic, this.partition, this.unreachable.ids());
           this.leader = route.leader;
-          if (this.leader && this.isUnreachable(this.leader.id)) this.leader = this.liveReplica(route.replicas) ?? this.leader;
+          if (this.leader && this.unreachable.has(this.leader.id)) this.leader = this.liveReplica(route.replicas) ?? this.leader;
           break;
         } catch (err) {
           this.lastError = `sentinel: ${describeError(err)}`;
@@ -430,8 +424,8 @@ class PartitionSender {
   private tryReplica(): boolean {
     const route = this.producer.directory.cached(this.topic, this.partition);
     if (!route) return false;
-    void this.producer.directory.lookup(this.topic, this.partition, this.unreachableIds()).catch(() => {});
-    const sentinelLeader = route.leader && !this.isUnreachable(route.leader.id) ? route.leader : undefined;
+    void this.producer.directory.lookup(this.topic, this.partition, this.unreachable.ids()).catch(() => {});
+    const sentinelLeader = route.leader && !this.unreachable.has(route.leader.id) ? route.leader : undefined;
     // Alternate between the sentinel's latest answer and the other replicas.
     this.leader = sentinelLeader && this.failures % 2 === 1 ? sentinelLeader : this.liveReplica(route.replicas);
     return this.leader !== undefined;
@@ -459,25 +453,8 @@ class PartitionSender {
     }
   }
 
-  /**
-   * A mark is forgotten after UNREACHABLE_FORGET_MS, not only on the next success: every success may have to
-   * go through that very broker (the leader again after a partition heals), and while it is marked, the
-   * replicas' correct hints naming it would be ignored until the delivery timeout.
-   */
-  private isUnreachable(id: number): boolean {
-    const at = this.unreachable.get(id);
-    if (at === undefined) return false;
-    if (Date.now() - at < UNREACHABLE_FORGET_MS) return true;
-    this.unreachable.delete(id);
-    return false;
-  }
-
-  private unreachableIds(): number[] {
-    return [...this.unreachable.keys()].filter((id) => this.isUnreachable(id));
-  }
-
   private liveReplica(replicas: BrokerRef[]): BrokerRef | undefined {
-    const live = replicas.filter((r) => !this.isUnreachable(r.id));
+    const live = replicas.filter((r) => !this.unreachable.has(r.id));
     return live.length > 0 ? live[this.failures % live.length] : undefined;
   }
 
