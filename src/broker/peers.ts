@@ -3,7 +3,7 @@
 // RaftBatch frame. Raft tolerates loss, so a peer that is down simply misses messages; the core retries.
 import type { ClientPool } from "../wire";
 import type { Message, NodeId } from "../raft/types";
-import { encodeRaftBatch, type GroupMessage } from "./raft-codec";
+import { encodeRaftFrame, type GroupMessage } from "./raft-codec";
 
 export class PeerTransport {
   private addresses = new Map<NodeId, string>();
@@ -33,7 +33,7 @@ export class PeerTransport {
     for (const [to, msgs] of this.outbox) {
       const address = this.addresses.get(to);
       if (!address || msgs.length === 0) continue;
-      this.pool.get(address).send({ case: "raft", value: encodeRaftBatch(this.selfId, to, msgs) });
+      this.pool.get(address).sendEncoded(encodeRaftFrame(this.selfId, to, msgs));
     }
     this.outbox.clear();
   }

@@ -1,7 +1,7 @@
 // Raft messages between brokers: the core's plain objects <-> the wire's RaftBatch. Everything one broker
 // sends another in one pump cycle travels as ONE RaftBatch frame, and heartbeats (the bulk of idle traffic
 // with many partitions) shrink to a GroupHeartbeat of four fields each.
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import {
   EntryType as WireEntryType,
   GroupHeartbeatSchema,
@@ -13,6 +13,7 @@ import {
   type RaftMessage,
 } from "../proto/goulette_pb";
 import { MessageType, type Entry, type EntryType, type Message, type NodeId, type SnapshotMeta } from "../raft/types";
+import { LENGTH_PREFIX_BYTES, type EncodedFrame } from "../wire";
 
 export interface GroupMessage {
   group: number;
@@ -124,4 +125,139 @@ function decodeRaftMessage(m: RaftMessage): Message {
     },
     context: m.context.length ? m.context : undefined,
   };
+}
+
+// ---- the frame, encoded by hand around the entries' data --------------------------------------------
+// Entry data (record batches, up to MiBs per Append) would otherwise be copied into a protobuf writer that
+// grows by doubling, and then again into the frame. Here the small parts are encoded by the generated code
+// or by hand and each entry's data is handed to the socket as its own piece. The result is a valid
+// protobuf Frame that the generated decoder reads (test/broker/raft-codec.test.ts checks it).
+
+const FRAME_RAFT_TAG = (6 << 3) | 2; // Frame.raft
+const BATCH_MESSAGES_TAG = (3 << 3) | 2; // RaftBatch.messages
+const MESSAGE_ENTRIES_TAG = (14 << 3) | 2; // RaftMessage.entries
+const ENTRY_TERM_TAG = (1 << 3) | 0;
+const ENTRY_INDEX_TAG = (2 << 3) | 0;
+const ENTRY_TYPE_TAG = (3 << 3) | 0;
+const ENTRY_DATA_TAG = (4 << 3) | 2;
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80);
+    size++;
+  }
+  return size;
+}
+
+/** Small parts of the frame, written into one buffer between the data pieces. */
+class HeadWriter {
+  private buf = new Uint8Array(256);
+  private at = 0;
+  readonly pieces: Uint8Array[] = [];
+
+  private room(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const next = new Uint8Array(Math.max(this.buf.length * 2, this.at + n));
+    next.set(this.buf.subarray(0, this.at));
+    this.buf = next;
+  }
+
+  byte(b: number): void {
+    this.room(1);
+    this.buf[this.at++] = b;
+  }
+
+  varint(n: number): void {
+    this.room(10);
+    while (n >= 0x80) {
+      this.buf[this.at++] = (n % 0x80) | 0x80;
+      n = Math.floor(n / 0x80);
+    }
+    this.buf[this.at++] = n;
+  }
+
+  uint32be(n: number): void {
+    this.room(4);
+    new DataView(this.buf.buffer, this.buf.byteOffset).setUint32(this.at, n);
+    this.at += 4;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.room(b.length);
+    this.buf.set(b, this.at);
+    this.at += b.length;
+  }
+
+  /** Ends the current head piece and puts `data` after it, uncopied. */
+  data(d: Uint8Array): void {
+    this.flushHead();
+    this.pieces.push(d);
+  }
+
+  flushHead(): void {
+    if (this.at === 0) return;
+    this.pieces.push(this.buf.subarray(0, this.at));
+    this.buf = new Uint8Array(256);
+    this.at = 0;
+  }
+}
+
+function entryHeadSize(e: Entry): number {
+  let n = 1 + varintSize(e.term) + 1 + varintSize(e.index);
+  if (e.type !== 0) n += 1 + varintSize(e.type);
+  if (e.data.length > 0) n += 1 + varintSize(e.data.length);
+  return n;
+}
+
+/** Everything one broker sends another in one pump round, as one frame, with no copy of entry data. */
+export function encodeRaftFrame(from: NodeId, to: NodeId, msgs: GroupMessage[]): EncodedFrame {
+  // Heartbeats and entry-less messages go through the generated encoder; entries are added by hand.
+  const withEntries = msgs.filter((m) => m.msg.entries.length > 0 && !isPlainHeartbeat(m.msg));
+  const rest = msgs.filter((m) => !withEntries.includes(m));
+  const small = toBinary(RaftBatchSchema, encodeRaftBatch(from, to, rest));
+  const parts = withEntries.map(({ group, msg }) => {
+    const base = toBinary(RaftMessageSchema, encodeRaftBatch(from, to, [{ group, msg: { ...msg, entries: [] } }]).messages[0]!);
+    let size = base.length;
+    const entrySizes = msg.entries.map((e) => {
+      const inner = entryHeadSize(e) + e.data.length;
+      size += 1 + varintSize(inner) + inner;
+      return inner;
+    });
+    return { base, size, entrySizes, entries: msg.entries };
+  });
+  let batchSize = small.length;
+  for (const p of parts) batchSize += 1 + varintSize(p.size) + p.size;
+  const frameSize = 1 + varintSize(batchSize) + batchSize;
+
+  const w = new HeadWriter();
+  w.uint32be(frameSize);
+  w.byte(FRAME_RAFT_TAG);
+  w.varint(batchSize);
+  w.bytes(small);
+  for (const p of parts) {
+    w.byte(BATCH_MESSAGES_TAG);
+    w.varint(p.size);
+    w.bytes(p.base);
+    p.entries.forEach((e, i) => {
+      w.byte(MESSAGE_ENTRIES_TAG);
+      w.varint(p.entrySizes[i]!);
+      w.byte(ENTRY_TERM_TAG);
+      w.varint(e.term);
+      w.byte(ENTRY_INDEX_TAG);
+      w.varint(e.index);
+      if (e.type !== 0) {
+        w.byte(ENTRY_TYPE_TAG);
+        w.varint(e.type);
+      }
+      if (e.data.length > 0) {
+        w.byte(ENTRY_DATA_TAG);
+        w.varint(e.data.length);
+        w.data(e.data);
+      }
+    });
+  }
+  w.flushHead();
+  const [head, ...more] = w.pieces;
+  return { head: head!, tail: undefined, more, byteLength: LENGTH_PREFIX_BYTES + frameSize };
 }

@@ -159,8 +159,12 @@ export class WireClient {
 
   /** One-way frame (correlation id 0): no response, dropped if the connection cannot be made. */
   send(body: Body): void {
+    this.sendEncoded(encodeFrame(0, body));
+  }
+
+  /** A one-way frame encoded by the caller (correlation id 0), sent piece by piece without a copy. */
+  sendEncoded(frame: EncodedFrame): void {
     if (this.closed) throw new WireError(ErrorCode.SHUTTING_DOWN, "client closed", {}, "closed");
-    const frame = encodeFrame(0, body);
     if (this.pending >= this.maxInFlight) return;
     const p: Pending = { id: 0, frame, resolve: () => {}, reject: () => {}, timer: undefined, deadlineMs: 0, timeoutMs: 0, done: false };
     this.submit(p);

@@ -13,6 +13,8 @@ export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 export interface EncodedFrame {
   head: Uint8Array;
   tail: Uint8Array | undefined;
+  /** Further pieces after the tail, in order (frames encoded by hand, e.g. Raft appends with entry data). */
+  more?: Uint8Array[];
   /** head.length + tail.length: what goes on the wire, prefix included. */
   byteLength: number;
 }
@@ -137,11 +139,18 @@ export function encodeFrame(correlationId: number, body: Body): EncodedFrame {
 
 /** The frame as one contiguous buffer (copies the tail): for tests and callers that need one buffer. */
 export function encodeFrameBytes(correlationId: number, body: Body): Uint8Array {
-  const f = encodeFrame(correlationId, body);
-  if (f.tail === undefined) return f.head;
+  return frameBytes(encodeFrame(correlationId, body));
+}
+
+/** Any encoded frame as one contiguous buffer. */
+export function frameBytes(f: EncodedFrame): Uint8Array {
+  if (f.tail === undefined && !f.more?.length) return f.head;
   const out = new Uint8Array(f.byteLength);
-  out.set(f.head, 0);
-  out.set(f.tail, f.head.length);
+  let at = 0;
+  for (const piece of [f.head, ...(f.tail ? [f.tail] : []), ...(f.more ?? [])]) {
+    out.set(piece, at);
+    at += piece.length;
+  }
   return out;
 }
 

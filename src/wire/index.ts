@@ -15,6 +15,8 @@ export { expectCase } from "./expect-case";
 export {
   encodeFrame,
   encodeFrameBytes,
+  frameBytes,
+  LENGTH_PREFIX_BYTES,
   decodeFrame,
   DEFAULT_MAX_FRAME_BYTES,
   type EncodedFrame,

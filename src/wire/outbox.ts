@@ -54,6 +54,11 @@ export class Outbox {
       this.pieces.push(frame.tail);
       this.queued += frame.tail.length;
     }
+    for (const piece of frame.more ?? []) {
+      if (piece.length === 0) continue;
+      this.pieces.push(piece);
+      this.queued += piece.length;
+    }
   }
 
   /** Call on `drain`. */
