@@ -223,10 +223,8 @@ export class Broker {
             continue;
           }
           round.push([p, rd]);
-          if (rd.entries.length > 0) {
-            this.wal.appendEntries(p.id.group, rd.entries);
-            needSync = true;
-          }
+          // Hard state before entries: a torn tail cuts a suffix of the WAL, so the stored term is then
+          // never older than the stored entries (a new term's first entries come in the same round).
           if (rd.hardState) {
             this.wal.setHardState(p.id.group, rd.hardState);
             // Term and vote must be durable before any message that relies on them leaves. The commit
@@ -235,6 +233,10 @@ export class Broker {
             const prev = p.persistedHardState;
             if (!prev || prev.term !== rd.hardState.term || prev.vote !== rd.hardState.vote) needSync = true;
             p.persistedHardState = rd.hardState;
+          }
+          if (rd.entries.length > 0) {
+            this.wal.appendEntries(p.id.group, rd.entries);
+            needSync = true;
           }
         }
         // A leader's appends and heartbeats promise nothing about its own disk (the core counts the leader
@@ -334,8 +336,8 @@ export class Broker {
         }
         await p.log.flush();
         this.wal.setSnapshot(p.id.group, snap);
-        if (rd.entries.length) this.wal.appendEntries(p.id.group, rd.entries);
         if (rd.hardState) this.wal.setHardState(p.id.group, rd.hardState);
+        if (rd.entries.length) this.wal.appendEntries(p.id.group, rd.entries);
         await this.wal.sync();
         p.restoreSnapshot(snap);
         for (const m of rd.messages) this.peers.queue(p.id.group, m);
@@ -502,7 +504,15 @@ export class Broker {
     let state = new PartitionState(log.logStartOffset);
     let applied = 0;
     if (recovered && (recovered.hardState || recovered.snapshot || recovered.entries.length > 0)) {
-      const hs = recovered.hardState ?? { term: 0, vote: 0, commit: 0 };
+      let hs = recovered.hardState ?? { term: 0, vote: 0, commit: 0 };
+      const lastTerm = recovered.entries.at(-1)?.term ?? recovered.snapshot?.term ?? 0;
+      if (lastTerm > hs.term) {
+        // Written by a version that stored entries before the hard state of their round, then torn
+        // between the two: the round never completed its fdatasync, so no vote of that term left this
+        // broker and the term can move up with no vote.
+        this.log.warn("stored term behind stored entries; moving it up", { partition: `${meta.topic}/${meta.partition}`, term: hs.term, lastTerm });
+        hs = { term: lastTerm, vote: 0, commit: hs.commit };
+      }
       const lastIndex = (recovered.snapshot?.index ?? 0) + recovered.entries.length;
       if (hs.commit > lastIndex) {
         // Only after corruption: the log lost entries this replica once had committed. Keep term and vote

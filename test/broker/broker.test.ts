@@ -257,3 +257,29 @@ describe("broker: RemoveTopic", () => {
     expect(existsSync(join(c.dir, "b1", "t", "0"))).toBe(false);
   });
 });
+
+describe("broker: restart after a torn WAL tail", () => {
+  test("a stored term older than the stored entries (torn between them) still starts, and the replica catches up", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    const victim = (leader + 1) % 3;
+    for (let i = 0; i < 5; i++) await c.produce(leader, "t", 0, [`t${i}`]);
+    await eventually(async () => (await c.readAll(victim, "t", 0)).length === 5);
+    await c.kill(victim);
+    // Leave the WAL as a tear between a round's entries and its hard state would: the last hard state
+    // on disk names a term older than the entries before it.
+    const { Wal, parseFsyncPolicy } = await import("../../src/storage");
+    const { join } = await import("node:path");
+    const wal = await Wal.open({ dir: join(c.dir, `b${victim + 1}`, ".wal"), fsync: parseFsyncPolicy("always") });
+    const g = wal.recovered.get(1)!;
+    const lastTerm = g.entries.at(-1)!.term;
+    expect(lastTerm).toBeGreaterThan(1);
+    wal.setHardState(1, { term: lastTerm - 1, vote: 0, commit: g.hardState!.commit });
+    await wal.sync();
+    await wal.close();
+    await c.restart(victim);
+    await c.produce(leader, "t", 0, ["after"]);
+    await eventually(async () => (await c.readAll(victim, "t", 0)).length === 6);
+    expect((await c.readAll(victim, "t", 0)).map((r) => r.value)).toEqual(["t0", "t1", "t2", "t3", "t4", "after"]);
+  });
+});
