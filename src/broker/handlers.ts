@@ -22,7 +22,7 @@ import {
 } from "../proto/goulette_pb";
 import { readBatchHeader, verifyBatch } from "../wire/batch";
 import { StorageError } from "../storage";
-import { errorBody, protoError, WireError, type Body } from "../wire";
+import { errorBody, WireError, type Body } from "../wire";
 import type { Broker } from "./broker";
 import { CommandKind, encodeCommand } from "./commands";
 import { NotLeaderError, type Partition } from "./partition";
@@ -275,4 +275,3 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   });
 }
 
-export { protoError };

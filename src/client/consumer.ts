@@ -130,7 +130,7 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
         await this.commit().catch(() => {});
         this.setAssignment([]);
       },
-      onAssign: async (parts) => this.setAssignment(await this.startingPoints(groupId, parts)),
+      onAssign: async (parts) => this.setAssignment(await this.startingPoints(parts)),
       onFatal: (err) => this.fail(err),
     });
     await this.group.start();
@@ -310,7 +310,7 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
     this.wakeSpace();
   }
 
-  private async startingPoints(groupId: string, parts: { topic: string; partition: number }[]): Promise<Assignment[]> {
+  private async startingPoints(parts: { topic: string; partition: number }[]): Promise<Assignment[]> {
     return Promise.all(
       parts.map(async ({ topic, partition }) => {
         const at = await this.committedOffset(topic, partition).catch(() => undefined);

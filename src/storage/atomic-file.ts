@@ -10,17 +10,22 @@ export function writeFileAtomic(fs: FileLayer, path: string, bytes: Uint8Array):
   const tmp = `${path}.tmp`;
   try {
     if (fs.exists(tmp)) fs.unlink(tmp);
-    const h = fs.open(tmp, "create");
-    try {
-      h.write(bytes, 0);
-      h.truncate(bytes.length);
-      h.datasyncSync();
-    } finally {
-      h.close();
-    }
+    writeFileDurable(fs, tmp, bytes);
     fs.rename(tmp, path);
     fs.fsyncDir(dirname(path));
   } catch (err) {
     throw storageErrorFromOs(err, "atomically writing", path);
+  }
+}
+
+/** Writes `path` to hold exactly `bytes` and fdatasyncs it (not atomic: a crash may leave a mix). */
+export function writeFileDurable(fs: FileLayer, path: string, bytes: Uint8Array): void {
+  const h = fs.open(path, "create");
+  try {
+    h.write(bytes, 0);
+    h.truncate(bytes.length);
+    h.datasyncSync();
+  } finally {
+    h.close();
   }
 }

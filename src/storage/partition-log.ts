@@ -2,6 +2,7 @@
 // segment with a sparse offset index and a time index beside it. Appends go to the page cache without an
 // fsync (the shared WAL made them durable); flush() makes them durable here so the WAL can let go.
 // Batches are stored and served byte-for-byte; every read verifies their checksum.
+import { writeFileDurable } from "./atomic-file";
 import { join } from "node:path";
 import {
   BATCH_HEADER_BYTES,
@@ -208,14 +209,8 @@ export class PartitionLog {
       ["index", index.encodeOffsets(s)],
       ["timeindex", index.encodeTimes()],
     ] as const) {
-      const h = this.fs.open(this.path(baseOffset, ext), "create");
-      try {
-        h.write(bytes, 0);
-        h.truncate(bytes.length);
-        h.datasyncSync();
-      } finally {
-        h.close();
-      }
+      // Not atomic on purpose: an index carries its own checksum and is rebuilt when it does not verify.
+      writeFileDurable(this.fs, this.path(baseOffset, ext), bytes);
     }
   }
 
