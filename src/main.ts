@@ -1,6 +1,7 @@
 // The goulette executable: picks the command (or the mode named by GOULETTE_MODE) and hands it argv.
 // Exit codes: 0 success, 1 failure at runtime, 2 usage error (bad flag or value), each error one line on stderr.
 import { parseBrokerOptions, parseSentinelOptions } from "./cli/config";
+import { reexecWithAllocatorSettings } from "./cli/allocator";
 import { devChildEnv, parseDevOptions, runDev, selfCommand } from "./cli/dev";
 import { runServer, type RunServerHooks, type StartServer } from "./cli/run-server";
 import type { Env } from "./cli/settings";
@@ -154,7 +155,15 @@ function usageError(prefix: string, message: string): number {
   return exitUsage;
 }
 
+/** The servers and the benchmark allocate batch-sized buffers all the time (see cli/allocator.ts). */
+export function wantsAllocatorSettings(argv: readonly string[], env: Env): boolean {
+  const first = argv[0];
+  if (first !== undefined && commands.includes(first)) return (serverModes as readonly string[]).includes(first) || first === "bench";
+  return env.GOULETTE_MODE !== undefined && env.GOULETTE_MODE !== "";
+}
+
 if (import.meta.main) {
+  if (wantsAllocatorSettings(process.argv.slice(2), process.env)) reexecWithAllocatorSettings(selfCommand(), process.argv.slice(2), process.env);
   const code = await main(process.argv.slice(2), process.env);
   // Let stdout drain into a pipe before exiting; process.exit would otherwise cut it short.
   await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));

@@ -103,8 +103,8 @@ function lineReader(stream: ReadableStream<Uint8Array>) {
   };
 }
 
-function spawn(cmd: string[]) {
-  const p = Bun.spawn(cmd, { cwd: work, env: cleanEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+function spawn(cmd: string[], extraEnv: Record<string, string> = {}) {
+  const p = Bun.spawn(cmd, { cwd: work, env: cleanEnv(extraEnv), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   started.push(p);
   return { p, out: lineReader(p.stdout), err: lineReader(p.stderr) };
 }
@@ -184,6 +184,38 @@ describe("compiled executable", () => {
     b.p.kill("SIGTERM");
     expect(await b.p.exited).toBe(0);
     await b.err.next((l) => l.includes('"stopped"'));
+  });
+
+  /** The environment a running process has now (after any re-exec), from /proc. */
+  function environOf(pid: number): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const kv of readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")) {
+      const eq = kv.indexOf("=");
+      if (eq > 0) out[kv.slice(0, eq)] = kv.slice(eq + 1);
+    }
+    return out;
+  }
+
+  test("a server re-executes itself once with the allocator kept from returning memory, same pid and arguments", async () => {
+    const b = spawn([fakeBinary, "broker", "--id", "5", "--listen", "127.0.0.1:0", "--sentinel", "127.0.0.1:1"], { KEEP_ME: "yes" });
+    const line = JSON.parse(await b.err.next((l) => l.includes('"listening"'))) as Record<string, unknown>;
+    expect(line).toMatchObject({ mode: "broker", id: 5, pid: b.p.pid });
+    const env = environOf(b.p.pid);
+    expect(env.MIMALLOC_PURGE_DELAY).toBe("-1");
+    expect(env.KEEP_ME).toBe("yes");
+    expect(readFileSync(`/proc/${b.p.pid}/cmdline`, "utf8").split("\0").filter(Boolean).slice(1)).toEqual([
+      "broker", "--id", "5", "--listen", "127.0.0.1:0", "--sentinel", "127.0.0.1:1",
+    ]);
+    b.p.kill("SIGTERM");
+    expect(await b.p.exited).toBe(0);
+  });
+
+  test("a user's own allocator setting is kept", async () => {
+    const b = spawn([fakeBinary, "broker", "--id", "6", "--listen", "127.0.0.1:0", "--sentinel", "127.0.0.1:1"], { MIMALLOC_PURGE_DELAY: "250" });
+    await b.err.next((l) => l.includes('"listening"'));
+    expect(environOf(b.p.pid).MIMALLOC_PURGE_DELAY).toBe("250");
+    b.p.kill("SIGTERM");
+    expect(await b.p.exited).toBe(0);
   });
 
   test("a server that cannot start exits 1 with one error line naming the address", () => {

@@ -1,5 +1,7 @@
 // The executable as a user runs it from source: `bun src/main.ts ...`.
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { version as packageVersion } from "../../package.json";
 
@@ -129,5 +131,42 @@ describe("usage errors from the executable", () => {
     expectUsageError(run(["dev", "--brokers", "0"]), `goulette dev: --brokers "0": expected an integer 1-32`);
     expectUsageError(run(["dev", "--port", "65534", "--brokers", "3"]), `goulette dev: --port "65534": expected an integer 0-65532`);
     expectUsageError(run(["dev"], { GOULETTE_BROKERS: "three" }), `goulette dev: GOULETTE_BROKERS "three": expected an integer 1-32`);
+  });
+});
+
+describe("allocator settings", () => {
+  test("servers (also by GOULETTE_MODE) and the benchmark want them; short-lived clients do not", async () => {
+    const { wantsAllocatorSettings } = await import("../../src/main");
+    for (const mode of ["broker", "sentinel", "dev", "bench"]) expect(wantsAllocatorSettings([mode], {})).toBe(true);
+    for (const cmd of ["topic", "produce", "consume", "cluster", "version"]) expect(wantsAllocatorSettings([cmd], {})).toBe(false);
+    expect(wantsAllocatorSettings(["--listen", "127.0.0.1:0"], { GOULETTE_MODE: "broker" })).toBe(true);
+    expect(wantsAllocatorSettings([], {})).toBe(false);
+  });
+
+  test("a server run from source re-executes itself with the setting, same pid", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "goulette-alloc-"));
+    const p = Bun.spawn([process.execPath, main, "sentinel", "--listen", "127.0.0.1:0", "--data-dir", dir], {
+      cwd: root,
+      env: cleanEnv(),
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    try {
+      const reader = p.stderr.getReader();
+      let text = "";
+      while (!text.includes('"listening"')) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`sentinel exited: ${text}`);
+        text += new TextDecoder().decode(value);
+      }
+      const environ = readFileSync(`/proc/${p.pid}/environ`, "utf8");
+      expect(environ.split("\0")).toContain("MIMALLOC_PURGE_DELAY=-1");
+      expect(text).toContain(`"pid":${p.pid}`);
+    } finally {
+      p.kill("SIGTERM");
+      await p.exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
