@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Admin } from "../../src/client/admin";
 import { progress } from "./emit";
+import { ALLOCATOR_ENV, ALLOCATOR_VALUE } from "../../src/cli/allocator";
 import { gouletteCommand, profiledCommand, type GouletteCommand } from "./goulette";
 import { alive, signal, spawn, stop, type Child } from "./proc";
 
@@ -172,7 +173,7 @@ export class Cluster {
       "--data-dir",
       dataDir,
       ...(this.options.fsync ? ["--fsync", this.options.fsync] : []),
-    ]);
+    ], profiled ? { env: { [ALLOCATOR_ENV]: ALLOCATOR_VALUE } } : {});
     this.processes.push(child);
     const address = await listening(child);
     return { id, address, pid: child.proc.pid, dataDir, child };

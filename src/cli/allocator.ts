@@ -20,6 +20,9 @@ export const ALLOCATOR_VALUE = "-1"; // never give freed memory back to the kern
  */
 export function reexecWithAllocatorSettings(self: readonly string[], args: readonly string[], env: Record<string, string | undefined>): void {
   if (env[ALLOCATOR_ENV] !== undefined) return;
+  // Runtime flags (bun --cpu-prof ...) start helpers that signal the main thread (the sampling profiler);
+  // a signal pending across execve would kill the new image. Whoever passes such flags sets the variable.
+  if (process.execArgv.length > 0) return;
   const execve = (process as { execve?: (file: string, args: string[], env: Record<string, string>) => never }).execve;
   if (typeof execve !== "function") return;
   const nextEnv: Record<string, string> = {};
@@ -28,7 +31,7 @@ export function reexecWithAllocatorSettings(self: readonly string[], args: reado
   const [file, ...rest] = self;
   if (file === undefined) return;
   try {
-    execve.call(process, file, [file, ...process.execArgv, ...rest, ...args], nextEnv);
+    execve.call(process, file, [file, ...rest, ...args], nextEnv);
   } catch {
     // Not fatal: the server runs as before, only with more page faults.
   }

@@ -137,7 +137,9 @@ export class FrameDecoder {
       this.skip(n);
       return view;
     }
-    const out = new Uint8Array(n);
+    // Every byte is overwritten below, so skip the zero-fill (a frame can be megabytes, hundreds a second).
+    const raw = Buffer.allocUnsafeSlow(n);
+    const out = new Uint8Array(raw.buffer, raw.byteOffset, n);
     let filled = 0;
     while (filled < n) {
       const c = this.chunks[0]!;
