@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { ErrorCode, PartitionStatusSchema, Role as WireRole, type PartitionStatus, type SetTopicRoleRequest } from "../proto/goulette_pb";
 import { RaftNode } from "../raft/node";
 import { ProgressState } from "../raft/progress";
-import { MessageType, Role, type Message, type NodeId, type Ready, type RestartState, type SnapshotMeta, type SoftState } from "../raft/types";
+import { MessageType, NONE, Role, type Message, type NodeId, type Ready, type RestartState, type SnapshotMeta, type SoftState } from "../raft/types";
 import { PartitionLog, Wal, parseFsyncPolicy, realFileLayer, writeFileAtomic, type RecoveredGroup, type StorageLogger } from "../storage";
 import { ClientPool, serve, WireError, type Body, type WireServer } from "../wire";
 import type { Logger } from "../log";
@@ -34,6 +34,10 @@ const COMPACT_LAG_ENTRIES = 10_000;
 const FOLLOWER_HOLDOFF_ELECTIONS = 4;
 const SNAPSHOT_STUCK_MS = 10_000;
 const EARLY = new Set<MessageType>([MessageType.Append, MessageType.Heartbeat, MessageType.Snapshot]);
+/** A leader lets a group sleep after it was idle this many election timeouts (no flapping under bursts). */
+const QUIESCE_AFTER_ELECTIONS = 1;
+/** A follower wakes its sleeping groups when their leader's broker was silent this many election timeouts. */
+const PEER_SILENT_ELECTIONS = 2;
 
 /** What a partition directory remembers so a restarted broker rejoins its groups without the sentinel. */
 interface PartitionMeta {
@@ -44,6 +48,8 @@ interface PartitionMeta {
   learners: NodeId[];
   peers: Record<string, string>; // broker id -> address
 }
+
+const ROLE_CODE: Record<Role, number> = { [Role.Follower]: 1, [Role.PreCandidate]: 2, [Role.Candidate]: 3, [Role.Leader]: 4 };
 
 function roleToWire(r: Role): WireRole {
   switch (r) {
@@ -76,6 +82,9 @@ export class Broker {
   private compactTimer: ReturnType<typeof setInterval> | undefined;
   private relieving = false;
   private metas = new Map<number, PartitionMeta>();
+  /** When each peer broker was last heard from (any Raft frame, pings included). */
+  private lastHeard = new Map<NodeId, number>();
+  private ticks = 0;
   private stopping = false;
   /** Fatal WAL fault: nothing can be made durable any more, so nothing is acknowledged. */
   walFailed: Error | undefined;
@@ -125,6 +134,7 @@ export class Broker {
         fsyncPolicy: this.opts.fsync,
         version: VERSION,
         status: () => [...this.byGroup.values()].map((p) => this.status(p)),
+        fingerprint: () => this.statusFingerprint(),
       },
       this.pool,
       this.log,
@@ -134,6 +144,7 @@ export class Broker {
 
   private handle(body: Body): Body | undefined | Promise<Body | undefined> {
     if (body.case === "raft") {
+      this.lastHeard.set(body.value.from, performance.now());
       for (const { group, msg } of decodeRaftBatch(body.value)) this.stepRemote(group, msg);
       return undefined;
     }
@@ -160,19 +171,63 @@ export class Broker {
       this.log.error("raft step failed", { group, error: (e as Error).message });
       return;
     }
+    if (msg.quiesce) {
+      if (p.node.canSleepOn(msg)) p.quiesced = true;
+    } else if (p.quiesced && !(msg.type === MessageType.HeartbeatResponse && p.isLeader())) {
+      // Anything but the answers to our own quiesce heartbeat means the group has something to do.
+      this.wake(p);
+    }
     this.markDirty(p);
   }
 
+  /** The group ticks again: heartbeats on a leader, the election timer on a follower. */
+  wake(p: Partition): void {
+    p.quiesced = false;
+    p.idleTicks = 0;
+  }
+
+  private peerSilent(id: NodeId, now: number): boolean {
+    const heard = this.lastHeard.get(id);
+    return heard === undefined || now - heard > PEER_SILENT_ELECTIONS * this.opts.electionTicks * this.opts.tickMs;
+  }
+
   private tick(): void {
+    const now = performance.now();
+    const quiesceAfter = QUIESCE_AFTER_ELECTIONS * this.opts.electionTicks;
+    // Sleeping groups are looked at once per heartbeat interval, not every tick: with many idle
+    // partitions this loop is most of what an idle broker does.
+    const lookAtSleepers = ++this.ticks % this.opts.heartbeatTicks === 0;
     for (const p of this.byGroup.values()) {
       if (p.removed) continue;
+      if (p.quiesced) {
+        if (!lookAtSleepers) continue;
+        // A sleeping leader wakes once it has work (a proposal appended); a sleeping follower when its
+        // leader's broker went silent (then its own election timer runs, as for any lost leader).
+        // (Checked every tick for every sleeping group, so only cheap fields: a proposal moves lastIndex.)
+        const stillIdle = p.isLeader()
+          ? p.node.lastIndex === p.quiescedIndex && p.node.term === p.quiescedTerm
+          : p.node.leader !== NONE && !this.peerSilent(p.node.leader, now);
+        if (stillIdle) continue;
+        this.wake(p);
+      }
       if (p.tickHoldoff > 0) {
         p.tickHoldoff--;
         continue;
       }
       p.node.tick();
-      this.dirty.add(p);
+      if (p.isLeader() && p.node.quiescable()) {
+        if (++p.idleTicks >= quiesceAfter && p.node.quiesce()) {
+          p.quiesced = true;
+          p.quiescedIndex = p.node.lastIndex;
+          p.quiescedTerm = p.node.term;
+        }
+      } else {
+        p.idleTicks = 0;
+      }
+      if (p.node.hasReady()) this.dirty.add(p);
     }
+    // Sleeping groups send no heartbeats, so followers learn that this broker lives from a ping per peer.
+    if (lookAtSleepers) this.peers.ping();
     this.schedulePump();
   }
 
@@ -625,6 +680,41 @@ export class Broker {
     await p.log.remove();
     rmSync(this.partitionDir(topic, partition), { recursive: true, force: true });
     this.log.info("partition removed", { partition: p.key });
+  }
+
+  /**
+   * A hash of every field status() reports, for every partition: equal from one beat to the next only when
+   * nothing changed (a collision merely delays a report to the periodic full one). No strings, no objects:
+   * it runs for every partition five times a second.
+   */
+  statusFingerprint(): string {
+    let h = 0x811c9dc5 ^ this.byGroup.size;
+    const mix = (x: number) => {
+      h = Math.imul(h ^ (x >>> 0), 0x01000193);
+      h = Math.imul(h ^ Math.floor(x / 0x1_0000_0000), 0x01000193);
+    };
+    for (const p of this.byGroup.values()) {
+      const n = p.node;
+      mix(p.id.group);
+      mix(p.id.partition);
+      mix(p.id.topic.length);
+      mix(ROLE_CODE[n.role]);
+      mix(n.term);
+      mix(n.leader);
+      mix(p.log.nextOffset);
+      mix(n.commitIndex);
+      mix(p.appliedIndex);
+      mix(p.log.logStartOffset);
+      const conf = n.conf;
+      for (const v of conf.voters) mix(v);
+      mix(0xffff);
+      for (const l of conf.learners) mix(l);
+      n.forEachMatch((id, match) => {
+        mix(id);
+        mix(match);
+      });
+    }
+    return String(h >>> 0);
   }
 
   status(p: Partition): PartitionStatus {

@@ -61,6 +61,17 @@ export class Partition {
    */
   voteFenced = false;
   leaderCommitSeen = 0;
+  /**
+   * The group sleeps (see RaftNode.quiesce): the broker does not tick it, so an idle partition costs no
+   * heartbeats. Woken by a proposal, by a message other than the answer to the quiesce heartbeat, or on a
+   * follower when the leader's broker falls silent.
+   */
+  quiesced = false;
+  /** Leader: consecutive ticks the group has been quiescable. */
+  idleTicks = 0;
+  /** Leader: the log's end and the term when the group went to sleep; any change means work arrived. */
+  quiescedIndex = 0;
+  quiescedTerm = 0;
   /** Snapshots installed from a leader (fragments pulled); a figure for status and tests. */
   snapshotsInstalled = 0;
 

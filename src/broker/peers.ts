@@ -28,6 +28,21 @@ export class PeerTransport {
     q.push({ group, msg });
   }
 
+  /** Peers with a known address. */
+  known(): NodeId[] {
+    return [...this.addresses.keys()];
+  }
+
+  /**
+   * An empty frame to every known peer: it says "this broker is alive" for the groups it leads that sleep
+   * (quiesced groups send no heartbeats), at a cost per peer instead of per group.
+   */
+  ping(): void {
+    for (const [to, address] of this.addresses) {
+      if (!this.outbox.get(to)?.length) this.pool.get(address).sendEncoded(encodeRaftFrame(this.selfId, to, []));
+    }
+  }
+
   /** Sends one frame per peer with everything queued for it. */
   flush(): void {
     for (const [to, msgs] of this.outbox) {

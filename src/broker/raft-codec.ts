@@ -41,6 +41,7 @@ export function encodeRaftBatch(from: NodeId, to: NodeId, msgs: GroupMessage[]):
           commit: BigInt(msg.commit),
           response: msg.type === MessageType.HeartbeatResponse,
           context: msg.context ?? EMPTY,
+          quiesce: msg.quiesce === true,
         }),
       );
       continue;
@@ -59,6 +60,7 @@ export function encodeRaftBatch(from: NodeId, to: NodeId, msgs: GroupMessage[]):
         rejectHint: BigInt(msg.rejectHint),
         hintTerm: BigInt(msg.hintTerm),
         context: msg.context ?? EMPTY,
+        quiesce: msg.quiesce === true,
         snapshot: msg.snapshot && create(SnapshotMetaSchema, encodeSnapshotMeta(msg.snapshot)),
         entries: msg.entries.map((e) =>
           create(RaftEntrySchema, { term: BigInt(e.term), index: BigInt(e.index), type: e.type as number as WireEntryType, data: e.data }),
@@ -91,6 +93,7 @@ export function decodeRaftBatch(batch: RaftBatch): GroupMessage[] {
         hintTerm: 0,
         entries: [],
         context: h.context.length ? h.context : undefined,
+        ...(h.quiesce ? { quiesce: true } : {}),
       },
     });
   }
@@ -124,6 +127,7 @@ function decodeRaftMessage(m: RaftMessage): Message {
       data: m.snapshot.data,
     },
     context: m.context.length ? m.context : undefined,
+    ...(m.quiesce ? { quiesce: true } : {}),
   };
 }
 
@@ -213,8 +217,9 @@ function entryHeadSize(e: Entry): number {
 /** Everything one broker sends another in one pump round, as one frame, with no copy of entry data. */
 export function encodeRaftFrame(from: NodeId, to: NodeId, msgs: GroupMessage[]): EncodedFrame {
   // Heartbeats and entry-less messages go through the generated encoder; entries are added by hand.
-  const withEntries = msgs.filter((m) => m.msg.entries.length > 0 && !isPlainHeartbeat(m.msg));
-  const rest = msgs.filter((m) => !withEntries.includes(m));
+  const withEntries: GroupMessage[] = [];
+  const rest: GroupMessage[] = [];
+  for (const m of msgs) (m.msg.entries.length > 0 && !isPlainHeartbeat(m.msg) ? withEntries : rest).push(m);
   const small = toBinary(RaftBatchSchema, encodeRaftBatch(from, to, rest));
   const parts = withEntries.map(({ group, msg }) => {
     const base = toBinary(RaftMessageSchema, encodeRaftBatch(from, to, [{ group, msg: { ...msg, entries: [] } }]).messages[0]!);

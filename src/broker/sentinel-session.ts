@@ -19,11 +19,15 @@ export interface SessionOptions {
   fsyncPolicy: string;
   version: string;
   status(): PartitionStatus[];
+  /** Changes whenever any status would; equal strings let a beat say "unchanged" instead of re-sending. */
+  fingerprint?(): string;
 }
 
 const DEFAULT_KEEP_ALIVE_MS = 200;
 const CALL_TIMEOUT_MS = 2_000;
 const BACKOFF_MAX_MS = 1_000;
+/** An "unchanged" beat is still followed by a full report this often (beats), whatever the fingerprint says. */
+const FULL_REPORT_EVERY_BEATS = 25;
 
 export class SentinelSession {
   private current = 0; // index into sentinels
@@ -35,6 +39,9 @@ export class SentinelSession {
   private failures = 0;
   private beating = false;
   private nudged = false;
+  /** Fingerprint of the last full report this sentinel acknowledged; undefined forces a full one. */
+  private reported: string | undefined;
+  private beatsSinceFull = 0;
 
   constructor(
     private opts: SessionOptions,
@@ -102,9 +109,13 @@ export class SentinelSession {
         );
         this.keepAliveMs = res.keepAliveIntervalMs || DEFAULT_KEEP_ALIVE_MS;
         this.registered = true;
+        this.reported = undefined;
         this.log.info("registered", { sentinel: address, keepAliveMs: this.keepAliveMs });
       }
-      expectCase(
+      const fingerprint = this.opts.fingerprint?.();
+      const unchanged =
+        fingerprint !== undefined && fingerprint === this.reported && this.beatsSinceFull < FULL_REPORT_EVERY_BEATS;
+      const res = expectCase(
         await this.pool.get(address).call(
           {
             case: "keepAlive",
@@ -112,13 +123,21 @@ export class SentinelSession {
               brokerId: this.opts.brokerId,
               address: this.opts.address,
               fsyncPolicy: this.opts.fsyncPolicy,
-              partitions: this.opts.status(),
+              ...(unchanged ? { unchanged: true } : { partitions: this.opts.status() }),
             }),
           },
           { timeoutMs: CALL_TIMEOUT_MS },
         ),
         "keepAliveResponse",
       );
+      if (res.sendFull) {
+        this.reported = undefined;
+      } else if (!unchanged) {
+        this.reported = fingerprint;
+        this.beatsSinceFull = 0;
+      } else {
+        this.beatsSinceFull++;
+      }
       this.failures = 0;
       this.schedule(this.keepAliveMs);
     } catch (e) {

@@ -112,6 +112,12 @@ export class RaftNode {
     return this.r.log.entry(index);
   }
 
+  /** Leader: each member's match index, without building a status (called for many groups often). */
+  forEachMatch(f: (id: NodeId, match: number) => void): void {
+    if (this.r.role !== Role.Leader) return;
+    for (const [id, pr] of this.r.progress) f(id, pr.match);
+  }
+
   status(): RaftStatus {
     const s: RaftStatus = {
       id: this.id,
@@ -139,6 +145,36 @@ export class RaftNode {
 
   tick(): void {
     this.r.tick();
+  }
+
+  /** Leader with nothing in flight: see quiesce(). */
+  quiescable(): boolean {
+    return this.r.quiescable();
+  }
+
+  /**
+   * Puts an idle group to sleep: sends each member a last heartbeat marked `quiesce` with the commit
+   * index. The core itself never sleeps; the driver stops calling tick() for the group (no heartbeats
+   * from the leader, no election timer on followers) and starts again when anything happens: a proposal,
+   * a message other than that heartbeat's answer, or, on a follower, the leader's node falling silent.
+   * Returns false (and sends nothing) when the group is not idle.
+   */
+  quiesce(): boolean {
+    if (!this.r.quiescable()) return false;
+    this.r.bcastQuiesce();
+    return true;
+  }
+
+  /**
+   * A follower may sleep on a leader's quiesce heartbeat when it follows that leader in that term and
+   * holds exactly the committed log (a stale replica keeps its timer, so it catches up or elects).
+   */
+  canSleepOn(m: Message): boolean {
+    const r = this.r;
+    return (
+      m.type === MessageType.Heartbeat && m.quiesce === true && r.role === Role.Follower &&
+      m.term === r.term && m.from === r.leader && r.log.committed === r.log.lastIndex && m.commit === r.log.lastIndex
+    );
   }
 
   /** Start an election now (pre-vote first when enabled). */

@@ -529,6 +529,34 @@ export class Raft {
     for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id);
   }
 
+  /**
+   * A leader may let its group sleep when nothing is in flight: every entry is committed, every member
+   * (learners too) holds all of them (so no membership change is pending either), the term's first entry
+   * is committed, and no transfer is under way. Then a heartbeat with the commit index is all a follower could still need.
+   */
+  quiescable(): boolean {
+    if (this.role !== Role.Leader || this.leadTransferee !== NONE) return false;
+    const last = this.log.lastIndex;
+    if (this.log.committed !== last || this.log.lastTerm() !== this.term) return false;
+    for (const [id, pr] of this.progress) {
+      if (id !== this.id && (pr.match !== last || pr.state !== ProgressState.Replicate)) return false;
+    }
+    return true;
+  }
+
+  /** The last heartbeat before sleeping: carries the commit index (every member's match) and the mark. */
+  bcastQuiesce(): void {
+    assert(this.quiescable(), "quiesce while the group has work in flight");
+    for (const id of this.progress.keys()) {
+      if (id === this.id) continue;
+      const m = this.newMessage(MessageType.Heartbeat, id);
+      m.commit = this.log.committed;
+      m.quiesce = true;
+      this.send(m);
+    }
+    this.heartbeatElapsed = 0;
+  }
+
   bcastHeartbeat(): void {
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;

@@ -81,6 +81,11 @@ export interface Message {
   entries: Entry[];
   snapshot?: SnapshotMeta;
   context?: Uint8Array;
+  /**
+   * Heartbeat only: the group is idle and every member holds the whole log, so the leader stops sending
+   * heartbeats until something changes. The driver decides what sleeping means (see RaftNode.quiesce).
+   */
+  quiesce?: boolean;
 }
 
 export interface SoftState {

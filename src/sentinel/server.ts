@@ -50,6 +50,8 @@ export const MAX_UNREACHABLE_REPORTED = 16;
 export const LEADER_WAIT_MS = 1_000; // GetTopicLeader waits this long for an election to finish
 const LEADER_REPROBE_MS = 50;
 export const STALL_TOLERANCE_MS = 250; // tick lateness beyond which the sentinel counts itself as stalled
+/** On a beat that says "unchanged", drift is checked at most this often per broker. */
+const UNCHANGED_OBSERVE_EVERY_MS = 1_000;
 const DEFAULT_REPLICAS = 3;
 
 type Handled = Body | Promise<Body>;
@@ -75,6 +77,7 @@ export class Sentinel {
   private readonly probes = new Map<BrokerId, Promise<boolean>>();
   private readonly createdAtMs = performance.now();
   private lastTickMs = performance.now();
+  private readonly observedAtMs = new Map<number, number>();
   private stopped = false;
 
   constructor(private readonly deps: SentinelDeps) {
@@ -289,8 +292,19 @@ export class Sentinel {
     const now = performance.now();
     const t = this.health.beat(id, now);
     if (t) this.onTransition(t);
-    this.reports.replaceAll(id, req.partitions, now);
-    this.notifier.observe(id, req.partitions, now);
+    if (req.unchanged) {
+      // The broker says nothing changed since its last report: reuse it, or ask for a full one.
+      if (!this.reports.hasReported(id)) return { case: "keepAliveResponse", value: create(KeepAliveResponseSchema, { sendFull: true }) };
+      // Drift checks look at every partition: on a report that did not change, once a second is enough.
+      if (now - (this.observedAtMs.get(id) ?? 0) >= UNCHANGED_OBSERVE_EVERY_MS) {
+        this.observedAtMs.set(id, now);
+        this.notifier.observe(id, this.reports.statusesOf(id).map((r) => r.status), now);
+      }
+    } else {
+      this.reports.replaceAll(id, req.partitions, now);
+      this.observedAtMs.set(id, now);
+      this.notifier.observe(id, req.partitions, now);
+    }
     if (req.fsyncPolicy !== "" && req.fsyncPolicy !== known.fsyncPolicy) {
       void this.propose({ ...known, type: "register-broker", fsyncPolicy: req.fsyncPolicy }).catch(() => {});
     }

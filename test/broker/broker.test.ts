@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { ErrorCode, ReadFrom } from "../../src/proto/goulette_pb";
+import { MessageType } from "../../src/raft/types";
 import { WireError } from "../../src/wire";
 import { BrokerCluster } from "./harness";
 
@@ -281,5 +282,60 @@ describe("broker: restart after a torn WAL tail", () => {
     await c.produce(leader, "t", 0, ["after"]);
     await eventually(async () => (await c.readAll(victim, "t", 0)).length === 6);
     expect((await c.readAll(victim, "t", 0)).map((r) => r.value)).toEqual(["t0", "t1", "t2", "t3", "t4", "after"]);
+  });
+});
+
+describe("broker: idle groups sleep (quiescence)", () => {
+  const partitionsOf = (c: BrokerCluster) => c.brokers.flatMap((b) => (b ? [b.broker.byName.get("t/0")!] : []));
+
+  /** Heartbeats the brokers' Raft groups queue for their peers during `ms` (pings are not messages). */
+  async function heartbeatsDuring(c: BrokerCluster, ms: number): Promise<number> {
+    let n = 0;
+    const restore: (() => void)[] = [];
+    for (const b of c.brokers) {
+      if (!b) continue;
+      const peers = b.broker.peers;
+      const queue = peers.queue.bind(peers);
+      peers.queue = (group, msg) => {
+        if (msg.type === MessageType.Heartbeat) n++;
+        queue(group, msg);
+      };
+      restore.push(() => (peers.queue = queue));
+    }
+    await Bun.sleep(ms);
+    for (const r of restore) r();
+    return n;
+  }
+
+  test("an idle group stops heartbeats on every replica, wakes for a produce, and followers still serve all of it", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    await c.produce(leader, "t", 0, ["a"]);
+    await eventually(() => partitionsOf(c).every((p) => p.quiesced));
+    expect(await heartbeatsDuring(c, 300)).toBe(0);
+    expect(c.leaderOf("t", 0)).toBe(leader); // nobody campaigned while it slept
+
+    const r = await c.produce(leader, "t", 0, ["b", "c"]);
+    expect(Number(r.baseOffset)).toBe(1);
+    // The last heartbeat before sleeping carries the commit index: followers serve everything.
+    await eventually(() => partitionsOf(c).every((p) => p.quiesced));
+    for (const f of [0, 1, 2].filter((i) => i !== leader)) {
+      expect((await c.readAll(f, "t", 0, ReadFrom.FOLLOWER)).map((x) => x.value)).toEqual(["a", "b", "c"]);
+    }
+  });
+
+  test("when the leader's broker dies while the group sleeps, the followers notice and elect", async () => {
+    const c = await threeBrokers();
+    const old = c.leaderOf("t", 0)!;
+    await c.produce(old, "t", 0, ["a"]);
+    await eventually(() => partitionsOf(c).every((p) => p.quiesced));
+    const killedAt = performance.now();
+    await c.kill(old);
+    const next = await c.waitForLeader("t", 0, 5_000);
+    expect(next).not.toBe(old);
+    // Silence is noticed after two election timeouts (300 ms), then an election (150-300 ms) runs.
+    expect(performance.now() - killedAt).toBeLessThan(2_000);
+    await c.produce(next, "t", 0, ["b"]);
+    expect((await c.readAll(next, "t", 0)).map((x) => x.value)).toEqual(["a", "b"]);
   });
 });

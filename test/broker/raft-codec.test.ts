@@ -30,6 +30,8 @@ describe("hand-encoded Raft frames", () => {
         { term: 3, index: 44, type: EntryType.ConfChange, data: new Uint8Array([1, 2, 3]) },
       ] }) },
       { group: 9, msg: msg({ type: MessageType.Heartbeat, commit: 12 }) },
+      { group: 10, msg: msg({ type: MessageType.Heartbeat, commit: 13, quiesce: true }) },
+      { group: 13, msg: msg({ type: MessageType.Heartbeat, index: 3, commit: 13, quiesce: true }) }, // not a plain heartbeat
       { group: 2 ** 40, msg: msg({ type: MessageType.AppendResponse, index: 2 ** 45, reject: true, rejectHint: 7, hintTerm: 2 }) },
       { group: 11, msg: msg({ index: 5, logTerm: 1, entries: [{ term: 2 ** 33, index: 2 ** 50, type: EntryType.Normal, data: new Uint8Array([9]) }] }) },
       { group: 12, msg: msg({ type: MessageType.Vote, index: 5, logTerm: 1, context: new Uint8Array([7]) }) },

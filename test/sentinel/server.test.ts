@@ -249,6 +249,25 @@ describe("sentinel leader discovery", () => {
     expect(md.sentinels).toEqual([s.address]);
   });
 
+  test("an 'unchanged' beat keeps the last full report; with no report to reuse the sentinel asks for a full one", async () => {
+    const s = await sentinel();
+    const { fc, brokers } = await cluster(s, 3);
+    const created = await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
+    const replicas = created.topic!.partitionMetadata[0]!.replicas;
+    fc.elect("t", 0, replicas[1]!);
+    for (const b of brokers) await b.keepAlive();
+    const beat = (brokerId: number, address: string) =>
+      call(s.client, { case: "keepAlive", value: create(KeepAliveRequestSchema, { brokerId, address, unchanged: true }) }, "keepAliveResponse");
+    for (const b of brokers) expect((await beat(b.id, b.address)).sendFull).toBe(false);
+    const r = await call(s.client, { case: "getTopicLeader", value: create(GetTopicLeaderRequestSchema, { topic: "t", partition: 0 }) }, "getTopicLeaderResponse");
+    expect(r.partition!.leaderId).toBe(replicas[1]!); // still known from the full reports
+    expect(r.partition!.term).toBe(2n);
+
+    // Registered but never reported in full: nothing to reuse.
+    await call(s.client, { case: "registerBroker", value: create(RegisterBrokerRequestSchema, { brokerId: 9, address: "127.0.0.1:9" }) }, "registerBrokerResponse");
+    expect((await beat(9, "127.0.0.1:9")).sendFull).toBe(true);
+  });
+
   test("during an election GetTopicLeader waits for the winner instead of failing at once", async () => {
     const s = await sentinel({ keepAliveMs: 50, suspiciousAfterMs: 20_000, downAfterMs: 60_000 });
     const { fc, brokers } = await cluster(s, 3);
