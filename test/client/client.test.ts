@@ -81,6 +81,31 @@ describe("producer", () => {
     expect(seq).toBe(300);
   });
 
+  test("while a partition's in-flight batches are out, messages sent one at a time gather into the next batch", async () => {
+    const s = track(new FakeSentinel("t"));
+    const b = track(new FakeBroker(1));
+    s.leaders.set(0, b.info);
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    await p.send("t", [{ value: "warm-up" }]); // leader known
+    let open!: () => void;
+    b.gate = new Promise<void>((r) => (open = r));
+    const sends: Promise<unknown>[] = [];
+    // One message per event-loop turn, as a busy application produces them.
+    for (let i = 0; i < 100; i++) {
+      sends.push(p.send("t", [{ value: `m-${i}` }]));
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    const requestsWhileHeld = b.produced.length - 1;
+    expect(requestsWhileHeld).toBe(4); // the in-flight limit: the other messages wait, together
+    b.gate = undefined;
+    open();
+    await Promise.all(sends);
+    const requests = b.produced.slice(1);
+    expect(requests.reduce((n, r) => n + r.recordCount, 0)).toBe(100);
+    // Without the limit this would be ~100 requests of one message each.
+    expect(requests.length).toBeLessThanOrEqual(requestsWhileHeld + 2);
+  });
+
   test("NOT_LEADER with a hint: the batch goes to the named leader with the same sequence", async () => {
     const s = track(new FakeSentinel("t"));
     const old = track(new FakeBroker(1));
