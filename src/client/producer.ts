@@ -98,7 +98,10 @@ export class Producer {
   readonly sequences = new SequenceNumbers();
   private readonly transport: Transport;
   private readonly ownsTransport: boolean;
-  private readonly partitioner = new Partitioner();
+  // Keyless messages fill one partition for a batch's worth of bytes before the next partition's turn.
+  // Measured (3 brokers, RF3, 8 partitions, 1 KiB, window 256, interleaved): one partition per message
+  // 16-23k msg/s, 16 KiB 22-23k, 64 KiB 30k, 256 KiB 30-47k.
+  private readonly partitioner: Partitioner;
   private readonly senders = new Map<string, PartitionSender>();
   private bufferedBytes = 0;
   private spaceWaiters: (() => void)[] = [];
@@ -109,6 +112,7 @@ export class Producer {
     this.options = { ...defaults, ...stripUndefined(opts), sentinels: opts.sentinels } as Producer["options"];
     if (this.options.maxBatchBytes < 1024) throw new Error(`maxBatchBytes must be >= 1024, got ${this.options.maxBatchBytes}`);
     if (this.options.maxInFlightBatches < 1) throw new Error(`maxInFlightBatches must be >= 1`);
+    this.partitioner = new Partitioner(this.options.maxBatchBytes);
     this.ownsTransport = opts.transport === undefined;
     this.transport = opts.transport ?? new WireTransport();
     this.sentinel = new SentinelClient(opts.sentinels, this.transport, { timeoutMs: opts.sentinelTimeoutMs });
@@ -137,7 +141,7 @@ export class Producer {
       if (size > MAX_MESSAGE_BYTES) {
         throw new ClientError(ErrorCode.BATCH_TOO_LARGE, `a message of ${size} bytes is larger than the ${MAX_MESSAGE_BYTES}-byte limit`);
       }
-      const partition = m.partition ?? this.partitioner.partition(record.key, count);
+      const partition = m.partition ?? this.partitioner.partition(record.key, count, size);
       if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
         throw new ClientError(ErrorCode.UNKNOWN_PARTITION, `${topic} has ${count} partitions, no partition ${partition}`);
       }

@@ -172,8 +172,8 @@ describe("producer", () => {
       if (dropped) return undefined;
       dropped = true;
       b.append(req.batch);
-      b.seqToOffset.set(`${req.producerId}/${req.baseSequence}`, 0);
-      b.nextSequence.set(req.producerId, req.baseSequence + req.recordCount);
+      b.seqToOffset.set(`${req.producerId}/${req.partition}/${req.baseSequence}`, 0);
+      b.nextSequence.set(`${req.producerId}/${req.partition}`, req.baseSequence + req.recordCount);
       return { case: "produceResponse", value: create(ProduceResponseSchema, { error: protoError(ErrorCode.TIMEOUT, "replication timed out") }) };
     };
     const p = closing(new Producer({ sentinels: [s.address] }));
@@ -239,16 +239,21 @@ describe("producer", () => {
     expect([last.producerId, last.baseSequence]).toEqual([43n, 0]);
   });
 
-  test("keyed messages stay on one partition, keyless ones spread", async () => {
+  test("keyed messages stay on one partition; keyless ones fill a batch's worth per partition, then spread", async () => {
     const s = track(new FakeSentinel("t"));
     s.partitions = 3;
     const b = track(new FakeBroker(1));
     for (let i = 0; i < 3; i++) s.leaders.set(i, b.info);
-    const p = closing(new Producer({ sentinels: [s.address] }));
+    const p = closing(new Producer({ sentinels: [s.address], maxBatchBytes: 4096 }));
     const keyed = await p.send("t", Array.from({ length: 6 }, () => ({ key: "k", value: "v" })));
     expect(new Set(keyed.map((a) => a.partition)).size).toBe(1);
-    const keyless = await p.send("t", Array.from({ length: 6 }, () => ({ value: "v" })));
-    expect(keyless.map((a) => a.partition).sort()).toEqual([0, 0, 1, 1, 2, 2]);
+    // ~1 KiB each: about four to a partition's turn, then the next partition, round-robin.
+    const keyless = await p.send("t", Array.from({ length: 24 }, () => ({ value: "v".repeat(1000) })));
+    const parts = keyless.map((a) => a.partition);
+    const runs = parts.filter((x, i) => i === 0 || parts[i - 1] !== x).length;
+    expect(runs).toBeGreaterThanOrEqual(5); // it moved on ...
+    expect(runs).toBeLessThanOrEqual(8); // ... but not message by message
+    for (const x of [0, 1, 2]) expect(parts.filter((y) => y === x).length).toBeGreaterThanOrEqual(6);
   });
 });
 

@@ -68,9 +68,10 @@ export class FakeBroker {
   readonly fetches: FetchRequest[] = [];
   batches: Uint8Array[] = [];
   nextOffset = 0;
-  /** "producerId/baseSequence" -> base offset, and each producer's next expected sequence, as a broker keeps them. */
+  /** "producerId/partition/baseSequence" -> base offset, and each "producerId/partition"'s next expected
+   * sequence, as a broker keeps them (sequences are per partition). */
   seqToOffset = new Map<string, number>();
-  nextSequence = new Map<bigint, number>();
+  nextSequence = new Map<string, number>();
   private waiters: (() => void)[] = [];
   /** Answer a produce request differently (return a body), or undefined to append normally. */
   onProduce: ProduceHook | undefined;
@@ -101,18 +102,18 @@ export class FakeBroker {
       const hooked = this.onProduce?.(body.value);
       if (hooked) return hooked;
       const req = body.value;
-      const dup = this.seqToOffset.get(`${req.producerId}/${req.baseSequence}`);
+      const dup = this.seqToOffset.get(`${req.producerId}/${req.partition}/${req.baseSequence}`);
       if (req.producerId !== 0n && dup !== undefined) {
         return { case: "produceResponse", value: create(ProduceResponseSchema, { baseOffset: BigInt(dup), duplicate: true }) };
       }
-      const expected = this.nextSequence.get(req.producerId) ?? 0;
+      const expected = this.nextSequence.get(`${req.producerId}/${req.partition}`) ?? 0;
       if (req.producerId !== 0n && req.baseSequence !== expected) {
         return { case: "produceResponse", value: create(ProduceResponseSchema, { error: protoError(ErrorCode.OUT_OF_ORDER_SEQUENCE, `expected ${expected}`) }) };
       }
       const base = this.append(req.batch);
       if (req.producerId !== 0n) {
-        this.seqToOffset.set(`${req.producerId}/${req.baseSequence}`, base);
-        this.nextSequence.set(req.producerId, req.baseSequence + req.recordCount);
+        this.seqToOffset.set(`${req.producerId}/${req.partition}/${req.baseSequence}`, base);
+        this.nextSequence.set(`${req.producerId}/${req.partition}`, req.baseSequence + req.recordCount);
       }
       return { case: "produceResponse", value: create(ProduceResponseSchema, { baseOffset: BigInt(base) }) };
     }

@@ -23,9 +23,20 @@ describe("partitioner", () => {
     expect(seen.size).toBe(8);
   });
 
-  test("keyless messages go round-robin", () => {
-    const p = new Partitioner();
-    expect(Array.from({ length: 7 }, () => p.partition(undefined, 3))).toEqual([0, 1, 2, 0, 1, 2, 0]);
+  test("keyless messages fill one partition for stickyBytes, then the next, round-robin", () => {
+    const p = new Partitioner(1000);
+    // 300-byte messages: three fit in 1000 bytes, the fourth starts the next partition's turn.
+    expect(Array.from({ length: 13 }, () => p.partition(undefined, 3, 300))).toEqual([0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 1]);
+    // A message larger than stickyBytes still goes somewhere, alone in its turn.
+    const q = new Partitioner(1000);
+    expect([q.partition(undefined, 2, 5000), q.partition(undefined, 2, 5000), q.partition(undefined, 2, 10)]).toEqual([0, 1, 0]);
+  });
+
+  test("over many messages every partition gets the same share", () => {
+    const p = new Partitioner(4096);
+    const counts = new Array(5).fill(0);
+    for (let i = 0; i < 50_000; i++) counts[p.partition(undefined, 5, 1024)]++;
+    expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(4);
   });
 
   test("rejects a partition count below one", () => {
