@@ -10,7 +10,7 @@ import {
   type PartitionMetadata,
   type TopicMetadata,
 } from "../proto/goulette_pb";
-import { SentinelClient } from "./sentinel-client";
+import { DEFAULT_SENTINEL_TIMEOUT_MS, SentinelClient } from "./sentinel-client";
 import { WireTransport, type Transport } from "./transport";
 
 export interface ClientOptions {
@@ -101,13 +101,22 @@ export function healthName(h: BrokerHealth): string {
   }
 }
 
+/**
+ * A sentinel answers CreateTopic once every replica confirmed its role, waiting up to 3 s for that (a
+ * topic of 1,000 partitions takes seconds: each broker creates each partition durably). The request
+ * gets that long on top of the usual timeout, or a slow success would look like an unreachable sentinel.
+ */
+export const CREATE_TOPIC_EXTRA_MS = 5_000;
+
 /** Topic administration and cluster status, answered by the sentinel. */
 export class Admin {
   readonly sentinel: SentinelClient;
   private readonly transport: Transport;
   private readonly ownsTransport: boolean;
+  private readonly timeoutMs: number;
 
   constructor(opts: ClientOptions) {
+    this.timeoutMs = opts.sentinelTimeoutMs ?? DEFAULT_SENTINEL_TIMEOUT_MS;
     this.ownsTransport = opts.transport === undefined;
     this.transport = opts.transport ?? new WireTransport();
     this.sentinel = new SentinelClient(opts.sentinels, this.transport, { timeoutMs: opts.sentinelTimeoutMs });
@@ -119,6 +128,7 @@ export class Admin {
     const r = await this.sentinel.request(
       { case: "createTopic", value: create(CreateTopicRequestSchema, { name, partitions, replicas, config: opts.config ?? {} }) },
       "createTopicResponse",
+      this.timeoutMs + CREATE_TOPIC_EXTRA_MS,
     );
     if (r.topic) return topicInfo(r.topic);
     return { name, partitions, replicationFactor: replicas, partitionInfo: [], config: opts.config ?? {} };

@@ -19,6 +19,9 @@ export interface SentinelClientOptions {
  * Talks to the sentinels: tries each address in turn, follows NOT_SENTINEL_LEADER to the leader it names,
  * and remembers who answered so later requests go there first.
  */
+/** How long a sentinel request may take, retries and leader changes included, unless told otherwise. */
+export const DEFAULT_SENTINEL_TIMEOUT_MS = 3000;
+
 export class SentinelClient {
   private readonly addresses: string[];
   private preferred = 0;
@@ -28,7 +31,7 @@ export class SentinelClient {
   constructor(addresses: string[], private readonly transport: Transport, opts: SentinelClientOptions = {}) {
     if (addresses.length === 0) throw new ClientError(ErrorCode.INVALID_ARGUMENT, "no sentinel address given");
     this.addresses = [...new Set(addresses)];
-    this.timeoutMs = opts.timeoutMs ?? 3000;
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_SENTINEL_TIMEOUT_MS;
     this.attemptTimeoutMs = opts.attemptTimeoutMs ?? 1000;
   }
 

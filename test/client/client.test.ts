@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
-import { ErrorCode, FetchResponseSchema, ListTopicsResponseSchema, ProduceResponseSchema, TopicMetadataSchema } from "../../src/proto/goulette_pb";
+import { CreateTopicResponseSchema, ErrorCode, FetchResponseSchema, ListTopicsResponseSchema, ProduceResponseSchema, TopicMetadataSchema } from "../../src/proto/goulette_pb";
 import { serve, type WireServer } from "../../src/wire/index";
 import { errorBody, protoError } from "../../src/wire/errors";
 import { Admin, Consumer, Producer } from "../../src/client/index";
@@ -52,6 +52,20 @@ describe("sentinel access", () => {
     const admin = closing(new Admin({ sentinels: ["127.0.0.1:1", `127.0.0.1:${follower.port}`] }));
     const topics = await admin.listTopics();
     expect(topics.map((t) => [t.name, t.partitions, t.replicationFactor])).toEqual([["t", 2, 3]]);
+  });
+
+  test("creating a large topic may take the sentinel longer than a usual request; the answer is still awaited", async () => {
+    const s = track(serve({
+      hostname: "127.0.0.1", port: 0,
+      handle: async (body) => {
+        if (body.case !== "createTopic") return undefined;
+        await Bun.sleep(3_500); // replicas confirming 1,000 partitions
+        return { case: "createTopicResponse", value: create(CreateTopicResponseSchema, { topic: create(TopicMetadataSchema, { name: body.value.name, partitions: body.value.partitions, replicationFactor: 3 }) }) };
+      },
+    }));
+    const admin = closing(new Admin({ sentinels: [`127.0.0.1:${s.port}`] })); // default 3 s request timeout
+    const t = await admin.createTopic("big", { partitions: 1000 });
+    expect([t.name, t.partitions]).toEqual(["big", 1000]);
   });
 
   test("an error the sentinel answers is passed on as it is", async () => {
