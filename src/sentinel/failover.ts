@@ -57,6 +57,11 @@ export class Failover {
 
   constructor(private readonly deps: FailoverDeps) {}
 
+  /** True while a replacement or a stray removal is under way: the sentinel keeps scanning every tick. */
+  busy(): boolean {
+    return this.plans.size > 0 || this.strayBusy.size > 0;
+  }
+
   inProgress(): { topic: string; partition: number; dead: BrokerId; replacement: BrokerId; step: string }[] {
     return [...this.plans.values()].map((p) => ({
       topic: p.topic,

@@ -101,7 +101,14 @@ export class Notifier {
   }
 
   /** Compares a broker's KeepAlive with the map and schedules repairs. */
-  observe(broker: BrokerId, statuses: PartitionStatus[], nowMs: number): void {
+  /** True while RPCs are out or removals wait: the sentinel keeps scanning every tick then. */
+  busy(): boolean {
+    return this.inFlight > 0 || this.removals.size > 0;
+  }
+
+  /** Returns true when it found drift (something to send). */
+  observe(broker: BrokerId, statuses: PartitionStatus[], nowMs: number): boolean {
+    let drift = false;
     const map = this.deps.map();
     const reported = new Set<string>();
     for (const s of statuses) {
@@ -116,6 +123,7 @@ export class Notifier {
           group: Number(s.group),
         });
         this.scheduleRemoval(broker, s.topic, s.partition, [Number(s.group)]);
+        drift = true;
       }
     }
     for (const { topic, partition } of map.partitionsOf(broker)) {
@@ -126,7 +134,9 @@ export class Notifier {
       this.deps.log.info("sentinel drift: broker lost a partition", { broker, topic: topic.name, partition: partition.partition });
       t.confirmedEpoch = 0;
       t.nextAttemptMs = 0;
+      drift = true;
     }
+    return drift;
   }
 
   /** Sends what is due. Called from the sentinel's tick and after map changes. */

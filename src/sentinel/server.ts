@@ -50,6 +50,13 @@ export const MAX_UNREACHABLE_REPORTED = 16;
 export const LEADER_WAIT_MS = 1_000; // GetTopicLeader waits this long for an election to finish
 const LEADER_REPROBE_MS = 50;
 export const STALL_TOLERANCE_MS = 250; // tick lateness beyond which the sentinel counts itself as stalled
+/**
+ * The notifier's and failover's scans look at every partition. With nothing happening (an idle cluster
+ * of many partitions) they run this often; for BUSY_SCAN_FOR_MS after anything happens (a map change, a
+ * health transition, drift in a report, RPCs out, a replacement running), every tick.
+ */
+const QUIET_SCAN_EVERY_MS = 1_000;
+const BUSY_SCAN_FOR_MS = 3_000;
 /** On a beat that says "unchanged", drift is checked at most this often per broker. */
 const UNCHANGED_OBSERVE_EVERY_MS = 1_000;
 const DEFAULT_REPLICAS = 3;
@@ -78,6 +85,9 @@ export class Sentinel {
   private readonly createdAtMs = performance.now();
   private lastTickMs = performance.now();
   private readonly observedAtMs = new Map<number, number>();
+  private busyUntilMs = 0;
+  private lastScanMs = 0;
+  private scannedMapVersion = -1;
   private stopped = false;
 
   constructor(private readonly deps: SentinelDeps) {
@@ -158,8 +168,18 @@ export class Sentinel {
     }
     for (const t of this.health.evaluate(now)) this.onTransition(t);
     for (const m of this.groups.expire(now)) this.deps.log.info("sentinel group member expired", { member: m });
-    this.notifier.run(now);
-    this.failover.run();
+    if (this.map.version !== this.scannedMapVersion || this.notifier.busy() || this.failover.busy()) this.busyUntilMs = now + BUSY_SCAN_FOR_MS;
+    if (now < this.busyUntilMs || now - this.lastScanMs >= QUIET_SCAN_EVERY_MS) {
+      this.lastScanMs = now;
+      this.scannedMapVersion = this.map.version;
+      this.notifier.run(now);
+      this.failover.run();
+    }
+  }
+
+  /** Something happened that the scans should react to within a tick. */
+  private activity(): void {
+    this.busyUntilMs = performance.now() + BUSY_SCAN_FOR_MS;
   }
 
   stop(): void {
@@ -169,6 +189,7 @@ export class Sentinel {
   }
 
   private onTransition(t: HealthTransition): void {
+    this.activity();
     const fields = { broker: t.broker, from: t.from, to: t.to, silentMs: Math.round(t.silentMs) };
     if (t.to === "down") this.deps.log.warn("sentinel broker down", fields);
     else this.deps.log.info("sentinel broker health", fields);
@@ -298,12 +319,12 @@ export class Sentinel {
       // Drift checks look at every partition: on a report that did not change, once a second is enough.
       if (now - (this.observedAtMs.get(id) ?? 0) >= UNCHANGED_OBSERVE_EVERY_MS) {
         this.observedAtMs.set(id, now);
-        this.notifier.observe(id, this.reports.statusesOf(id).map((r) => r.status), now);
+        if (this.notifier.observe(id, this.reports.statusesOf(id).map((r) => r.status), now)) this.activity();
       }
     } else {
       this.reports.replaceAll(id, req.partitions, now);
       this.observedAtMs.set(id, now);
-      this.notifier.observe(id, req.partitions, now);
+      if (this.notifier.observe(id, req.partitions, now)) this.activity();
     }
     if (req.fsyncPolicy !== "" && req.fsyncPolicy !== known.fsyncPolicy) {
       void this.propose({ ...known, type: "register-broker", fsyncPolicy: req.fsyncPolicy }).catch(() => {});
