@@ -46,6 +46,22 @@ describe("WAL", () => {
     await again.close();
   });
 
+  test("a release point beyond the snapshot still recovers a log that continues right after the snapshot", async () => {
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024 });
+    wal.appendEntries(1, entries(1, 10, 1));
+    wal.setSnapshot(1, { index: 5, term: 1, conf: { voters: [1], learners: [] }, data: new Uint8Array(0) });
+    wal.release(1, 8);
+    await wal.sync();
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024 });
+    const r = again.recovered.get(1)!;
+    expect(r.snapshot!.index).toBe(5);
+    expect(r.entries.map((e) => e.index)).toEqual([6, 7, 8, 9, 10]); // contiguous after the snapshot
+    expect(r.damaged).toBeUndefined();
+    await again.close();
+  });
+
   test("one fdatasync per sync whatever the number of groups", async () => {
     const wal = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 1 << 20 });
     for (let g = 0; g < 1000; g++) wal.appendEntries(g, [entry(1)]);
