@@ -796,7 +796,12 @@ class ReplayGroup {
   }
 
   installSnapshot(m: SnapshotMeta): void {
+    // Every segment's head re-states the group's snapshot. Replaying that copy must change nothing: the
+    // entries kept so far already start right after it, and the agreement check below would wipe them
+    // (the entry at the snapshot's own index is gone by then), leaving a log with a hole after the snapshot.
+    const same = this.snapshot !== undefined && this.snapshot.index === m.index && this.snapshot.term === m.term;
     this.snapshot = m;
+    if (same) return;
     // Keep the suffix only if the log agrees with the snapshot at its index (compaction); otherwise the
     // snapshot replaces the whole log (installed from a leader), as Raft requires.
     const first = this.entries[0];
@@ -811,9 +816,9 @@ class ReplayGroup {
     let entries = k < 0 ? [] : this.entries.slice(k);
     let lostAfterSnapshot = false;
     if (this.snapshot && entries.length > 0 && entries[0]!.index !== base + 1) {
-      // Released beyond the snapshot (seen once after kill -9 under load; cause not found yet): the Raft log
-      // must continue right after its snapshot, so keep the entries from there when the WAL still has them.
-      // Otherwise start at the snapshot and fence the group: its leader sends the rest again.
+      // A guard: the Raft log must continue right after its snapshot, so keep the entries from there when
+      // the WAL still has them; otherwise start at the snapshot and fence the group (its leader sends the
+      // rest again) rather than hand Raft a log with a hole.
       const j = this.entries.findIndex((e) => e.index === base + 1);
       if (j >= 0) entries = this.entries.slice(j);
       else {

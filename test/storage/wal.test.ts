@@ -62,6 +62,25 @@ describe("WAL", () => {
     await again.close();
   });
 
+  test("a segment roll re-stating the snapshot keeps the entries written after it (kill -9 under load)", async () => {
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
+    wal.appendEntries(1, entries(1, 10, 1, 100));
+    wal.setSnapshot(1, { index: 5, term: 1, conf: { voters: [1], learners: [] }, data: new Uint8Array(0) });
+    wal.appendEntries(1, entries(11, 13, 1, 100)); // after the snapshot, before the next segment
+    await wal.sync();
+    wal.appendEntries(1, entries(14, 80, 1, 100)); // rolls: each new segment's head re-states snapshot 5
+    await wal.sync();
+    expect(wal.stats().segments).toBeGreaterThan(1);
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
+    const r = again.recovered.get(1)!;
+    expect(r.snapshot!.index).toBe(5);
+    expect(r.entries.map((e) => e.index)).toEqual(Array.from({ length: 75 }, (_, i) => i + 6));
+    expect(r.damaged).toBeUndefined();
+    await again.close();
+  });
+
   test("one fdatasync per sync whatever the number of groups", async () => {
     const wal = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 1 << 20 });
     for (let g = 0; g < 1000; g++) wal.appendEntries(g, [entry(1)]);
