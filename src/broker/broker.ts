@@ -201,9 +201,9 @@ export class Broker {
       if (p.removed) continue;
       if (p.quiesced) {
         if (!lookAtSleepers) continue;
-        // A sleeping leader wakes once it has work (a proposal appended); a sleeping follower when its
-        // leader's broker went silent (then its own election timer runs, as for any lost leader).
-        // (Checked every tick for every sleeping group, so only cheap fields: a proposal moves lastIndex.)
+        // A sleeping leader wakes once it has work (a proposal appended: only cheap fields are read, as
+        // this runs for every sleeping group); a sleeping follower when its leader's broker went silent
+        // (then its own election timer runs, as for any lost leader).
         const stillIdle = p.isLeader()
           ? p.node.lastIndex === p.quiescedIndex && p.node.term === p.quiescedTerm
           : p.node.leader !== NONE && !this.peerSilent(p.node.leader, now);

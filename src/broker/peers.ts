@@ -28,11 +28,6 @@ export class PeerTransport {
     q.push({ group, msg });
   }
 
-  /** Peers with a known address. */
-  known(): NodeId[] {
-    return [...this.addresses.keys()];
-  }
-
   /**
    * An empty frame to every known peer: it says "this broker is alive" for the groups it leads that sleep
    * (quiesced groups send no heartbeats), at a cost per peer instead of per group.

@@ -10,7 +10,7 @@ import {
   type PartitionMetadata,
   type TopicMetadata,
 } from "../proto/goulette_pb";
-import { DEFAULT_SENTINEL_TIMEOUT_MS, SentinelClient } from "./sentinel-client";
+import { SentinelClient } from "./sentinel-client";
 import { WireTransport, type Transport } from "./transport";
 
 export interface ClientOptions {
@@ -113,10 +113,8 @@ export class Admin {
   readonly sentinel: SentinelClient;
   private readonly transport: Transport;
   private readonly ownsTransport: boolean;
-  private readonly timeoutMs: number;
 
   constructor(opts: ClientOptions) {
-    this.timeoutMs = opts.sentinelTimeoutMs ?? DEFAULT_SENTINEL_TIMEOUT_MS;
     this.ownsTransport = opts.transport === undefined;
     this.transport = opts.transport ?? new WireTransport();
     this.sentinel = new SentinelClient(opts.sentinels, this.transport, { timeoutMs: opts.sentinelTimeoutMs });
@@ -128,7 +126,7 @@ export class Admin {
     const r = await this.sentinel.request(
       { case: "createTopic", value: create(CreateTopicRequestSchema, { name, partitions, replicas, config: opts.config ?? {} }) },
       "createTopicResponse",
-      this.timeoutMs + CREATE_TOPIC_EXTRA_MS,
+      this.sentinel.timeoutMs + CREATE_TOPIC_EXTRA_MS,
     );
     if (r.topic) return topicInfo(r.topic);
     return { name, partitions, replicationFactor: replicas, partitionInfo: [], config: opts.config ?? {} };

@@ -15,17 +15,18 @@ export interface SentinelClientOptions {
   attemptTimeoutMs?: number;
 }
 
+/** How long a sentinel request may take, retries and leader changes included, unless told otherwise. */
+export const DEFAULT_SENTINEL_TIMEOUT_MS = 3000;
+
 /**
  * Talks to the sentinels: tries each address in turn, follows NOT_SENTINEL_LEADER to the leader it names,
  * and remembers who answered so later requests go there first.
  */
-/** How long a sentinel request may take, retries and leader changes included, unless told otherwise. */
-export const DEFAULT_SENTINEL_TIMEOUT_MS = 3000;
-
 export class SentinelClient {
   private readonly addresses: string[];
   private preferred = 0;
-  private readonly timeoutMs: number;
+  /** The default for request(); a request that legitimately takes longer passes its own. */
+  readonly timeoutMs: number;
   private readonly attemptTimeoutMs: number;
 
   constructor(addresses: string[], private readonly transport: Transport, opts: SentinelClientOptions = {}) {

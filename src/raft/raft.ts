@@ -532,7 +532,8 @@ export class Raft {
   /**
    * A leader may let its group sleep when nothing is in flight: every entry is committed, every member
    * (learners too) holds all of them (so no membership change is pending either), the term's first entry
-   * is committed, and no transfer is under way. Then a heartbeat with the commit index is all a follower could still need.
+   * is committed, and no transfer is under way. Then a heartbeat with the commit index is all a follower
+   * could still need.
    */
   quiescable(): boolean {
     if (this.role !== Role.Leader || this.leadTransferee !== NONE) return false;

@@ -100,13 +100,12 @@ export class Notifier {
     this.removals.set(k, { broker, topic, partition, groups: [...groups], inFlight: false, nextAttemptMs: 0, backoffMs: NOTIFY_BACKOFF_MIN_MS });
   }
 
-  /** Compares a broker's KeepAlive with the map and schedules repairs. */
   /** True while RPCs are out or removals wait: the sentinel keeps scanning every tick then. */
   busy(): boolean {
     return this.inFlight > 0 || this.removals.size > 0;
   }
 
-  /** Returns true when it found drift (something to send). */
+  /** Compares a broker's KeepAlive with the map and schedules repairs; true when it found drift. */
   observe(broker: BrokerId, statuses: PartitionStatus[], nowMs: number): boolean {
     let drift = false;
     const map = this.deps.map();

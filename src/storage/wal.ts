@@ -814,7 +814,7 @@ class ReplayGroup {
     const from = Math.max(this.released, base);
     const k = this.entries.findIndex((e) => e.index > from);
     let entries = k < 0 ? [] : this.entries.slice(k);
-    let lostAfterSnapshot = false;
+    let damaged = this.damaged;
     if (this.snapshot && entries.length > 0 && entries[0]!.index !== base + 1) {
       // A guard: the Raft log must continue right after its snapshot, so keep the entries from there when
       // the WAL still has them; otherwise start at the snapshot and fence the group (its leader sends the
@@ -823,14 +823,13 @@ class ReplayGroup {
       if (j >= 0) entries = this.entries.slice(j);
       else {
         entries = [];
-        lostAfterSnapshot = true;
+        damaged = true;
       }
     }
     const out: RecoveredGroup = { released: this.released, entries };
-    if (lostAfterSnapshot) out.damaged = true;
     if (this.hardState) out.hardState = this.hardState;
     if (this.snapshot) out.snapshot = this.snapshot;
-    if (this.damaged) out.damaged = true;
+    if (damaged) out.damaged = true;
     return out;
   }
 }
