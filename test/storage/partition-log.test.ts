@@ -233,6 +233,51 @@ describe("PartitionLog", () => {
     await p.close();
   });
 
+  test("write-behind: every writeBehindBytes appended start one background fdatasync, no flush needed", async () => {
+    const fs = new FaultyFileLayer();
+    const p = await PartitionLog.open({ dir: dir(), segmentBytes: 1 << 20, writeBehindBytes: 1000, fs });
+    const bs = batchRun(0, 1, 40, 1, 100); // each batch ~ 160 bytes: 7 of them pass 1000
+    const turn = () => new Promise((r) => setImmediate(r));
+    for (const b of bs.slice(0, 6)) p.append(b);
+    await turn();
+    expect(fs.datasyncs).toBe(0); // below the threshold: the WAL holds these, nothing to sync yet
+    p.append(bs[6]!);
+    await turn();
+    expect(fs.datasyncs).toBe(1);
+    for (const b of bs.slice(7)) p.append(b);
+    await p.close(); // waits for the queued syncs
+    const bytes = bs.reduce((n, b) => n + b.length, 0);
+    // One per 1000 bytes at most (a sync still queued absorbs the next threshold's worth), at least one.
+    expect(fs.datasyncs).toBeGreaterThanOrEqual(2);
+    expect(fs.datasyncs).toBeLessThanOrEqual(Math.floor(bytes / 1000));
+  });
+
+  test("write-behind off (0): appends alone never fdatasync", async () => {
+    const fs = new FaultyFileLayer();
+    const p = await PartitionLog.open({ dir: dir(), segmentBytes: 1 << 20, writeBehindBytes: 0, fs });
+    for (const b of batchRun(0, 1, 40, 1, 100)) p.append(b);
+    await new Promise((r) => setImmediate(r));
+    expect(fs.datasyncs).toBe(0);
+    await p.flush();
+    expect(fs.datasyncs).toBe(1);
+    await p.close();
+  });
+
+  test("a failed write-behind fdatasync stops appends (the page cache state is unknown after it)", async () => {
+    const fs = new FaultyFileLayer();
+    const p = await PartitionLog.open({ dir: dir(), segmentBytes: 1 << 20, writeBehindBytes: 1000, fs });
+    const bs = batchRun(0, 1, 20, 1, 100);
+    for (const b of bs.slice(0, 3)) p.append(b);
+    fs.datasyncFailCode = "EIO";
+    for (const b of bs.slice(3, 8)) p.append(b);
+    await new Promise((r) => setImmediate(r));
+    fs.datasyncFailCode = undefined;
+    expect(errorOf(() => p.append(bs[8]!)).code).toBe("IO");
+    await expect(p.flush()).rejects.toThrow(StorageError);
+    expect(p.read(0, 1 << 20).records).toEqual(concat(bs.slice(0, 8))); // what it holds is still served
+    await p.close();
+  });
+
   test("a missing segment file is an IO error at open, not a silent empty log", async () => {
     const d = dir();
     const p = await PartitionLog.open({ dir: d, ...small });
