@@ -47,6 +47,7 @@ const SEGMENT_BYTES_MIN = 4096;
 const ZERO_CHUNK_BYTES = 1024 * 1024;
 /** Zero-filled spares kept ready (made in the background from start-up on), so no sync waits for one. */
 const SPARES_READY = 1;
+const SPARE_SYNC_BYTES = 4 * ZERO_CHUNK_BYTES; // a spare being zero-filled is synced this often
 
 interface GroupState {
   hardState?: HardState;
@@ -473,6 +474,9 @@ export class Wal {
         for (let pos = 0; pos < this.segmentBytes; pos += zeros.length) {
           if (this.closed) throw new Error("closed");
           h.write(zeros.subarray(0, Math.min(zeros.length, this.segmentBytes - pos)), pos);
+          // Synced as it goes: 64 MiB of zeros synced at the end was one burst that held every WAL
+          // fdatasync on the disk for ~200 ms (cold cluster, 1 KiB window 256: p999 146-224 -> 42 ms).
+          if ((pos + zeros.length) % SPARE_SYNC_BYTES === 0) await h.datasync();
           await new Promise<void>((resolve) => setImmediate(resolve));
         }
         await h.datasync();

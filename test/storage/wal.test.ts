@@ -46,6 +46,17 @@ describe("WAL", () => {
     await again.close();
   });
 
+  test("a spare segment is synced every 4 MiB while it is zero-filled, not in one burst at the end", async () => {
+    const fs = new FaultyFileLayer();
+    const wal = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 16 * 1024 * 1024, fs });
+    const deadline = Date.now() + 20_000;
+    while (wal.stats().spareSegments < 1 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    expect(wal.stats().spareSegments).toBe(1);
+    // 16 MiB in 4 MiB steps: 4 syncs for the spare (the first segment, zero-filled inline at open, has one).
+    expect(fs.datasyncs).toBeGreaterThanOrEqual(4);
+    await wal.close();
+  });
+
   test("a release point beyond the snapshot still recovers a log that continues right after the snapshot", async () => {
     const d = dir();
     const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024 });
