@@ -1,4 +1,5 @@
-// The long form of the fault suite: `bun test/e2e/faults-cli.ts --duration 300 [--seed S] [--partitions N]`.
+// The long form of the fault suite: `bun test/e2e/faults-cli.ts --duration 300 [--seed S] [--partitions N]
+// [--sentinels 1|3]`.
 // Prints progress, then one JSON line with the figures; exits 1 (with seed and nemesis history) on failure.
 import { parseArgs } from "node:util";
 import { ALL_FAULTS, type FaultKind } from "./nemesis";
@@ -10,6 +11,7 @@ const { values } = parseArgs({
     duration: { type: "string", default: "300" },
     seed: { type: "string" },
     partitions: { type: "string", default: "4" },
+    sentinels: { type: "string", default: "1" },
     rate: { type: "string" },
     keep: { type: "boolean", default: false },
     "progress-ms": { type: "string", default: "10000" },
@@ -39,13 +41,21 @@ function kinds(text: string): FaultKind[] {
   return list as FaultKind[];
 }
 
+function sentinelCount(text: string | undefined): 1 | 3 {
+  if (text === "1" || text === "3") return Number(text) as 1 | 3;
+  console.error(`--sentinels must be 1 or 3, got ${text}`);
+  process.exit(2);
+}
+
 const durationSec = int("duration", values.duration, 5);
+const sentinels = sentinelCount(values.sentinels);
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : int("seed", values.seed, 0);
-console.error(`fault run: seed=${seed} duration=${durationSec}s`);
+console.error(`fault run: seed=${seed} duration=${durationSec}s sentinels=${sentinels}`);
 const r = await runFaults({
   seed,
   durationMs: durationSec * 1000,
   partitions: int("partitions", values.partitions, 1),
+  sentinels,
   maxRatePerSec: values.rate === undefined ? undefined : int("rate", values.rate, 1),
   keep: values.keep,
   progressEveryMs: int("progress-ms", values["progress-ms"], 100),

@@ -1,10 +1,10 @@
-// Starts a sentinel and brokers as real, separate processes on loopback (free ports, temporary data
+// Starts sentinels and brokers as real, separate processes on loopback (free ports, temporary data
 // directories), each broker behind a proxy it advertises, and applies process-level faults to them:
 // kill -9 and restart with the same data, SIGSTOP/SIGCONT, sentinel kill/restart, and a restart with the
 // newest WAL record torn. Every process started is stopped by stop(), and killed on process exit.
 //
-// Several sentinels (--peers) are not supported by src/sentinel yet (startSentinel refuses more than one
-// peer), so the harness runs one.
+// One sentinel (the embedded default) or three replicating the map as one Raft group (`--peers`/`--id`);
+// brokers and clients are given every sentinel address and follow NOT_SENTINEL_LEADER to the leader.
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,8 @@ import type { Subprocess } from "bun";
 import { ProxyNet } from "./proxy";
 
 const repoRoot = join(import.meta.dir, "..", "..");
+/** Processes log warnings only, unless E2E_LOG_LEVEL asks for more to explain a failing seed. */
+const LOG_LEVEL = process.env.E2E_LOG_LEVEL ?? "warn";
 
 /** The command that runs goulette: $GOULETTE_BIN, else a dist/goulette newer than src/, else bun src/main.ts. */
 export function gouletteCommand(): string[] {
@@ -71,7 +73,7 @@ export async function stopAllClusters(): Promise<void> {
 }
 
 export interface Node {
-  label: string; // "sentinel", "b1", "b2", ...
+  label: string; // "sentinel" (alone) or "s1".."s3", then "b1", "b2", ...
   args: string[];
   logPath: string;
   dataDir: string;
@@ -81,9 +83,11 @@ export interface Node {
 
 export interface ClusterOptions {
   brokers?: number;
+  /** One sentinel, or three replicating the map (default 1). */
+  sentinels?: 1 | 3;
   /** Extra flags for every broker. */
   brokerArgs?: string[];
-  /** Extra flags for the sentinel. */
+  /** Extra flags for every sentinel. */
   sentinelArgs?: string[];
   /** Keep the temporary directory (logs, data) after stop(). */
   keep?: boolean;
@@ -93,8 +97,9 @@ export class Cluster {
   readonly dir = mkdtempSync(join(tmpdir(), "goulette-e2e-"));
   readonly command = gouletteCommand();
   readonly net = new ProxyNet((port) => this.identify(port));
-  sentinel!: Node;
-  sentinelAddress = "";
+  readonly sentinels: Node[] = [];
+  /** Index i is sentinel i+1 (its --id); brokers and clients get all of them. */
+  readonly sentinelAddresses: string[] = [];
   readonly brokers: Node[] = [];
   /** Advertised (proxy) address per broker label. */
   readonly advertised = new Map<string, string>();
@@ -118,18 +123,27 @@ export class Cluster {
   }
 
   private async boot(): Promise<void> {
-    this.sentinelAddress = `127.0.0.1:${await freePort()}`;
-    this.sentinel = this.node("sentinel", [
-      "sentinel",
-      "--listen",
-      this.sentinelAddress,
-      "--data-dir",
-      join(this.dir, "sentinel"),
-      "--log-level",
-      "warn",
-      ...(this.opts.sentinelArgs ?? []),
-    ]);
-    this.spawn(this.sentinel);
+    const count = this.opts.sentinels ?? 1;
+    for (let i = 0; i < count; i++) this.sentinelAddresses.push(`127.0.0.1:${await freePort()}`);
+    for (let i = 0; i < count; i++) {
+      const label = count === 1 ? "sentinel" : `s${i + 1}`;
+      const dataDir = join(this.dir, label);
+      const peers = count === 1 ? [] : ["--peers", this.sentinelAddresses.join(","), "--id", String(i + 1)];
+      const s = this.node(label, [
+        "sentinel",
+        "--listen",
+        this.sentinelAddresses[i]!,
+        ...peers,
+        "--data-dir",
+        dataDir,
+        "--log-level",
+        LOG_LEVEL,
+        ...(this.opts.sentinelArgs ?? []),
+      ]);
+      s.dataDir = dataDir;
+      this.sentinels.push(s);
+      this.spawn(s);
+    }
     for (let id = 1; id <= (this.opts.brokers ?? 3); id++) {
       const label = `b${id}`;
       const port = await freePort();
@@ -145,11 +159,11 @@ export class Cluster {
         "--advertise",
         advertise,
         "--sentinel",
-        this.sentinelAddress,
+        this.sentinelAddresses.join(","),
         "--data-dir",
         dataDir,
         "--log-level",
-        "warn",
+        LOG_LEVEL,
         ...(this.opts.brokerArgs ?? []),
       ]);
       b.dataDir = dataDir;
@@ -160,6 +174,11 @@ export class Cluster {
 
   private node(label: string, args: string[]): Node {
     return { label, args, logPath: join(this.dir, `${label}.log`), dataDir: "", proc: undefined, paused: false };
+  }
+
+  /** Every process of the cluster, sentinels first. */
+  nodes(): Node[] {
+    return [...this.sentinels, ...this.brokers];
   }
 
   broker(label: string): Node {
@@ -229,7 +248,7 @@ export class Cluster {
   /** Heals the network and wakes every paused process; starts any process that is down. */
   healAll(): void {
     this.net.healAll();
-    for (const n of [this.sentinel, ...this.brokers]) {
+    for (const n of this.nodes()) {
       if (n.paused) this.resume(n);
       if (!this.running(n)) this.spawn(n);
     }
@@ -257,8 +276,7 @@ export class Cluster {
     if (this.stopped) return;
     this.stopped = true;
     clusters.delete(this);
-    const all = [this.sentinel, ...this.brokers].filter((n): n is Node => n !== undefined);
-    await Promise.all(all.map((n) => this.kill9(n)));
+    await Promise.all(this.nodes().map((n) => this.kill9(n)));
     this.net.stop();
     if (!this.opts.keep && !this.keepDir && !process.env.KEEP) rmSync(this.dir, { recursive: true, force: true });
   }
@@ -267,7 +285,7 @@ export class Cluster {
   private identify(port: number): string {
     const inode = socketInode(port);
     if (inode === undefined) return "unknown";
-    const nodes = [this.sentinel, ...this.brokers].filter((n) => n !== undefined && n.proc !== undefined);
+    const nodes = this.nodes().filter((n) => n.proc !== undefined);
     for (const n of nodes) if (holdsSocket(n.proc!.pid, inode)) return n.label;
     if (holdsSocket(process.pid, inode)) return "client";
     return "unknown";

@@ -1,13 +1,15 @@
-// Injects one fault at a time, always into a minority (one broker of three, or the sentinel), chosen and
-// timed by a seeded PRNG, and records what it did so a failing run can be replayed and explained.
+// Injects one fault at a time, always into a minority (one broker of three, or one sentinel: the only one,
+// or one of three), chosen and timed by a seeded PRNG, and records what it did so a failing run can be
+// replayed and explained.
+import { Admin } from "../../src/client/index";
 import { Prng } from "../../src/raft/prng";
-import type { Cluster } from "./harness";
+import type { Cluster, Node } from "./harness";
 
 export type FaultKind =
   | "kill9" // kill -9 a broker, restart it later with its data
   | "pause" // SIGSTOP a broker, SIGCONT later
   | "partition" // drop or stall frames between one broker and the others, one way or both
-  | "sentinel-kill" // kill -9 the sentinel, restart it later
+  | "sentinel-kill" // kill -9 a sentinel (the only one, or one of three), restart it later with its data
   | "torn-wal"; // kill -9 a broker, tear its newest WAL record, restart it
 
 export const ALL_FAULTS: readonly FaultKind[] = ["kill9", "pause", "partition", "sentinel-kill", "torn-wal"];
@@ -105,8 +107,15 @@ export class Nemesis {
       const b = c.brokers[this.rng.int(c.brokers.length)]!;
       const others = c.brokers.filter((x) => x !== b).map((x) => x.label);
       const holdMs = this.between(faultMsMin, faultMsMax);
-      const ev: FaultEvent = { kind, target: kind === "sentinel-kill" ? "sentinel" : b.label, detail: `hold=${holdMs}ms`, startMs: Date.now() - this.t0 };
+      const ev: FaultEvent = { kind, target: b.label, detail: `hold=${holdMs}ms`, startMs: Date.now() - this.t0 };
       this.history.push(ev);
+      let sentinel: Node | undefined;
+      if (kind === "sentinel-kill") {
+        const pick = await this.pickSentinel();
+        sentinel = pick.node;
+        ev.target = sentinel.label;
+        if (pick.why) ev.detail += ` ${pick.why}`;
+      }
       try {
         switch (kind) {
           case "kill9":
@@ -129,9 +138,9 @@ export class Nemesis {
             break;
           }
           case "sentinel-kill":
-            await c.kill9(c.sentinel);
+            await c.kill9(sentinel!);
             await this.sleep(holdMs);
-            c.start(c.sentinel);
+            c.start(sentinel!);
             break;
           case "torn-wal": {
             const cut = 1 + this.rng.int(8);
@@ -149,6 +158,35 @@ export class Nemesis {
       ev.healMs = Date.now() - this.t0;
       if (!this.running) break;
       await this.sleep(this.between(gapMsMin, gapMsMax));
+    }
+  }
+
+  /**
+   * Which sentinel to kill. Of three, half the time the map leader (the interesting case: brokers and
+   * clients must find the one elected next), else one drawn at random. Draws the same PRNG numbers whatever
+   * the answer, so the rest of the schedule does not depend on who led; one sentinel draws nothing, as
+   * before three existed, so older seeds keep their schedules.
+   */
+  private async pickSentinel(): Promise<{ node: Node; why?: string }> {
+    const all = this.cluster.sentinels;
+    if (all.length === 1) return { node: all[0]! };
+    const wantLeader = this.rng.int(2) === 0;
+    const drawn = all[this.rng.int(all.length)]!;
+    if (!wantLeader) return { node: drawn, why: "(random)" };
+    const leader = await this.mapLeader();
+    const node = leader === undefined ? undefined : all[leader - 1];
+    return node ? { node, why: "(map leader)" } : { node: drawn, why: "(random: map leader unknown)" };
+  }
+
+  /** The map leader's id as the sentinels tell it (cluster status), or undefined when none answers soon. */
+  private async mapLeader(): Promise<number | undefined> {
+    const admin = new Admin({ sentinels: this.cluster.sentinelAddresses, sentinelTimeoutMs: 1000 });
+    try {
+      return (await admin.clusterStatus()).sentinels.find((s) => s.leader)?.id;
+    } catch {
+      return undefined;
+    } finally {
+      await admin.close().catch(() => {});
     }
   }
 

@@ -1,7 +1,10 @@
 // One fault-suite run: cluster up, topic RF3, workload + nemesis for a while, heal, check. Shared by the
 // short form in `bun test` and the long form (faults-cli.ts).
+import { create } from "@bufbuild/protobuf";
 import { Admin, ErrorCode } from "../../src/client/index";
 import { codeOf } from "../../src/client/errors";
+import { ClusterStatusRequestSchema } from "../../src/proto/goulette_pb";
+import { ClientPool, WireError, expectCase } from "../../src/wire/index";
 import { checkRun, type CheckResult } from "./checker";
 import { Cluster } from "./harness";
 import { Nemesis, type FaultKind } from "./nemesis";
@@ -11,6 +14,8 @@ export interface RunOptions {
   seed: number;
   durationMs: number;
   partitions?: number;
+  /** One sentinel, or three replicating the map (default 1). */
+  sentinels?: 1 | 3;
   kinds?: readonly FaultKind[];
   faultMsMin?: number;
   faultMsMax?: number;
@@ -29,11 +34,14 @@ export interface RunReport {
   ok: boolean;
   seed: number;
   durationMs: number;
+  sentinels: number;
   acks: number;
   sent: number;
   failedSends: number;
   faults: number;
   faultKinds: string[];
+  /** Which sentinel each sentinel-kill took down, and how it was chosen. */
+  sentinelKills: string[];
   records: number;
   convergedInMs: number;
   walCuts: number;
@@ -48,6 +56,7 @@ export interface RunReport {
 
 const TOPIC = "faults";
 const AFTER_HEAL_MS = 15_000;
+const SENTINELS_AGREE_MS = 10_000;
 const REPLICAS = 3;
 
 /** Retries until the sentinel is up and enough brokers have registered (it refuses until then). */
@@ -66,6 +75,37 @@ async function createTopic(admin: Admin, partitions: number): Promise<void> {
   }
 }
 
+/**
+ * Once healed, every sentinel must name the same leader, and that one must answer as leader: a restarted
+ * sentinel that never rejoined, or a group that never elects, shows here even when the leader alone served
+ * the run. Returns what was last seen when they do not agree within `withinMs`.
+ */
+async function sentinelsAgree(addresses: readonly string[], withinMs: number): Promise<string | undefined> {
+  const pool = new ClientPool({ connectTimeoutMs: 500 });
+  const deadline = Date.now() + withinMs;
+  try {
+    for (;;) {
+      const said = await Promise.all(
+        addresses.map(async (a, i): Promise<string> => {
+          try {
+            const res = await pool.get(a).call({ case: "clusterStatus", value: create(ClusterStatusRequestSchema, {}) }, { timeoutMs: 1000 });
+            expectCase(res, "clusterStatusResponse"); // an error answer throws here
+            return `leader ${i + 1}`;
+          } catch (e) {
+            if (e instanceof WireError && e.code === ErrorCode.NOT_SENTINEL_LEADER) return e.leaderId > 0 ? `leader ${e.leaderId}` : "no leader";
+            return `error: ${e instanceof Error ? e.message : String(e)}`;
+          }
+        }),
+      );
+      if (said.every((x) => x === said[0]) && said[0]!.startsWith("leader ")) return undefined;
+      if (Date.now() >= deadline) return addresses.map((a, i) => `${a}: ${said[i]}`).join("; ");
+      await Bun.sleep(200);
+    }
+  } finally {
+    pool.closeAll();
+  }
+}
+
 /** Fault timing and load of the short form; the long form uses the same unless told otherwise. */
 export const defaultTiming = { faultMsMin: 800, faultMsMax: 2000, gapMsMin: 400, gapMsMax: 1000, maxRatePerSec: 1500 };
 
@@ -75,8 +115,8 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
   const seconds = opts.durationMs / 1000;
   const minAcks = opts.minAcks ?? Math.round(seconds * 20);
   const minFaults = opts.minFaults ?? Math.max(1, Math.floor(seconds / 6));
-  const cluster = await Cluster.start({ keep: opts.keep });
-  const sentinels = [cluster.sentinelAddress];
+  const cluster = await Cluster.start({ keep: opts.keep, sentinels: opts.sentinels });
+  const sentinels = cluster.sentinelAddresses;
   let nemesis: Nemesis | undefined;
   let workload: Workload | undefined;
   const problems: string[] = [];
@@ -91,7 +131,7 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     } finally {
       await admin.close();
     }
-    log(`cluster up in ${cluster.dir} (${cluster.command.join(" ")}), topic ${TOPIC} ${partitions}x RF${REPLICAS}`);
+    log(`cluster up in ${cluster.dir} (${cluster.command.join(" ")}), ${sentinels.length} sentinel(s), topic ${TOPIC} ${partitions}x RF${REPLICAS}`);
     workload = new Workload({ sentinels, topic: TOPIC, partitions, maxRatePerSec: opts.maxRatePerSec ?? defaultTiming.maxRatePerSec });
     nemesis = new Nemesis(cluster, {
       seed: opts.seed,
@@ -123,6 +163,10 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     log(`stopped: acks=${workload.acks.length} failed=${workload.failed}; checking`);
     check = await checkRun({ sentinels, topic: TOPIC, partitions, replicas: REPLICAS, acks: workload.acks, sent: workload.sent });
     problems.push(...check.problems);
+    if (sentinels.length > 1) {
+      const disagree = await sentinelsAgree(sentinels, SENTINELS_AGREE_MS);
+      if (disagree) problems.push(`sentinels do not agree on a map leader ${SENTINELS_AGREE_MS} ms after healing: ${disagree}`);
+    }
     if (workload.acks.length < minAcks) problems.push(`only ${workload.acks.length} acknowledgements, expected at least ${minAcks}`);
     if (nemesis.faultsInjected() < minFaults) problems.push(`only ${nemesis.faultsInjected()} faults, expected at least ${minFaults}`);
     // A tear the broker did not notice would mean the fault did not happen as intended (or recovery missed it).
@@ -147,7 +191,7 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     if (problems.length > 0) {
       cluster.keepFiles();
       log(`data and logs kept in ${cluster.dir}`);
-      for (const n of [cluster.sentinel, ...cluster.brokers]) log(`--- ${n.label} log tail\n${cluster.logTail(n, 15)}`);
+      for (const n of cluster.nodes()) log(`--- ${n.label} log tail\n${cluster.logTail(n, 15)}`);
     }
     await cluster.stop();
   }
@@ -155,11 +199,15 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     ok: problems.length === 0,
     seed: opts.seed,
     durationMs: opts.durationMs,
+    sentinels: sentinels.length,
     acks: workload?.acks.length ?? 0,
     sent: workload?.sent.size ?? 0,
     failedSends: workload?.failed ?? 0,
     faults: nemesis?.faultsInjected() ?? 0,
     faultKinds: [...(nemesis?.kindsInjected() ?? [])],
+    sentinelKills: (nemesis?.history ?? [])
+      .filter((e) => e.kind === "sentinel-kill" && e.error === undefined)
+      .map((e) => `${e.target}${e.detail.replace(/^hold=\d+ms/, "")}`),
     records: check?.records ?? 0,
     convergedInMs: check?.convergedInMs ?? -1,
     walCuts,
@@ -176,8 +224,8 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
 /** The text a failing run prints: enough to replay it (seed) and to see what happened (history). */
 export function failureText(r: RunReport): string {
   return [
-    `fault run FAILED: seed=${r.seed} duration=${r.durationMs}ms acks=${r.acks} faults=${r.faults}`,
-    `replay: bun test/e2e/faults-cli.ts --duration ${Math.round(r.durationMs / 1000)} --seed ${r.seed} --keep`,
+    `fault run FAILED: seed=${r.seed} duration=${r.durationMs}ms sentinels=${r.sentinels} acks=${r.acks} faults=${r.faults}`,
+    `replay: bun test/e2e/faults-cli.ts --duration ${Math.round(r.durationMs / 1000)} --seed ${r.seed}${r.sentinels > 1 ? ` --sentinels ${r.sentinels}` : ""} --keep`,
     `problems:`,
     ...r.problems.slice(0, 40).map((p) => `  ${p}`),
     `nemesis history:`,
