@@ -22,6 +22,7 @@ import {
   type RestartState,
   type SnapshotMeta,
   type SoftState,
+  type VoteFloor,
 } from "./types";
 
 export interface PeerStatus {
@@ -90,6 +91,10 @@ export class RaftNode {
   }
   get appliedIndex(): number {
     return this.r.log.applied;
+  }
+  /** See VoteFloor (types.ts); undefined when there is none or once it is settled. */
+  get voteFloor(): VoteFloor | undefined {
+    return this.r.voteFloor;
   }
   /** The current membership (frozen: it is shared, not copied). */
   get conf(): ConfState {

@@ -23,6 +23,7 @@ import {
   type RaftConfig,
   type RestartState,
   type SnapshotMeta,
+  type VoteFloor,
 } from "./types";
 
 /** Marks a Vote sent because of a leader transfer: voters then ignore their leader lease. */
@@ -31,6 +32,11 @@ const EMPTY = new Uint8Array(0);
 
 export function isTransferContext(ctx: Uint8Array | undefined): boolean {
   return ctx !== undefined && ctx.length === 1 && ctx[0] === 1;
+}
+
+/** Raft's "at least as up to date" order on (last term, last index). */
+function logAtLeast(term: number, index: number, than: VoteFloor): boolean {
+  return term > than.term || (term === than.term && index >= than.index);
 }
 
 export function emptyConf(): ConfState {
@@ -79,6 +85,10 @@ export class Raft {
   leadTransferee: NodeId = NONE;
   /** A ConfChange at or below this index may still be uncommitted: no second change until it commits. */
   pendingConfIndex = 0;
+  /** See VoteFloor (types.ts); undefined when there is none or once it is settled. */
+  voteFloor: VoteFloor | undefined;
+  /** Voters that asked for a vote, in a term after the floor's, with a log behind it. */
+  private readonly floorEvidence = new Set<NodeId>();
   private readonly prng: Prng;
 
   constructor(cfg: RaftConfig, restart?: RestartState) {
@@ -105,6 +115,10 @@ export class Raft {
       this.vote = hs.vote;
       assert(this.log.lastTerm() <= this.term, "stored entries are newer than the stored term");
       this.conf = this.confAt(hs.commit);
+      if (restart.voteFloor !== undefined) {
+        this.voteFloor = { ...restart.voteFloor };
+        this.maybeSettleFloor(); // alone in the group, nobody else could hold the entry
+      }
     } else {
       const snap: SnapshotMeta = { index: 0, term: 0, conf: emptyConf(), data: EMPTY };
       const boot = cfg.voters.length > 0 ? bootstrapEntries(cfg.voters, cfg.learners ?? []) : [];
@@ -128,6 +142,20 @@ export class Raft {
 
   promotable(): boolean {
     return this.conf.voters.includes(this.id);
+  }
+
+  /** Our own log is behind the vote floor: standing for election on it could let a log without the entry win. */
+  behindFloor(): boolean {
+    return this.voteFloor !== undefined && !logAtLeast(this.log.lastTerm(), this.log.lastIndex, this.voteFloor);
+  }
+
+  private maybeSettleFloor(): void {
+    const f = this.voteFloor;
+    if (f === undefined) return;
+    if (this.log.committed >= f.index || this.conf.voters.every((v) => v === this.id || this.floorEvidence.has(v))) {
+      this.voteFloor = undefined;
+      this.floorEvidence.clear();
+    }
   }
 
   // ---- role transitions ----
@@ -232,6 +260,12 @@ export class Raft {
   }
 
   campaign(type: MessageType.PreVote | MessageType.Vote, transfer: boolean): void {
+    if (type === MessageType.Vote && this.behindFloor()) {
+      // Our own vote would count for a log that may lack an entry we acknowledged (VoteFloor). A won
+      // pre-vote or a transfer ends here; the next timeout pre-votes again, which keeps showing our log.
+      this.becomeFollower(this.term, NONE);
+      return;
+    }
     let voteTerm: number;
     if (type === MessageType.PreVote) {
       this.becomePreCandidate();
@@ -352,7 +386,14 @@ export class Raft {
       (pre && m.term > this.term);
     const respType = pre ? MessageType.PreVoteResponse : MessageType.VoteResponse;
     const r = this.newMessage(respType, m.from);
-    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+    const f = this.voteFloor;
+    if (f !== undefined && m.term > f.term && !logAtLeast(m.logTerm, m.index, f)) {
+      // A voter asking in a later term than the entry's does not hold it (see VoteFloor).
+      this.floorEvidence.add(m.from);
+      this.maybeSettleFloor();
+    }
+    const aboveFloor = this.voteFloor === undefined || logAtLeast(m.logTerm, m.index, this.voteFloor);
+    if (canVote && aboveFloor && this.log.isUpToDate(m.index, m.logTerm)) {
       r.term = m.term;
       if (!pre) {
         this.electionElapsed = 0;
@@ -410,6 +451,7 @@ export class Raft {
       this.log.restore(snap);
       this.conf = frozenConf(snap.conf.voters, snap.conf.learners);
       r.index = snap.index;
+      this.maybeSettleFloor();
     }
     this.send(r);
   }
@@ -427,6 +469,7 @@ export class Raft {
         if (this.role === Role.Leader) this.syncProgressWithConf();
       }
     }
+    this.maybeSettleFloor();
   }
 
   // ---- leader side of replication ----

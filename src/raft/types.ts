@@ -134,6 +134,30 @@ export interface RestartState {
   conf?: ConfState; // latest membership if entries do not hold it (taken from snapshot otherwise)
   /** Index the driver's state machine already holds (default snapshot.index); later committed entries are re-delivered. */
   applied?: number;
+  /** See VoteFloor: the driver's storage lost the newest entry (or snapshot) it had written. */
+  voteFloor?: VoteFloor;
+}
+
+/**
+ * An entry (or snapshot end) this node wrote, may have acknowledged, and no longer holds: its storage lost
+ * the newest record (a torn or cut tail), and whether that record had been made durable, and so counted
+ * towards a commit, cannot be told afterwards. Until that is settled the node votes as if it still held
+ * the entry: it grants votes only to logs at least as up to date as (term, index), and does not stand for
+ * election while its own log is behind it (pre-votes still go out: they show the others its log).
+ * Settled, and dropped, when the commit index reaches `index`, or when every other voter has asked for a
+ * vote in a later term with a log behind it: then no replica holds the entry, so it never committed
+ * (a majority held it durably if it did, and losing it on every one of them is more than a minority's
+ * damage).
+ */
+export interface VoteFloor {
+  term: number;
+  index: number;
+}
+
+/** The later of two vote floors in Raft's log order (term, then index); either may be absent. */
+export function laterVoteFloor(a: VoteFloor | undefined, b: VoteFloor | undefined): VoteFloor | undefined {
+  if (a === undefined || b === undefined) return a ?? b;
+  return b.term > a.term || (b.term === a.term && b.index > a.index) ? b : a;
 }
 
 export class ProposalError extends Error {
