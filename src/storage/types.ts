@@ -77,6 +77,12 @@ export interface RecoveredGroup {
   entries: Entry[];
   /** Records of this group may have been lost to corruption (not a torn tail): do not vote on this log. */
   damaged?: boolean;
+  /**
+   * The WAL's torn tail was this group's entry or snapshot ending at (term, index), read from the torn
+   * record's own header (so unverified, but checked to be plausible). A tear after a crash loses only
+   * what was never made durable, but a tail lost any other way may have held an acknowledged entry.
+   */
+  tornTail?: { term: number; index: number };
 }
 
 /** What recovery cut: a torn tail (expected after a crash) or corruption before the end (lost records). */
@@ -86,6 +92,8 @@ export interface WalCut {
   reason: string;
   /** True when valid records followed the damage: records that may have been acknowledged were lost. */
   midLog: boolean;
+  /** The header of the record that failed to verify, when the bytes were there to read it (unverified). */
+  record?: { type: number; group: number; term: number; index: number };
 }
 
 export interface WalStats {

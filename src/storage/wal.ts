@@ -577,8 +577,14 @@ export class Wal {
       writeSeq = seq;
       writePos = end;
     }
+    const torn = this.cuts.at(-1);
     for (const [group, g] of replay.groups) {
-      this.recovered.set(group, g.result());
+      const result = g.result();
+      if (torn && !torn.midLog && torn.record?.group === group) {
+        const tail = plausibleTornTail(torn.record, result);
+        if (tail) result.tornTail = tail;
+      }
+      this.recovered.set(group, result);
       this.groups.set(group, {
         hardState: g.hardState,
         snapshot: g.snapshot,
@@ -636,6 +642,10 @@ export class Wal {
           }
         }
         const cut: WalCut = { file: path, position: pos, reason: d.reason, midLog };
+        const len = pos + 4 <= data.length ? view.getUint32(pos, true) : 0;
+        if (len >= RECORD_HEADER_BYTES && len <= RECORD_BYTES_MAX && pos + RECORD_HEADER_BYTES <= data.length) {
+          cut.record = { type: data[pos + 28]!, group: view.getUint32(pos + 8, true), term: readU64(view, pos + 12), index: readU64(view, pos + 20) };
+        }
         this.cuts.push(cut);
         this.log(midLog ? "error" : "warn", midLog ? "WAL corruption: records lost" : "WAL torn tail cut", { ...cut });
         if (midLog) replay.markAllDamaged();
@@ -713,6 +723,21 @@ export class Wal {
 
 function assertGroup(group: number): void {
   assert(Number.isInteger(group) && group >= 0 && group <= 0xffffffff, `bad group id ${group}`);
+}
+
+/**
+ * What a torn tail record held, if its unverified header makes sense for the group: an entry or snapshot
+ * of a term the group's hard state had already reached (a round writes its hard state before its entries),
+ * and a real index. Anything else reads as garbage and is ignored.
+ */
+function plausibleTornTail(
+  r: { type: number; term: number; index: number },
+  g: RecoveredGroup,
+): { term: number; index: number } | undefined {
+  if (r.type !== RecordType.Entry && r.type !== RecordType.Snapshot) return undefined;
+  const term = Math.max(g.hardState?.term ?? 0, g.entries.at(-1)?.term ?? 0);
+  if (r.term < 1 || r.term > term || r.index < 1 || !Number.isSafeInteger(r.index)) return undefined;
+  return { term: r.term, index: r.index };
 }
 
 /** Rebuilds each group's state from records in log order. */

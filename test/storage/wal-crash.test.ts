@@ -49,6 +49,7 @@ async function recoverFrom(bytes: Uint8Array) {
     hs: wal.recovered.get(1)?.hardState,
     cuts: wal.cuts,
     damaged: wal.recovered.get(1)?.damaged ?? false,
+    tornTails: [wal.recovered.get(1)?.tornTail, wal.recovered.get(2)?.tornTail],
   };
   await wal.close();
   return out;
@@ -85,6 +86,29 @@ describe("WAL crash recovery", () => {
         }
       }
     }
+  }, 30_000);
+
+  test("a last record cut short names its group's entry (term, index) as the torn tail; garbage names nothing", async () => {
+    const recStart = recordEnds[3]!;
+    for (const cutBytes of [1, 3, 8, 20]) {
+      const bytes = image.slice();
+      bytes.fill(0, lastWriteEnd - cutBytes, lastWriteEnd);
+      const r = await recoverFrom(bytes);
+      expect(r.cuts).toMatchObject([{ position: recStart, midLog: false, record: { type: 1, group: 2, term: 2, index: 2 } }]);
+      expect(r.tornTails).toEqual([undefined, { term: 2, index: 2 }]);
+    }
+    // Torn inside its header: the length survived, the rest is zeros. No term, so no torn tail.
+    const bytes = image.slice();
+    bytes.fill(0, recStart + 10, lastWriteEnd + 8);
+    const r = await recoverFrom(bytes);
+    expect(r.cuts.length).toBe(1);
+    expect(r.tornTails).toEqual([undefined, undefined]);
+    // Damage before good records is no torn tail either (the group is flagged damaged instead).
+    const flipped = image.slice();
+    flipped[recordEnds[1]! + 12]! ^= 1; // in the third record's term
+    const m = await recoverFrom(flipped);
+    expect(m.cuts[0]!.midLog).toBe(true);
+    expect(m.tornTails).toEqual([undefined, undefined]);
   }, 30_000);
 
   test("a flipped bit in the last records cuts from the damaged record; damage before good records is flagged", async () => {
