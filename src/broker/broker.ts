@@ -7,7 +7,19 @@ import { join } from "node:path";
 import { ErrorCode, PartitionStatusSchema, Role as WireRole, type PartitionStatus, type SetTopicRoleRequest } from "../proto/goulette_pb";
 import { RaftNode } from "../raft/node";
 import { ProgressState } from "../raft/progress";
-import { MessageType, NONE, Role, type Message, type NodeId, type Ready, type RestartState, type SnapshotMeta, type SoftState } from "../raft/types";
+import {
+  MessageType,
+  NONE,
+  Role,
+  laterVoteFloor,
+  type Message,
+  type NodeId,
+  type Ready,
+  type RestartState,
+  type SnapshotMeta,
+  type SoftState,
+  type VoteFloor,
+} from "../raft/types";
 import { PartitionLog, Wal, parseFsyncPolicy, realFileLayer, writeFileAtomic, type RecoveredGroup, type StorageLogger } from "../storage";
 import { ClientPool, serve, WireError, type Body, type WireServer } from "../wire";
 import type { Logger } from "../log";
@@ -47,6 +59,12 @@ interface PartitionMeta {
   voters: NodeId[]; // the initial replica set (empty when it joined an existing group as a learner)
   learners: NodeId[];
   peers: Record<string, string>; // broker id -> address
+  /**
+   * An entry this replica may have acknowledged and then lost with its WAL's torn tail (see VoteFloor),
+   * kept here until settled: the WAL record itself is overwritten by the next writes, and a second crash
+   * before the floor settles must not forget it.
+   */
+  voteFloor?: VoteFloor;
 }
 
 const ROLE_CODE: Record<Role, number> = { [Role.Follower]: 1, [Role.PreCandidate]: 2, [Role.Candidate]: 3, [Role.Leader]: 4 };
@@ -82,6 +100,8 @@ export class Broker {
   private compactTimer: ReturnType<typeof setInterval> | undefined;
   private relieving = false;
   private metas = new Map<number, PartitionMeta>();
+  /** Partitions whose meta holds a vote floor not yet settled (cleared from the meta once it is). */
+  private readonly floored = new Set<Partition>();
   /** When each peer broker was last heard from (any Raft frame, pings included). */
   private lastHeard = new Map<NodeId, number>();
   private ticks = 0;
@@ -349,11 +369,21 @@ export class Broker {
 
   private advanceReady(p: Partition, rd: Ready): void {
     p.node.advance(rd);
+    if (this.floored.size > 0 && this.floored.has(p) && p.node.voteFloor === undefined) this.floorSettled(p);
     if (p.voteFenced && p.leaderCommitSeen > 0 && p.node.commitIndex >= p.leaderCommitSeen) {
       p.voteFenced = false;
       this.log.info("log repaired by the leader: votes allowed again", { partition: p.key, commit: p.node.commitIndex });
     }
     if (p.node.hasReady()) this.dirty.add(p);
+  }
+
+  private floorSettled(p: Partition): void {
+    this.floored.delete(p);
+    const meta = this.metas.get(p.id.group);
+    if (!meta || p.removed) return;
+    delete meta.voteFloor;
+    this.saveMeta(meta);
+    this.log.info("vote floor settled", { partition: p.key, commit: p.node.commitIndex });
   }
 
   private onSoftState(p: Partition, s: SoftState): void {
@@ -577,12 +607,24 @@ export class Broker {
         // (they must never go back) and let the leader send the rest again; the group is vote-fenced.
         this.log.error("stored commit beyond the recovered log", { partition: `${meta.topic}/${meta.partition}`, commit: hs.commit, lastIndex });
       }
+      const voteFloor = laterVoteFloor(meta.voteFloor, recovered.tornTail);
+      if (voteFloor && (voteFloor.term !== meta.voteFloor?.term || voteFloor.index !== meta.voteFloor.index)) {
+        // Durable before this replica answers any vote.
+        meta.voteFloor = voteFloor;
+        this.saveMeta(meta);
+        this.log.warn("newest entry lost with the WAL's tail: votes only for logs that reach it until settled", {
+          partition: `${meta.topic}/${meta.partition}`,
+          term: voteFloor.term,
+          index: voteFloor.index,
+        });
+      }
       restart = {
         // A commit-only hard state is not forced to disk (see pump), so the stored one may lag the snapshot.
         hardState: { ...hs, commit: Math.max(recovered.snapshot?.index ?? 0, Math.min(hs.commit, lastIndex)) },
         snapshot: recovered.snapshot,
         entries: recovered.entries,
         applied: recovered.snapshot?.index,
+        voteFloor,
       };
       if (recovered.snapshot) {
         state = PartitionState.decode(recovered.snapshot.data);
@@ -592,6 +634,7 @@ export class Broker {
     if (log.nextOffset < state.nextOffset) throw new Error(`${id.topic}/${id.partition}: log ends at ${log.nextOffset} before its snapshot (${state.nextOffset})`);
     const node = this.raftNode(id, meta.voters, meta.learners, restart);
     const p: Partition = new Partition(id, node, log, state, applied, () => this.markDirty(p));
+    if (meta.voteFloor) this.floored.add(p);
     this.byGroup.set(id.group, p);
     this.byName.set(p.key, p);
     this.metas.set(id.group, meta);
@@ -672,6 +715,7 @@ export class Broker {
       return;
     }
     p.close();
+    this.floored.delete(p);
     this.byName.delete(p.key);
     this.byGroup.delete(p.id.group);
     this.metas.delete(p.id.group);

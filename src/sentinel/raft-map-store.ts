@@ -6,10 +6,12 @@
 // One sentinel is a group of one voter: it elects itself at start and "committed" means "fsynced here".
 // Several sentinels exchange Raft messages through `send`; only the leader accepts proposals.
 
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log";
 import { RaftNode } from "../raft/node";
-import { EntryType, ProposalError, Role, type Message, type NodeId, type Ready, type RestartState } from "../raft/types";
+import { EntryType, ProposalError, Role, laterVoteFloor, type Message, type NodeId, type Ready, type RestartState, type VoteFloor } from "../raft/types";
+import { realFileLayer, writeFileAtomic } from "../storage";
 import { Wal } from "../storage/wal";
 import type { FsyncPolicy } from "../storage/types";
 import { ClusterMap, decodeCommand, encodeCommand, type MapCommand, type MapResult, type MapSnapshot } from "./cluster-map";
@@ -19,6 +21,8 @@ import type { MapStore } from "./map-store";
 export const MAP_GROUP = 1;
 const MAX_PENDING_PROPOSALS = 10_000;
 const DEFAULT_SNAPSHOT_EVERY_ENTRIES = 1_000;
+/** A vote floor not yet settled (see VoteFloor): the torn WAL record that told it is overwritten by the next writes. */
+const VOTE_FLOOR_FILE = "map-vote-floor.json";
 
 export class NotSentinelLeaderError extends Error {
   constructor(readonly leader: NodeId) {
@@ -55,6 +59,8 @@ export class RaftMapStore implements MapStore {
   private closed = false;
   private appliedSinceSnapshot = 0;
   private lastLeader: NodeId = 0;
+  /** Set while VOTE_FLOOR_FILE holds a floor the node has not settled yet. */
+  private floorFile: string | undefined;
 
   private constructor(
     private readonly opts: RaftMapStoreOptions,
@@ -85,6 +91,16 @@ export class RaftMapStore implements MapStore {
         snapshot = JSON.parse(new TextDecoder().decode(recovered.snapshot.data)) as MapSnapshot;
       }
     }
+    const floorPath = join(opts.dir, VOTE_FLOOR_FILE);
+    if (restart) {
+      const kept = existsSync(floorPath) ? (JSON.parse(readFileSync(floorPath, "utf8")) as VoteFloor) : undefined;
+      restart.voteFloor = laterVoteFloor(kept, recovered?.tornTail);
+      if (restart.voteFloor && (restart.voteFloor.term !== kept?.term || restart.voteFloor.index !== kept.index)) {
+        // Durable before this sentinel answers any vote.
+        writeFileAtomic(realFileLayer, floorPath, new TextEncoder().encode(JSON.stringify(restart.voteFloor)));
+        opts.log.warn("sentinel map: newest entry lost with the WAL's tail: votes only for logs that reach it until settled", { ...restart.voteFloor });
+      }
+    }
     const node = new RaftNode(
       {
         id: opts.id,
@@ -98,6 +114,8 @@ export class RaftMapStore implements MapStore {
       restart,
     );
     const store = new RaftMapStore(opts, wal, node);
+    if (restart?.voteFloor) store.floorFile = floorPath;
+    store.forgetSettledFloor(); // alone in the group, it settles at once
     if (snapshot) store.map.restore(snapshot);
     if (opts.voters.length === 1) node.campaign(); // alone: no one to wait for
     await store.pump(); // replays committed entries from the WAL into the map
@@ -186,6 +204,7 @@ export class RaftMapStore implements MapStore {
         if (rd.messages.length > 0) this.opts.send?.(rd.messages);
         this.apply(rd);
         this.node.advance(rd);
+        this.forgetSettledFloor();
         this.maybeSnapshot();
       }
     } catch (e) {
@@ -253,6 +272,13 @@ export class RaftMapStore implements MapStore {
         else w.reject(new NotSentinelLeaderError(this.node.leader));
       }
     }
+  }
+
+  private forgetSettledFloor(): void {
+    if (this.floorFile === undefined || this.node.voteFloor !== undefined) return;
+    rmSync(this.floorFile, { force: true });
+    this.floorFile = undefined;
+    this.opts.log.info("sentinel map: vote floor settled", { commit: this.node.commitIndex });
   }
 
   private maybeSnapshot(): void {

@@ -285,6 +285,58 @@ describe("broker: restart after a torn WAL tail", () => {
   });
 });
 
+describe("broker: restart after losing the newest WAL record", () => {
+  test("the replica keeps a vote floor for the lost entry, across restarts, until the commit reaches it", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    const victim = (leader + 1) % 3;
+    for (let i = 0; i < 5; i++) await c.produce(leader, "t", 0, [`f${i}`]);
+    await eventually(async () => (await c.readAll(victim, "t", 0)).length === 5);
+    await c.kill(victim);
+    // As if the victim had written (and acknowledged) one more entry whose record its disk then lost:
+    // append it, then cut its last bytes.
+    const { Wal, parseFsyncPolicy } = await import("../../src/storage");
+    const { EntryType } = await import("../../src/raft/types");
+    const { join } = await import("node:path");
+    const { readdirSync, readFileSync, writeFileSync } = await import("node:fs");
+    const walDir = join(c.dir, `b${victim + 1}`, ".wal");
+    const wal = await Wal.open({ dir: walDir, fsync: parseFsyncPolicy("always") });
+    const g = wal.recovered.get(1)!;
+    const last = g.entries.at(-1)!;
+    const lost = { term: g.hardState!.term, index: last.index + 1 };
+    wal.appendEntries(1, [{ ...lost, type: EntryType.Normal, data: new Uint8Array(40).fill(7) }]);
+    await wal.sync();
+    await wal.close();
+    const seg = join(walDir, readdirSync(walDir).filter((f) => /^\d{16}\.wal$/.test(f)).sort().at(-1)!);
+    const bytes = new Uint8Array(readFileSync(seg));
+    const view = new DataView(bytes.buffer);
+    let pos = 32;
+    let lastAt = -1;
+    for (let len = view.getUint32(pos, true); len > 0 && pos + len <= bytes.length; len = view.getUint32(pos, true)) {
+      lastAt = pos;
+      pos += len;
+    }
+    expect(view.getUint32(lastAt + 20, true)).toBe(lost.index); // the record just appended
+    bytes.fill(0, pos - 3, pos);
+    writeFileSync(seg, bytes);
+
+    const meta = () => JSON.parse(readFileSync(join(c.dir, `b${victim + 1}`, "t", "0", "partition.json"), "utf8"));
+    await c.restart(victim);
+    expect(c.brokers[victim]!.broker.byName.get("t/0")!.node.voteFloor).toEqual(lost);
+    expect(meta().voteFloor).toEqual(lost);
+    // Restarted again before anything settled it: the meta remembers it, whatever the WAL holds now.
+    await c.kill(victim);
+    await c.restart(victim);
+    const p = c.brokers[victim]!.broker.byName.get("t/0")!;
+    expect(p.node.voteFloor).toEqual(lost);
+    // The leader commits past the lost index: settled, and gone from the meta.
+    await c.produce(leader, "t", 0, ["g0", "g1"]);
+    await eventually(() => p.node.voteFloor === undefined);
+    await eventually(() => meta().voteFloor === undefined);
+    await eventually(async () => (await c.readAll(victim, "t", 0)).length === 7);
+  });
+});
+
 describe("broker: idle groups sleep (quiescence)", () => {
   const partitionsOf = (c: BrokerCluster) => c.brokers.flatMap((b) => (b ? [b.broker.byName.get("t/0")!] : []));
 

@@ -1,10 +1,13 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { silentLogger } from "../../src/log";
 import { RaftMapStore } from "../../src/sentinel/raft-map-store";
-import type { MapCommand } from "../../src/sentinel/cluster-map";
+import { encodeCommand, type MapCommand } from "../../src/sentinel/cluster-map";
+import { bootstrapEntries } from "../../src/raft/raft";
+import { EntryType } from "../../src/raft/types";
+import { Wal } from "../../src/storage/wal";
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -72,6 +75,54 @@ describe("RaftMapStore (one voter)", () => {
       a.tick();
     }
     expect(a.map.allBrokers().length).toBe(20);
+    await a.close();
+  });
+});
+
+describe("RaftMapStore after losing its newest WAL record", () => {
+  /** A map WAL of `voters` whose last entry (term 3, the second command) was written, then lost to a cut tail. */
+  async function tornMapWal(dir: string, voters: number[]): Promise<{ term: number; index: number }> {
+    const walDir = join(dir, "map-wal");
+    const wal = await Wal.open({ dir: walDir, fsync: "always", segmentBytes: 1024 * 1024 });
+    const boot = bootstrapEntries(voters, []);
+    const commands = [reg(1), reg(2)].map((c, i) => ({ term: 3, index: boot.length + 1 + i, type: EntryType.Normal, data: encodeCommand(c) }));
+    wal.setHardState(1, { term: 3, vote: 1, commit: boot.length });
+    wal.appendEntries(1, [...boot, ...commands]);
+    await wal.sync();
+    await wal.close();
+    const seg = join(walDir, readdirSync(walDir).filter((f) => /^\d{16}\.wal$/.test(f)).sort().at(-1)!);
+    const bytes = new Uint8Array(readFileSync(seg));
+    const view = new DataView(bytes.buffer);
+    let pos = 32;
+    for (let len = view.getUint32(pos, true); len > 0; len = view.getUint32(pos, true)) pos += len;
+    bytes.fill(0, pos - 3, pos);
+    writeFileSync(seg, bytes);
+    return { term: 3, index: commands.at(-1)!.index };
+  }
+  const openOf = (dir: string, voters: number[]) =>
+    RaftMapStore.open({ dir, fsync: "always", id: 1, voters, electionTicks: 10, heartbeatTicks: 1, send: () => {}, log: silentLogger });
+
+  test("one of three keeps a vote floor for it, across restarts, in its own file", async () => {
+    const dir = tempDir();
+    const lost = await tornMapWal(dir, [1, 2, 3]);
+    const a = await openOf(dir, [1, 2, 3]);
+    expect(a.node.voteFloor).toEqual(lost);
+    expect(a.node.lastIndex).toBe(lost.index - 1);
+    await a.close();
+    expect(existsSync(join(dir, "map-vote-floor.json"))).toBe(true);
+    const b = await openOf(dir, [1, 2, 3]);
+    expect(b.node.voteFloor).toEqual(lost);
+    await b.close();
+  });
+
+  test("a sentinel alone settles it at once and leads", async () => {
+    const dir = tempDir();
+    await tornMapWal(dir, [1]);
+    const a = await openOf(dir, [1]);
+    expect(a.node.voteFloor).toBeUndefined();
+    expect(existsSync(join(dir, "map-vote-floor.json"))).toBe(false);
+    expect(await a.waitLeader(1_000)).toBe(true);
+    expect(a.map.allBrokers().map((b) => b.id)).toEqual([1]);
     await a.close();
   });
 });
