@@ -11,6 +11,7 @@ import {
   MessageType,
   NONE,
   Role,
+  hardStateAfterLostVote,
   laterVoteFloor,
   type Message,
   type NodeId,
@@ -606,6 +607,19 @@ export class Broker {
         // Only after corruption: the log lost entries this replica once had committed. Keep term and vote
         // (they must never go back) and let the leader send the rest again; the group is vote-fenced.
         this.log.error("stored commit beyond the recovered log", { partition: `${meta.topic}/${meta.partition}`, commit: hs.commit, lastIndex });
+      }
+      const afterLostVote = hardStateAfterLostVote(hs, recovered.tornHardStateTerm, this.opts.id);
+      if (afterLostVote !== hs) {
+        // The torn record may have carried a vote that already left: no second vote in its term. Durable
+        // before this replica answers anything, as the next writes overwrite the torn record.
+        this.log.warn("hard state lost with the WAL's tail: no vote in its term", {
+          partition: `${meta.topic}/${meta.partition}`,
+          term: afterLostVote.term,
+          storedTerm: hs.term,
+        });
+        hs = afterLostVote;
+        this.wal.setHardState(meta.group, hs);
+        await this.wal.sync();
       }
       const voteFloor = laterVoteFloor(meta.voteFloor, recovered.tornTail);
       if (voteFloor && (voteFloor.term !== meta.voteFloor?.term || voteFloor.index !== meta.voteFloor.index)) {

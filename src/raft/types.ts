@@ -160,6 +160,19 @@ export function laterVoteFloor(a: VoteFloor | undefined, b: VoteFloor | undefine
   return b.term > a.term || (b.term === a.term && b.index > a.index) ? b : a;
 }
 
+/**
+ * The hard state to restart with when storage lost a newer hard state record of term `lostTerm` (a torn
+ * tail): that record may have carried a vote which already left, so the node must not vote again in that
+ * term. It takes the term and records a vote for itself, which refuses every other candidate of the term
+ * and asks for nothing (it only campaigns in a later term). Unchanged when the lost record cannot have
+ * carried a vote this state does not already hold.
+ */
+export function hardStateAfterLostVote(hs: HardState, lostTerm: number | undefined, self: NodeId): HardState {
+  if (lostTerm === undefined || lostTerm < hs.term) return hs;
+  if (lostTerm > hs.term) return { term: lostTerm, vote: self, commit: hs.commit };
+  return hs.vote === NONE ? { ...hs, vote: self } : hs; // a vote once cast in a term never changes
+}
+
 export class ProposalError extends Error {
   constructor(
     readonly reason:

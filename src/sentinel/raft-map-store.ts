@@ -10,7 +10,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log";
 import { RaftNode } from "../raft/node";
-import { EntryType, ProposalError, Role, laterVoteFloor, type Message, type NodeId, type Ready, type RestartState, type VoteFloor } from "../raft/types";
+import { EntryType, ProposalError, Role, hardStateAfterLostVote, laterVoteFloor, type Message, type NodeId, type Ready, type RestartState, type VoteFloor } from "../raft/types";
 import { realFileLayer, writeFileAtomic } from "../storage";
 import { Wal } from "../storage/wal";
 import type { FsyncPolicy } from "../storage/types";
@@ -81,8 +81,16 @@ export class RaftMapStore implements MapStore {
     let snapshot: MapSnapshot | undefined;
     if (recovered && (recovered.hardState || recovered.snapshot || recovered.entries.length > 0)) {
       if (recovered.damaged) opts.log.error("sentinel map wal damaged: records may be lost", {});
+      const stored = recovered.hardState ?? { term: 0, vote: 0, commit: 0 };
+      const hardState = hardStateAfterLostVote(stored, recovered.tornHardStateTerm, opts.id);
+      if (hardState !== stored) {
+        // The torn record may have carried a vote that already left: no second vote in its term.
+        wal.setHardState(MAP_GROUP, hardState);
+        await wal.sync();
+        opts.log.warn("sentinel map: hard state lost with the WAL's tail: no vote in its term", { term: hardState.term, storedTerm: stored.term });
+      }
       restart = {
-        hardState: recovered.hardState ?? { term: 0, vote: 0, commit: 0 },
+        hardState,
         snapshot: recovered.snapshot,
         entries: recovered.entries,
         applied: recovered.snapshot?.index,

@@ -83,6 +83,12 @@ export interface RecoveredGroup {
    * what was never made durable, but a tail lost any other way may have held an acknowledged entry.
    */
   tornTail?: { term: number; index: number };
+  /**
+   * The WAL's torn tail was this group's hard state for this term (read from the torn record's header, so
+   * unverified but plausible): its vote may have left this process before the record was lost, so the
+   * group must not vote again in that term. Never older than `hardState`'s term.
+   */
+  tornHardStateTerm?: number;
 }
 
 /** What recovery cut: a torn tail (expected after a crash) or corruption before the end (lost records). */

@@ -48,6 +48,8 @@ const ZERO_CHUNK_BYTES = 1024 * 1024;
 /** Zero-filled spares kept ready (made in the background from start-up on), so no sync waits for one. */
 const SPARES_READY = 1;
 const SPARE_SYNC_BYTES = 4 * ZERO_CHUNK_BYTES; // a spare being zero-filled is synced this often
+/** A torn hard state naming a term further ahead than this is read as garbage (terms move up by elections). */
+const TORN_TERM_AHEAD_MAX = 1_000_000;
 
 interface GroupState {
   hardState?: HardState;
@@ -583,6 +585,8 @@ export class Wal {
       if (torn && !torn.midLog && torn.record?.group === group) {
         const tail = plausibleTornTail(torn.record, result);
         if (tail) result.tornTail = tail;
+        const hsTerm = tornHardStateTerm(torn.record, result);
+        if (hsTerm !== undefined) result.tornHardStateTerm = hsTerm;
       }
       this.recovered.set(group, result);
       this.groups.set(group, {
@@ -738,6 +742,18 @@ function plausibleTornTail(
   const term = Math.max(g.hardState?.term ?? 0, g.entries.at(-1)?.term ?? 0);
   if (r.term < 1 || r.term > term || r.index < 1 || !Number.isSafeInteger(r.index)) return undefined;
   return { term: r.term, index: r.index };
+}
+
+/**
+ * The term of a torn tail record that held the group's hard state, if its unverified header makes sense:
+ * a real term no older than the hard state kept (an older one tells nothing), and not absurdly far ahead
+ * of what the group had reached (a garbage header, not a term this process wrote).
+ */
+function tornHardStateTerm(r: { type: number; term: number }, g: RecoveredGroup): number | undefined {
+  if (r.type !== RecordType.HardState || !Number.isSafeInteger(r.term) || r.term < 1) return undefined;
+  const known = Math.max(g.hardState?.term ?? 0, g.entries.at(-1)?.term ?? 0, g.snapshot?.term ?? 0);
+  if (r.term < (g.hardState?.term ?? 0) || r.term > known + TORN_TERM_AHEAD_MAX) return undefined;
+  return r.term;
 }
 
 /** Rebuilds each group's state from records in log order. */

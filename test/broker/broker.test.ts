@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { ErrorCode, ReadFrom } from "../../src/proto/goulette_pb";
-import { MessageType } from "../../src/raft/types";
+import { EntryType, MessageType } from "../../src/raft/types";
+import { Wal, parseFsyncPolicy, type RecoveredGroup } from "../../src/storage";
 import { WireError } from "../../src/wire";
 import { BrokerCluster } from "./harness";
 
@@ -285,6 +288,30 @@ describe("broker: restart after a torn WAL tail", () => {
   });
 });
 
+/**
+ * As if broker i had written (and acknowledged) one more record of group 1 whose bytes its disk then lost:
+ * `write` adds it through the WAL, then the last `tear` bytes of the newest record are zeroed.
+ */
+async function loseNewestWalRecord(c: BrokerCluster, i: number, write: (wal: Wal, g: RecoveredGroup) => void, tear: number): Promise<number> {
+  const walDir = join(c.dir, `b${i + 1}`, ".wal");
+  const wal = await Wal.open({ dir: walDir, fsync: parseFsyncPolicy("always") });
+  write(wal, wal.recovered.get(1)!);
+  await wal.sync();
+  await wal.close();
+  const seg = join(walDir, readdirSync(walDir).filter((f) => /^\d{16}\.wal$/.test(f)).sort().at(-1)!);
+  const bytes = new Uint8Array(readFileSync(seg));
+  const view = new DataView(bytes.buffer);
+  let pos = 32;
+  let lastAt = -1;
+  for (let len = view.getUint32(pos, true); len > 0 && pos + len <= bytes.length; len = view.getUint32(pos, true)) {
+    lastAt = pos;
+    pos += len;
+  }
+  bytes.fill(0, pos - tear, pos);
+  writeFileSync(seg, bytes);
+  return lastAt;
+}
+
 describe("broker: restart after losing the newest WAL record", () => {
   test("the replica keeps a vote floor for the lost entry, across restarts, until the commit reaches it", async () => {
     const c = await threeBrokers();
@@ -293,32 +320,16 @@ describe("broker: restart after losing the newest WAL record", () => {
     for (let i = 0; i < 5; i++) await c.produce(leader, "t", 0, [`f${i}`]);
     await eventually(async () => (await c.readAll(victim, "t", 0)).length === 5);
     await c.kill(victim);
-    // As if the victim had written (and acknowledged) one more entry whose record its disk then lost:
-    // append it, then cut its last bytes.
-    const { Wal, parseFsyncPolicy } = await import("../../src/storage");
-    const { EntryType } = await import("../../src/raft/types");
-    const { join } = await import("node:path");
-    const { readdirSync, readFileSync, writeFileSync } = await import("node:fs");
-    const walDir = join(c.dir, `b${victim + 1}`, ".wal");
-    const wal = await Wal.open({ dir: walDir, fsync: parseFsyncPolicy("always") });
-    const g = wal.recovered.get(1)!;
-    const last = g.entries.at(-1)!;
-    const lost = { term: g.hardState!.term, index: last.index + 1 };
-    wal.appendEntries(1, [{ ...lost, type: EntryType.Normal, data: new Uint8Array(40).fill(7) }]);
-    await wal.sync();
-    await wal.close();
-    const seg = join(walDir, readdirSync(walDir).filter((f) => /^\d{16}\.wal$/.test(f)).sort().at(-1)!);
-    const bytes = new Uint8Array(readFileSync(seg));
-    const view = new DataView(bytes.buffer);
-    let pos = 32;
-    let lastAt = -1;
-    for (let len = view.getUint32(pos, true); len > 0 && pos + len <= bytes.length; len = view.getUint32(pos, true)) {
-      lastAt = pos;
-      pos += len;
-    }
-    expect(view.getUint32(lastAt + 20, true)).toBe(lost.index); // the record just appended
-    bytes.fill(0, pos - 3, pos);
-    writeFileSync(seg, bytes);
+    let lost = { term: 0, index: 0 };
+    await loseNewestWalRecord(
+      c,
+      victim,
+      (wal, g) => {
+        lost = { term: g.hardState!.term, index: g.entries.at(-1)!.index + 1 };
+        wal.appendEntries(1, [{ ...lost, type: EntryType.Normal, data: new Uint8Array(40).fill(7) }]);
+      },
+      3,
+    );
 
     const meta = () => JSON.parse(readFileSync(join(c.dir, `b${victim + 1}`, "t", "0", "partition.json"), "utf8"));
     await c.restart(victim);
@@ -334,6 +345,48 @@ describe("broker: restart after losing the newest WAL record", () => {
     await eventually(() => p.node.voteFloor === undefined);
     await eventually(() => meta().voteFloor === undefined);
     await eventually(async () => (await c.readAll(victim, "t", 0)).length === 7);
+  });
+
+  test("a lost hard state record: the replica restarts in its term having voted, so it never votes twice in it", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    const victim = (leader + 1) % 3;
+    const other = (leader + 2) % 3;
+    for (let i = 0; i < 3; i++) await c.produce(leader, "t", 0, [`f${i}`]);
+    await eventually(async () => (await c.readAll(victim, "t", 0)).length === 3);
+    await c.kill(victim);
+    let stored = { term: 0, vote: 0, commit: 0 };
+    const at = await loseNewestWalRecord(
+      c,
+      victim,
+      (wal, g) => {
+        stored = g.hardState!;
+        // A vote for the third broker in a later term, alone in its round (as an election writes it).
+        wal.setHardState(1, { term: stored.term + 2, vote: other + 1, commit: stored.commit });
+      },
+      4,
+    );
+    expect(at).toBeGreaterThan(0);
+    await c.restart(victim);
+    const p = c.brokers[victim]!.broker.byName.get("t/0")!;
+    expect(p.node.term).toBeGreaterThanOrEqual(stored.term + 2);
+    if (p.node.term === stored.term + 2) expect(p.node.vote).toBe(victim + 1); // taken as cast: no other vote
+    // Made durable at once: restarted again, it is still in that term at least.
+    await c.kill(victim);
+    await c.restart(victim);
+    expect(c.brokers[victim]!.broker.byName.get("t/0")!.node.term).toBeGreaterThanOrEqual(stored.term + 2);
+    // The group moves on to a later term and keeps serving.
+    await eventually(async () => {
+      const l = c.leaderOf("t", 0);
+      if (l === undefined) return false;
+      try {
+        await c.produce(l, "t", 0, ["g0"]);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 10_000);
+    await eventually(async () => (await c.readAll(victim, "t", 0)).length === 4, 10_000);
   });
 });
 

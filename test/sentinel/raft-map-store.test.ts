@@ -115,6 +115,31 @@ describe("RaftMapStore after losing its newest WAL record", () => {
     await b.close();
   });
 
+  test("one of three whose newest record was a vote restarts in that term having voted, durably", async () => {
+    const dir = tempDir();
+    const walDir = join(dir, "map-wal");
+    const wal = await Wal.open({ dir: walDir, fsync: "always", segmentBytes: 1024 * 1024 });
+    wal.setHardState(1, { term: 3, vote: 1, commit: 0 });
+    wal.appendEntries(1, bootstrapEntries([1, 2, 3], []).map((e) => ({ ...e, term: 3 })));
+    await wal.sync();
+    wal.setHardState(1, { term: 5, vote: 2, commit: 0 }); // granted to sentinel 2, then lost
+    await wal.sync();
+    await wal.close();
+    const seg = join(walDir, readdirSync(walDir).filter((f) => /^\d{16}\.wal$/.test(f)).sort().at(-1)!);
+    const bytes = new Uint8Array(readFileSync(seg));
+    const view = new DataView(bytes.buffer);
+    let pos = 32;
+    for (let len = view.getUint32(pos, true); len > 0; len = view.getUint32(pos, true)) pos += len;
+    bytes.fill(0, pos - 4, pos);
+    writeFileSync(seg, bytes);
+    const a = await openOf(dir, [1, 2, 3]);
+    expect([a.node.term, a.node.vote]).toEqual([5, 1]);
+    await a.close();
+    const b = await openOf(dir, [1, 2, 3]); // the WAL now holds it whole
+    expect([b.node.term, b.node.vote]).toEqual([5, 1]);
+    await b.close();
+  });
+
   test("a sentinel alone settles it at once and leads", async () => {
     const dir = tempDir();
     await tornMapWal(dir, [1]);

@@ -111,6 +111,46 @@ describe("WAL crash recovery", () => {
     expect(m.tornTails).toEqual([undefined, undefined]);
   }, 30_000);
 
+  test("a last record cut short that held a hard state names its term (tornHardStateTerm); a garbage term names nothing", async () => {
+    const d = join(root.dir, "hs-orig");
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: SEGMENT_BYTES });
+    wal.appendEntries(1, entries(1, 3, 1, 20));
+    wal.setHardState(1, { term: 1, vote: 1, commit: 2 });
+    await wal.sync();
+    wal.setHardState(1, { term: 5, vote: 3, commit: 2 }); // a vote in term 5, alone in its round
+    await wal.sync();
+    await wal.close();
+    const name = readdirSync(d).find((n) => /^\d{16}\.wal$/.test(n))!;
+    const orig = new Uint8Array(readFileSync(join(d, name)));
+    const view = new DataView(orig.buffer);
+    let pos = 32;
+    let lastAt = -1;
+    for (let len = view.getUint32(pos, true); len > 0 && pos + len <= orig.length; len = view.getUint32(pos, true)) {
+      lastAt = pos;
+      pos += len;
+    }
+    expect(orig[lastAt + 28]).toBe(2); // the hard state record
+    const reopen = async (bytes: Uint8Array) => {
+      const c = join(root.dir, "hs-case");
+      rmSync(c, { recursive: true, force: true });
+      const { mkdirSync } = await import("node:fs");
+      mkdirSync(c, { recursive: true });
+      writeFileSync(join(c, name), bytes);
+      const w = await Wal.open({ dir: c, fsync: "never", segmentBytes: SEGMENT_BYTES });
+      const g = w.recovered.get(1)!;
+      const out = { hs: g.hardState, lost: g.tornHardStateTerm, tornTail: g.tornTail, cuts: w.cuts.length };
+      await w.close();
+      return out;
+    };
+    const torn = orig.slice();
+    torn.fill(0, pos - 4, pos); // the vote never reached the disk
+    expect(await reopen(torn)).toEqual({ hs: { term: 1, vote: 1, commit: 2 }, lost: 5, tornTail: undefined, cuts: 1 });
+    const garbage = torn.slice();
+    new DataView(garbage.buffer).setUint32(lastAt + 12, 3_000_000, true); // a term no election reaches
+    expect((await reopen(garbage)).lost).toBeUndefined();
+    expect((await reopen(orig)).lost).toBeUndefined(); // whole: nothing lost
+  });
+
   test("a flipped bit in the last records cuts from the damaged record; damage before good records is flagged", async () => {
     for (let pos = lastWriteStart; pos < lastWriteEnd; pos++) {
       const k = recordEnds.findIndex((e) => e > pos); // damaged record
