@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { silentLogger } from "../../src/log";
@@ -8,6 +8,7 @@ import { encodeCommand, type MapCommand } from "../../src/sentinel/cluster-map";
 import { bootstrapEntries } from "../../src/raft/raft";
 import { EntryType } from "../../src/raft/types";
 import { Wal } from "../../src/storage/wal";
+import { tearNewestWalRecord } from "../storage/helpers";
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -90,13 +91,7 @@ describe("RaftMapStore after losing its newest WAL record", () => {
     wal.appendEntries(1, [...boot, ...commands]);
     await wal.sync();
     await wal.close();
-    const seg = join(walDir, readdirSync(walDir).filter((f) => /^\d{16}\.wal$/.test(f)).sort().at(-1)!);
-    const bytes = new Uint8Array(readFileSync(seg));
-    const view = new DataView(bytes.buffer);
-    let pos = 32;
-    for (let len = view.getUint32(pos, true); len > 0; len = view.getUint32(pos, true)) pos += len;
-    bytes.fill(0, pos - 3, pos);
-    writeFileSync(seg, bytes);
+    tearNewestWalRecord(walDir, 3);
     return { term: 3, index: commands.at(-1)!.index };
   }
   const openOf = (dir: string, voters: number[]) =>
@@ -125,13 +120,7 @@ describe("RaftMapStore after losing its newest WAL record", () => {
     wal.setHardState(1, { term: 5, vote: 2, commit: 0 }); // granted to sentinel 2, then lost
     await wal.sync();
     await wal.close();
-    const seg = join(walDir, readdirSync(walDir).filter((f) => /^\d{16}\.wal$/.test(f)).sort().at(-1)!);
-    const bytes = new Uint8Array(readFileSync(seg));
-    const view = new DataView(bytes.buffer);
-    let pos = 32;
-    for (let len = view.getUint32(pos, true); len > 0; len = view.getUint32(pos, true)) pos += len;
-    bytes.fill(0, pos - 4, pos);
-    writeFileSync(seg, bytes);
+    expect(tearNewestWalRecord(walDir, 4).type).toBe(2); // the vote never reached the disk
     const a = await openOf(dir, [1, 2, 3]);
     expect([a.node.term, a.node.vote]).toEqual([5, 1]);
     await a.close();

@@ -2,10 +2,10 @@
 // file holds zeros or garbage), and single-bit flips. Recovery must keep exactly the whole records.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { Wal } from "../../src/storage/wal";
 import { RECORD_HEADER_BYTES } from "../../src/storage/wal-record";
-import { entries, shape, tempDir } from "./helpers";
+import { entries, newestWalRecord, shape, tempDir } from "./helpers";
 
 const SEGMENT_BYTES = 4096;
 let root: { dir: string; cleanup: () => void };
@@ -36,13 +36,18 @@ beforeAll(async () => {
 });
 afterAll(() => root.cleanup());
 
-async function recoverFrom(bytes: Uint8Array) {
+/** Opens a fresh WAL directory holding just `bytes` as segment `name`. */
+async function openImage(bytes: Uint8Array, name = segName): Promise<Wal> {
   const d = join(root.dir, "case");
   rmSync(d, { recursive: true, force: true });
   const { mkdirSync } = await import("node:fs");
   mkdirSync(d, { recursive: true });
-  writeFileSync(join(d, segName), bytes);
-  const wal = await Wal.open({ dir: d, fsync: "never", segmentBytes: SEGMENT_BYTES });
+  writeFileSync(join(d, name), bytes);
+  return Wal.open({ dir: d, fsync: "never", segmentBytes: SEGMENT_BYTES });
+}
+
+async function recoverFrom(bytes: Uint8Array) {
+  const wal = await openImage(bytes);
   const out = {
     g1: shape(wal.recovered.get(1)?.entries ?? []),
     g2: shape(wal.recovered.get(2)?.entries ?? []),
@@ -120,23 +125,11 @@ describe("WAL crash recovery", () => {
     wal.setHardState(1, { term: 5, vote: 3, commit: 2 }); // a vote in term 5, alone in its round
     await wal.sync();
     await wal.close();
-    const name = readdirSync(d).find((n) => /^\d{16}\.wal$/.test(n))!;
-    const orig = new Uint8Array(readFileSync(join(d, name)));
-    const view = new DataView(orig.buffer);
-    let pos = 32;
-    let lastAt = -1;
-    for (let len = view.getUint32(pos, true); len > 0 && pos + len <= orig.length; len = view.getUint32(pos, true)) {
-      lastAt = pos;
-      pos += len;
-    }
-    expect(orig[lastAt + 28]).toBe(2); // the hard state record
+    const { path, bytes: orig, start: lastAt, end: pos, type } = newestWalRecord(d);
+    const name = basename(path);
+    expect(type).toBe(2); // the hard state record
     const reopen = async (bytes: Uint8Array) => {
-      const c = join(root.dir, "hs-case");
-      rmSync(c, { recursive: true, force: true });
-      const { mkdirSync } = await import("node:fs");
-      mkdirSync(c, { recursive: true });
-      writeFileSync(join(c, name), bytes);
-      const w = await Wal.open({ dir: c, fsync: "never", segmentBytes: SEGMENT_BYTES });
+      const w = await openImage(bytes, name);
       const g = w.recovered.get(1)!;
       const out = { hs: g.hardState, lost: g.tornHardStateTerm, tornTail: g.tornTail, cuts: w.cuts.length };
       await w.close();
