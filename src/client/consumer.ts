@@ -140,6 +140,12 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
   }
 
   /** Partitions currently read. */
+  /** This member's place in its group now (undefined outside a group); a rejoin gives a new member id. */
+  groupMetadata(): { groupId: string; memberId: string; generation: number } | undefined {
+    if (!this.group || !this.settings.groupId) return undefined;
+    return { groupId: this.settings.groupId, memberId: this.group.memberId, generation: this.group.generation };
+  }
+
   assignment(): { topic: string; partition: number }[] {
     return [...this.readers.values()].map((r) => ({ topic: r.topic, partition: r.partition }));
   }

@@ -7,6 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { Admin, type ClusterStatus, type TopicInfo } from "../../src/client/admin";
+import { Consumer } from "../../src/client/consumer";
+import { Producer } from "../../src/client/producer";
 
 const repoRoot = join(import.meta.dir, "..", "..");
 const MAIN = join(repoRoot, "src", "main.ts");
@@ -155,6 +157,46 @@ function fullyReplicatedOn(s: ClusterStatus, topic: string, partitions: number, 
   );
 }
 
+/** Three sentinels replicating the map and three brokers; resolves once a map leader sees them healthy. */
+async function threeSentinelsThreeBrokers(dir: string): Promise<{ peers: string[]; sentinels: Proc[]; ready: ClusterStatus }> {
+  const peers: string[] = [];
+  for (let i = 0; i < 3; i++) peers.push(`127.0.0.1:${await freePort()}`);
+  const sentinels = peers.map((addr, i) =>
+    spawn(dir, `s${i + 1}`, [
+      "sentinel",
+      "--listen",
+      addr,
+      "--peers",
+      peers.join(","),
+      "--id",
+      String(i + 1),
+      "--data-dir",
+      join(dir, `s${i + 1}`),
+      "--fsync",
+      "never",
+      "--log-level",
+      "warn",
+    ]),
+  );
+  for (let id = 1; id <= 3; id++) startBroker(dir, id, await freePort(), peers);
+  const a = admin(peers);
+  const ready = await until("a sentinel leader and three healthy brokers", BOOT_TIMEOUT_MS, async () => {
+    const s = await a.clusterStatus();
+    return healthyIds(s).length === 3 && s.sentinels.some((x) => x.leader) ? s : undefined;
+  });
+  return { peers, sentinels, ready };
+}
+
+/** kill -9 the sentinel `status` names as the map leader; returns the other two addresses. */
+async function killMapLeader(peers: string[], sentinels: Proc[], status: ClusterStatus): Promise<string[]> {
+  const leader = status.sentinels.find((x) => x.leader)!;
+  const index = peers.indexOf(leader.address);
+  expect(index).toBeGreaterThanOrEqual(0);
+  kill9(sentinels[index]!);
+  await sentinels[index]!.proc.exited;
+  return peers.filter((_, i) => i !== index);
+}
+
 describe("sentinel with real processes", () => {
   test("kill -9 a replica's broker: its partitions are back to three voters on live brokers", async () => {
     const dir = tempDir();
@@ -203,40 +245,12 @@ describe("sentinel with real processes", () => {
 
   test("kill -9 the leader of three sentinels: a new leader serves topic creation and status", async () => {
     const dir = tempDir();
-    const peers: string[] = [];
-    for (let i = 0; i < 3; i++) peers.push(`127.0.0.1:${await freePort()}`);
     try {
-      const sentinels = peers.map((addr, i) =>
-        spawn(dir, `s${i + 1}`, [
-          "sentinel",
-          "--listen",
-          addr,
-          "--peers",
-          peers.join(","),
-          "--id",
-          String(i + 1),
-          "--data-dir",
-          join(dir, `s${i + 1}`),
-          "--fsync",
-          "never",
-          "--log-level",
-          "warn",
-        ]),
-      );
-      for (let id = 1; id <= 3; id++) startBroker(dir, id, await freePort(), peers);
+      const { peers, sentinels, ready } = await threeSentinelsThreeBrokers(dir);
       const a = admin(peers);
-      const ready = await until("a sentinel leader and three healthy brokers", BOOT_TIMEOUT_MS, async () => {
-        const s = await a.clusterStatus();
-        return healthyIds(s).length === 3 && s.sentinels.some((x) => x.leader) ? s : undefined;
-      });
       await until("topic created before the kill", BOOT_TIMEOUT_MS, async () => createOrFind(a, "before", 1));
 
-      const leader = ready.sentinels.find((x) => x.leader)!;
-      const index = peers.indexOf(leader.address);
-      expect(index).toBeGreaterThanOrEqual(0);
-      kill9(sentinels[index]!);
-      await sentinels[index]!.proc.exited;
-      const survivors = peers.filter((_, i) => i !== index);
+      const survivors = await killMapLeader(peers, sentinels, ready);
 
       const b = admin(survivors);
       const created = await until("topic created through the surviving sentinels", FAILOVER_BOUND_MS, async () => createOrFind(b, "after", 1));
@@ -253,4 +267,53 @@ describe("sentinel with real processes", () => {
       await stopEverything();
     }
   }, 60_000);
+
+  test("kill -9 the map leader under a consumer group: the member rejoins and reads on from its commit", async () => {
+    // Group membership lives in the leading sentinel's memory (as a Kafka coordinator's does until members
+    // rejoin); committed offsets live in the partitions. A new map leader does not know the member: it
+    // rejoins, gets its partitions again and starts at the committed offsets.
+    const dir = tempDir();
+    const clients: { close(): Promise<void> }[] = [];
+    try {
+      const { peers, sentinels, ready } = await threeSentinelsThreeBrokers(dir);
+      const a = admin(peers);
+      await until("topic created", BOOT_TIMEOUT_MS, async () => createOrFind(a, "events", 2));
+      const producer = new Producer({ sentinels: peers, sentinelTimeoutMs: 1000 });
+      clients.push(producer);
+      const sendRange = (from: number, to: number) =>
+        producer.send("events", Array.from({ length: to - from }, (_, k) => ({ value: `e${from + k}`, partition: (from + k) % 2 })));
+      await sendRange(0, 40); // the producer retries within its delivery timeout; a retry here could duplicate
+
+      const consumer = new Consumer({ sentinels: peers, sentinelTimeoutMs: 1000, groupId: "readers", defaultFrom: "beginning", maxWaitMs: 100, autoCommit: false });
+      clients.push(consumer);
+      await consumer.subscribe(["events"]);
+      const seen: string[] = [];
+      const readUntil = async (what: string, n: number) =>
+        until(what, FAILOVER_BOUND_MS, async () => {
+          for (const m of await consumer.poll(100)) seen.push(new TextDecoder().decode(m.value));
+          return seen.length >= n ? true : undefined;
+        });
+      await readUntil("the first 40 read", 40);
+      await consumer.commit();
+      expect(seen.sort()).toEqual(Array.from({ length: 40 }, (_, i) => `e${i}`).sort());
+
+      const before = consumer.groupMetadata()!;
+      expect(before.memberId).not.toBe("");
+      await killMapLeader(peers, sentinels, ready);
+      await sendRange(40, 60);
+      await readUntil("the next 20 read after the failover", 60);
+      // It joined the new map leader's group: a new member (the old leader's membership died with it).
+      await until("a member of the new leader's group", FAILOVER_BOUND_MS, async () => {
+        await consumer.poll(100).then((ms) => ms.forEach((m) => seen.push(new TextDecoder().decode(m.value))));
+        const now = consumer.groupMetadata()!;
+        return now.memberId !== "" && now.memberId !== before.memberId && consumer.assignment().length === 2 ? now : undefined;
+      });
+      // Every message exactly once: nothing committed came back after the rejoin, nothing was skipped.
+      expect(seen.sort()).toEqual(Array.from({ length: 60 }, (_, i) => `e${i}`).sort());
+      expect(consumer.assignment().map((x) => x.partition).sort()).toEqual([0, 1]);
+    } finally {
+      for (const c of clients) await c.close().catch(() => {});
+      await stopEverything();
+    }
+  }, 90_000);
 });
