@@ -17,6 +17,9 @@ import {
   type RaftConfig,
   type Ready,
   type SnapshotMeta,
+  type VoteFloor,
+  hardStateAfterLostVote,
+  laterVoteFloor,
 } from "../../src/raft/types";
 
 export class SimFailure extends Error {
@@ -26,12 +29,24 @@ export class SimFailure extends Error {
 export interface SimOptions {
   seed: number;
   steps: number;
+  /**
+   * Some crashes also lose the node's newest durable record (a torn WAL tail after its fdatasync: an
+   * entry, or a hard state change), one damaged node at a time. The node restarts as the broker does:
+   * with a vote floor for a lost entry, or in a lost hard state's term having voted.
+   */
+  lostTails?: boolean;
 }
 
 interface Durable {
   hardState: HardState;
   snapshot: SnapshotMeta | undefined;
   entries: Entry[];
+  /** The hard state before the last change of term or vote (what a lost hard state record falls back to). */
+  prevHardState?: HardState;
+  /** Kept (as the broker keeps it in its partition meta) until the node settles it. */
+  voteFloor?: VoteFloor;
+  /** The term of a hard state record lost at the last crash, applied at the next restart. */
+  lostVoteTerm?: number;
 }
 
 interface StateMachine {
@@ -114,8 +129,12 @@ export class Cluster {
   readonly checkQuorum: boolean;
   readonly log: string[] = [];
 
+  /** Draws for lost tails only, so runs without them replay exactly as before. */
+  private readonly tornRng: Prng | undefined;
+
   constructor(readonly opts: SimOptions) {
     this.rng = new Prng(opts.seed);
+    this.tornRng = opts.lostTails ? new Prng((opts.seed * 2654435761 + 977) >>> 0) : undefined;
     const n = this.rng.pick([3, 3, 5, 1]);
     this.dropRate = this.rng.pick([0, 0.02, 0.1, 0.25]);
     this.dupRate = this.rng.pick([0, 0.02, 0.1]);
@@ -188,6 +207,10 @@ export class Cluster {
     for (const m of rd.messages) this.send(m);
     for (const e of rd.committedEntries) this.apply(n, e);
     n.raft!.advance(rd);
+    if (n.durable.voteFloor !== undefined && n.raft!.voteFloor === undefined) {
+      n.durable.voteFloor = undefined;
+      this.log.push(`t=${this.now} floor settled ${n.id}`);
+    }
   }
 
   private completePending(): void {
@@ -224,6 +247,7 @@ export class Cluster {
       if (hs.term === d.hardState.term && d.hardState.vote !== 0 && hs.vote !== d.hardState.vote) {
         this.fail(`node ${n.id} changes its vote within term ${hs.term}`);
       }
+      if (hs.term !== d.hardState.term || hs.vote !== d.hardState.vote) d.prevHardState = { ...d.hardState };
       d.hardState = { ...hs };
     }
   }
@@ -308,17 +332,46 @@ export class Cluster {
   }
 
   crash(n: SimNode): void {
+    // One damaged replica is a minority only among three voters or more.
+    const voters = n.raft?.conf.voters.length ?? 0;
     n.raft = undefined;
     n.pending = undefined; // its persistence never finished
     this.log.push(`t=${this.now} crash ${n.id}`);
+    const othersDamaged = [...this.nodes.values()].some((o) => o !== n && (o.durable.voteFloor !== undefined || o.durable.lostVoteTerm !== undefined));
+    if (this.tornRng !== undefined && voters >= 3 && !othersDamaged) this.loseNewestRecord(n);
+  }
+
+  /** The newest durable record is gone (see SimOptions.lostTails). */
+  private loseNewestRecord(n: SimNode): void {
+    const d = n.durable;
+    const last = d.entries.at(-1);
+    const lastTerm = last?.term ?? d.snapshot?.term ?? 0;
+    if (last !== undefined && this.tornRng!.chance(0.6)) {
+      d.entries.pop();
+      d.voteFloor = laterVoteFloor(d.voteFloor, { term: last.term, index: last.index });
+      this.log.push(`t=${this.now} ${n.id} lost entry ${last.index}@${last.term}`);
+    } else if (d.prevHardState !== undefined && d.prevHardState.term >= lastTerm) {
+      d.lostVoteTerm = Math.max(d.lostVoteTerm ?? 0, d.hardState.term);
+      this.log.push(`t=${this.now} ${n.id} lost hard state ${d.hardState.term}/${d.hardState.vote}`);
+      d.hardState = d.prevHardState;
+      d.prevHardState = undefined;
+    }
   }
 
   restart(n: SimNode): void {
     const d = n.durable;
+    if (d.lostVoteTerm !== undefined) {
+      // As the broker does: that term, voted for itself, written durably before anything else.
+      d.hardState = hardStateAfterLostVote(d.hardState, d.lostVoteTerm, n.id);
+      d.lostVoteTerm = undefined;
+    }
+    const lastIndex = (d.snapshot?.index ?? 0) + d.entries.length;
+    const commit = Math.max(d.snapshot?.index ?? 0, Math.min(d.hardState.commit, lastIndex));
     n.raft = new RaftNode(this.config(n.id, []), {
-      hardState: { ...d.hardState },
+      hardState: { ...d.hardState, commit },
       snapshot: d.snapshot,
       entries: d.entries.slice(),
+      voteFloor: d.voteFloor,
     });
     n.sm = d.snapshot !== undefined ? decodeSm(d.snapshot.data) : { applied: 0, hash: 0 };
     n.lastCommit = n.raft.commitIndex;
@@ -490,6 +543,9 @@ export class Cluster {
       if (d === undefined) continue;
       const base = d.snapshot?.index ?? 0;
       if (base >= index || d.entries[index - base - 1]?.term === term) copies++;
+      // A copy lost with a torn tail still counts while the node's vote floor stands for it (it votes as
+      // if it held the entry); the lost tail itself is the fault, not a commit without a majority.
+      else if (d.voteFloor !== undefined && (d.voteFloor.term > term || (d.voteFloor.term === term && d.voteFloor.index >= index))) copies++;
     }
     const majority = (k: number) => Math.floor(k / 2) + 1;
     const need = before.voters.length === 0 ? majority(after.voters.length) : Math.min(majority(before.voters.length), majority(after.voters.length));
@@ -592,8 +648,8 @@ export interface SeedResult {
   ticks: number;
 }
 
-export function runSeed(seed: number, steps: number): SeedResult {
-  const c = new Cluster({ seed, steps });
+export function runSeed(seed: number, steps: number, lostTails = false): SeedResult {
+  const c = new Cluster({ seed, steps, lostTails });
   try {
     c.run();
     return { seed, ok: true, ticks: c.now };

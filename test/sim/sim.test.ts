@@ -22,6 +22,22 @@ describe("simulation", () => {
     }, CHUNK_TIMEOUT_MS);
   }
 
+  // The same with lost tails (SimOptions.lostTails): one replica at a time loses its newest durable record
+  // at every crash and restarts with a vote floor or a lost-vote hard state. Without the floor this range
+  // already fails (seed 100051: a leader lacking a committed entry). Safety held in 10,000 seeds (400
+  // steps); liveness failed in 20, every one after a voter removal, and those examined (753, 805, 1641,
+  // 2896) have one shape: the only replica still holding the lost, committed entry is a voter whose removal
+  // it had already applied, so it no longer campaigns, and the floor keeps the others from electing a log
+  // without the entry (`bun test/sim/cli.ts --seed 805 --lost-tails`). Open: see the issue note.
+  test(`lost tails: seeds ${100_000}..${100_000 + SWEEP_SEEDS - 1} keep every safety property and recover after healing`, () => {
+    const failures: string[] = [];
+    for (let seed = 100_000; seed < 100_000 + SWEEP_SEEDS; seed++) {
+      const r = runSeed(seed, SWEEP_STEPS, true);
+      if (!r.ok) failures.push(`${r.error}\n  repro: bun test/sim/cli.ts --seed ${seed} --steps ${SWEEP_STEPS} --lost-tails`);
+    }
+    expect(failures).toEqual([]);
+  }, CHUNK_TIMEOUT_MS);
+
   for (const r of REGRESSIONS) {
     test(`regression seed ${r.seed}: ${r.caught}`, () => {
       const result = runSeed(r.seed, r.steps);
