@@ -583,10 +583,7 @@ export class Wal {
     for (const [group, g] of replay.groups) {
       const result = g.result();
       if (torn && !torn.midLog && torn.record?.group === group) {
-        const tail = plausibleTornTail(torn.record, result);
-        if (tail) result.tornTail = tail;
-        const hsTerm = tornHardStateTerm(torn.record, result);
-        if (hsTerm !== undefined) result.tornHardStateTerm = hsTerm;
+        Object.assign(result, tornRecordOf(torn.record, result));
       }
       this.recovered.set(group, result);
       this.groups.set(group, {
@@ -730,30 +727,29 @@ function assertGroup(group: number): void {
 }
 
 /**
- * What a torn tail record held, if its unverified header makes sense for the group: an entry or snapshot
- * of a term the group's hard state had already reached (a round writes its hard state before its entries),
- * and a real index. Anything else reads as garbage and is ignored.
+ * What a torn tail record held, if its unverified header makes sense for the group (anything else reads
+ * as garbage and names nothing):
+ * - an entry or snapshot with a real index, of a term the group had reached (a round writes its hard
+ *   state before its entries): `tornTail`;
+ * - a hard state of a term no older than the one kept (an older one tells nothing) and not absurdly far
+ *   ahead of what the group had reached (a garbage header, not a term this process wrote):
+ *   `tornHardStateTerm`.
  */
-function plausibleTornTail(
+function tornRecordOf(
   r: { type: number; term: number; index: number },
   g: RecoveredGroup,
-): { term: number; index: number } | undefined {
-  if (r.type !== RecordType.Entry && r.type !== RecordType.Snapshot) return undefined;
-  const term = Math.max(g.hardState?.term ?? 0, g.entries.at(-1)?.term ?? 0);
-  if (r.term < 1 || r.term > term || r.index < 1 || !Number.isSafeInteger(r.index)) return undefined;
-  return { term: r.term, index: r.index };
-}
-
-/**
- * The term of a torn tail record that held the group's hard state, if its unverified header makes sense:
- * a real term no older than the hard state kept (an older one tells nothing), and not absurdly far ahead
- * of what the group had reached (a garbage header, not a term this process wrote).
- */
-function tornHardStateTerm(r: { type: number; term: number }, g: RecoveredGroup): number | undefined {
-  if (r.type !== RecordType.HardState || !Number.isSafeInteger(r.term) || r.term < 1) return undefined;
-  const known = Math.max(g.hardState?.term ?? 0, g.entries.at(-1)?.term ?? 0, g.snapshot?.term ?? 0);
-  if (r.term < (g.hardState?.term ?? 0) || r.term > known + TORN_TERM_AHEAD_MAX) return undefined;
-  return r.term;
+): Pick<RecoveredGroup, "tornTail" | "tornHardStateTerm"> {
+  if (!Number.isSafeInteger(r.term) || r.term < 1) return {};
+  const kept = g.hardState?.term ?? 0;
+  const reached = Math.max(kept, g.entries.at(-1)?.term ?? 0);
+  if (r.type === RecordType.Entry || r.type === RecordType.Snapshot) {
+    return r.term <= reached && r.index >= 1 && Number.isSafeInteger(r.index) ? { tornTail: { term: r.term, index: r.index } } : {};
+  }
+  if (r.type === RecordType.HardState) {
+    const ahead = Math.max(reached, g.snapshot?.term ?? 0) + TORN_TERM_AHEAD_MAX;
+    return r.term >= kept && r.term <= ahead ? { tornHardStateTerm: r.term } : {};
+  }
+  return {};
 }
 
 /** Rebuilds each group's state from records in log order. */
