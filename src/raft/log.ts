@@ -1,5 +1,7 @@
 // The node's log: a snapshot point, then the entries after it. Entries up to `persisted` are durable
-// (the driver acknowledged them through advance()); the rest are unstable and go out in the next ready.
+// (the driver acknowledged them through advance()); those up to `inProgress` are handed to the driver and
+// being written; the rest go out in the next ready. Readies may overlap (the driver writes the next while
+// the previous one's fsync is in flight), so the two cursors move apart.
 // The core keeps every entry after the last compaction in memory; drivers bound that by compacting
 // once their state machine holds the applied prefix.
 import { assert } from "./assert";
@@ -11,7 +13,11 @@ export class RaftLog {
   committed: number;
   /** Highest index handed to the driver to apply and acknowledged by advance(). */
   applied: number;
+  /** Highest index handed to the driver to apply (>= applied: readies not yet advanced hold the rest). */
+  applying: number;
   persisted: number;
+  /** Highest index handed to the driver to persist (>= persisted). */
+  inProgress: number;
   /** A snapshot installed in memory and not yet handed to the driver. */
   pendingSnapshot: SnapshotMeta | undefined;
 
@@ -25,7 +31,9 @@ export class RaftLog {
     }
     this.committed = committed;
     this.applied = applied;
+    this.applying = applied;
     this.persisted = persisted;
+    this.inProgress = persisted;
     assert(snapshot.index <= applied && applied <= committed && committed <= this.lastIndex, "log positions out of order");
   }
 
@@ -98,6 +106,7 @@ export class RaftLog {
       this.entries.push(e);
     }
     if (this.persisted > first - 1) this.persisted = first - 1;
+    if (this.inProgress > first - 1) this.inProgress = first - 1;
   }
 
   commitTo(index: number): void {
@@ -121,12 +130,23 @@ export class RaftLog {
     return out;
   }
 
-  unstableEntries(): Entry[] {
-    return this.entries.slice(this.persisted - this.snapshot.index);
+  /** The entries not yet handed to the driver; from now on they are in progress. */
+  takeEntriesToWrite(): Entry[] {
+    const out = this.entries.slice(this.inProgress - this.snapshot.index);
+    this.inProgress = this.lastIndex;
+    return out;
   }
 
-  hasUnstable(): boolean {
-    return this.persisted < this.lastIndex;
+  hasEntriesToWrite(): boolean {
+    return this.inProgress < this.lastIndex;
+  }
+
+  /** The committed entries not yet handed to the driver to apply; from now on they are being applied. */
+  takeEntriesToApply(): Entry[] {
+    if (this.committed <= this.applying) return [];
+    const out = this.slice(this.applying + 1, this.committed + 1, Infinity);
+    this.applying = this.committed;
+    return out;
   }
 
   /** The driver made entries up to (index, term) durable; ignored when they were replaced since. */
@@ -160,7 +180,9 @@ export class RaftLog {
     this.snapshot = snap;
     this.committed = snap.index;
     this.applied = snap.index;
+    this.applying = snap.index;
     this.persisted = snap.index;
+    this.inProgress = snap.index;
     this.pendingSnapshot = snap;
   }
 }

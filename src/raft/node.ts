@@ -55,7 +55,8 @@ export class RaftNode {
   private readonly r: Raft;
   private prevSoft: SoftState;
   private prevHard: HardState;
-  private outstanding: Ready | undefined;
+  /** Readies handed out and not yet advanced, oldest first (see ready()). */
+  private outstanding: Ready[] = [];
   /** Messages dropped because they were malformed or addressed elsewhere. */
   droppedMessages = 0;
 
@@ -273,14 +274,16 @@ export class RaftNode {
   }
 
   hasReady(): boolean {
-    if (this.outstanding !== undefined) return false;
     const r = this.r;
     const log = r.log;
+    // A snapshot goes out in a ready of its own, after every earlier one was advanced, and nothing
+    // follows it until it is advanced: installing it replaces the whole state machine.
+    if (log.pendingSnapshot !== undefined && this.outstanding.length > 0) return false;
     return (
       r.msgs.length > 0 ||
-      log.hasUnstable() ||
+      log.hasEntriesToWrite() ||
       log.pendingSnapshot !== undefined ||
-      log.committed > log.applied ||
+      log.committed > log.applying ||
       r.leader !== this.prevSoft.leader ||
       r.role !== this.prevSoft.role ||
       r.term !== this.prevHard.term ||
@@ -289,15 +292,21 @@ export class RaftNode {
     );
   }
 
-  /** The next batch of work; call advance() with it before asking for another. */
+  /**
+   * The next batch of work. Readies may overlap: a driver can take the next one while the previous one's
+   * fsync is in flight, as long as it completes them in order (persist, send the messages that wait for
+   * persistence, advance) and advances them in the order they were handed out. Each holds only what the
+   * earlier ones did not: the entries after those in progress, the committed entries after those being
+   * applied, the messages produced since.
+   */
   ready(): Ready {
-    assert(this.outstanding === undefined, "ready() called again before advance()");
     const r = this.r;
     const log = r.log;
+    assert(log.pendingSnapshot === undefined || this.outstanding.length === 0, "a snapshot ready must go out alone");
     const rd: Ready = {
-      entries: log.unstableEntries(),
+      entries: log.takeEntriesToWrite(),
       messages: r.msgs,
-      committedEntries: log.committed > log.applied ? log.slice(log.applied + 1, log.committed + 1, Infinity) : [],
+      committedEntries: log.takeEntriesToApply(),
     };
     r.msgs = [];
     if (log.pendingSnapshot !== undefined) rd.snapshot = log.pendingSnapshot;
@@ -313,14 +322,19 @@ export class RaftNode {
       rd.hardState = hard;
       this.prevHard = hard;
     }
-    this.outstanding = rd;
+    this.outstanding.push(rd);
     return rd;
   }
 
-  /** The driver persisted, sent and applied `rd`. */
+  /** Readies handed out and not yet advanced. */
+  get readiesInFlight(): number {
+    return this.outstanding.length;
+  }
+
+  /** The driver persisted, sent and applied `rd` (and every ready handed out before it). */
   advance(rd: Ready): void {
-    assert(rd === this.outstanding, "advance() with a ready that was not the last one handed out");
-    this.outstanding = undefined;
+    assert(rd === this.outstanding[0], "advance() with a ready that is not the oldest one handed out");
+    this.outstanding.shift();
     const log = this.r.log;
     if (rd.snapshot !== undefined && log.pendingSnapshot === rd.snapshot) log.pendingSnapshot = undefined;
     const lastEntry = rd.entries[rd.entries.length - 1];

@@ -101,6 +101,9 @@ export interface SoftState {
  *   3. apply `committedEntries` in order;
  *   4. call advance(ready).
  * Messages are only released once what they promise is in the same or an earlier ready's persisted part.
+ * Readies may overlap (see RaftNode.ready and the README's "Driving a node"): then steps 1-4 of each
+ * complete in the order they were handed out, and Append, Heartbeat and Snapshot messages and committed
+ * entries may go ahead of step 1.
  */
 export interface Ready {
   softState?: SoftState; // present when leader or role changed

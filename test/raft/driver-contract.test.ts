@@ -12,10 +12,67 @@ function append(to: number, from: number, term: number, index: number, logTerm: 
 }
 
 describe("driver contract", () => {
-  test("a second ready() before advance() is refused", () => {
-    const n = new RaftNode(config(1, [1]));
-    n.ready();
-    expect(() => n.ready()).toThrow();
+  test("readies overlap: each holds only what earlier ones did not, and they advance oldest first", () => {
+    const net = Net.of([1, 2, 3]);
+    net.elect(1);
+    net.tickAll(1);
+    const n = net.node(1);
+    const last = n.lastIndex;
+    n.propose(new Uint8Array([1]));
+    const first = n.ready(); // entry last+1 "being written"
+    expect(first.entries.map((e) => e.index)).toEqual([last + 1]);
+    n.propose(new Uint8Array([2]));
+    expect(n.hasReady()).toBe(true);
+    const second = n.ready(); // the next write, while the first one's fsync is in flight
+    expect(second.entries.map((e) => e.index)).toEqual([last + 2]);
+    expect(second.messages.every((m) => m.entries.every((e) => e.index === last + 2))).toBe(true);
+    expect(n.readiesInFlight).toBe(2);
+    expect(() => n.advance(second)).toThrow();
+    n.advance(first);
+    n.advance(second);
+    expect(n.readiesInFlight).toBe(0);
+  });
+
+  test("a leader counts itself only for what advance() reported durable, with readies overlapping", () => {
+    const net = Net.of([1, 2, 3]);
+    net.elect(1);
+    net.tickAll(1);
+    const n = net.node(1);
+    const index = n.propose(new Uint8Array([7]));
+    const rd = n.ready();
+    // One follower acknowledges; the leader's own write is still in flight, so nothing commits.
+    n.step({ type: MessageType.AppendResponse, from: 2, to: 1, term: n.term, logTerm: 0, index, commit: 0, reject: false, rejectHint: 0, hintTerm: 0, entries: [] });
+    expect(n.commitIndex).toBeLessThan(index);
+    const later = n.ready();
+    expect(later.committedEntries).toEqual([]);
+    n.advance(rd);
+    expect(n.commitIndex).toBe(index);
+    n.advance(later);
+    const applied = n.ready();
+    expect(applied.committedEntries.map((e) => e.index)).toEqual([index]);
+    n.advance(applied);
+  });
+
+  test("committed entries are handed out once, even while earlier readies are in flight", () => {
+    const net = Net.of([1, 2, 3]);
+    net.elect(1);
+    net.tickAll(1);
+    const f = net.node(2);
+    const l = net.node(1);
+    l.propose(new Uint8Array([1]));
+    const lr = l.ready();
+    f.step(lr.messages.find((m) => m.type === MessageType.Append && m.to === 2)!); // unwritten on f
+    const w = f.ready();
+    expect(w.entries.length).toBe(1);
+    // The leader commits with another follower and tells this one, whose write is still in flight.
+    f.step({ type: MessageType.Heartbeat, from: 1, to: 2, term: l.term, logTerm: 0, index: 0, commit: w.entries[0]!.index, reject: false, rejectHint: 0, hintTerm: 0, entries: [] });
+    const c = f.ready();
+    expect(c.entries).toEqual([]);
+    expect(c.committedEntries.map((e) => e.index)).toEqual([w.entries[0]!.index]);
+    expect(f.hasReady()).toBe(false);
+    f.advance(w);
+    f.advance(c);
+    expect(f.appliedIndex).toBe(w.entries[0]!.index);
   });
 
   test("stepping between ready() and advance() works, and replaced entries are not taken as persisted", () => {

@@ -1,4 +1,4 @@
-// bun test/sim/cli.ts --seeds N [--seed S] [--steps K] [--lost-tails]
+// bun test/sim/cli.ts --seeds N [--seed S] [--steps K] [--lost-tails] [--pipeline]
 // Runs N seeds starting at S (default 1); prints one JSON line per failure with a reproduction command,
 // then a summary line with seeds/s. Exit code 1 when any seed failed.
 import { runSeed } from "./cluster";
@@ -19,19 +19,20 @@ const first = arg("seed", 1);
 const count = single ? 1 : arg("seeds", 100);
 const steps = arg("steps", 400);
 const lostTails = process.argv.includes("--lost-tails");
+const pipeline = process.argv.includes("--pipeline");
 
 const started = performance.now();
 let failed = 0;
 for (let seed = first; seed < first + count; seed++) {
   let r;
   try {
-    r = runSeed(seed, steps, lostTails);
+    r = runSeed(seed, steps, lostTails, pipeline);
   } catch (e) {
     r = { seed, ok: false, error: `crash: ${(e as Error).stack ?? String(e)}`, ticks: 0 };
   }
   if (!r.ok) {
     failed++;
-    console.log(JSON.stringify({ seed, error: r.error, repro: `bun test/sim/cli.ts --seed ${seed} --steps ${steps}${lostTails ? " --lost-tails" : ""}` }));
+    console.log(JSON.stringify({ seed, error: r.error, repro: `bun test/sim/cli.ts --seed ${seed} --steps ${steps}${lostTails ? " --lost-tails" : ""}${pipeline ? " --pipeline" : ""}` }));
   }
 }
 const seconds = (performance.now() - started) / 1000;

@@ -35,7 +35,16 @@ export interface SimOptions {
    * with a vote floor for a lost entry, or in a lost hard state's term having voted.
    */
   lostTails?: boolean;
+  /**
+   * Nodes drive their readies as the broker does: a node takes the next ready while earlier ones are still
+   * being persisted, sends Appends, heartbeats and snapshots and applies committed entries when it takes a
+   * ready, and sends everything else, in order, only once that ready and all before it are durable.
+   */
+  pipeline?: boolean;
 }
+
+/** What a driver may send before the ready that produced it is durable (the broker's EARLY set). */
+const EARLY = new Set<MessageType>([MessageType.Append, MessageType.Heartbeat, MessageType.Snapshot]);
 
 interface Durable {
   hardState: HardState;
@@ -63,7 +72,8 @@ interface SimNode {
   lastTerm: number;
   seenCommit: number; // entries up to here were recorded as committed
   prevConf: ConfState; // membership at the previous check
-  pending: Ready | undefined; // handed out, persist still "in flight" (the node keeps stepping meanwhile)
+  pending: Ready[]; // handed out, persist still "in flight" (the node keeps stepping meanwhile), oldest first
+  completing: boolean; // inside complete(): a drain from a callback (a dropped snapshot) must not take readies
 }
 
 interface InFlight {
@@ -175,7 +185,8 @@ export class Cluster {
       lastTerm: 0,
       seenCommit: 0,
       prevConf: { voters: [], learners: [] },
-      pending: undefined,
+      pending: [],
+      completing: false,
     };
     this.nodes.set(id, node);
     return node;
@@ -190,12 +201,19 @@ export class Cluster {
   private drain(n: SimNode): void {
     const raft = n.raft;
     if (raft === undefined) return;
-    for (let guard = 0; raft.hasReady(); guard++) {
+    const pipeline = this.opts.pipeline === true;
+    for (let guard = 0; !n.completing && (pipeline || n.pending.length === 0) && raft.hasReady(); guard++) {
       if (guard > 1000) this.fail(`node ${n.id} never runs out of ready work`);
       const rd = raft.ready();
-      if (this.rng.chance(this.asyncPersistRate)) {
-        n.pending = rd;
-        break;
+      if (pipeline && rd.snapshot === undefined) {
+        for (const m of rd.messages) if (EARLY.has(m.type)) this.send(m);
+        for (const e of rd.committedEntries) this.apply(n, e);
+      }
+      // Persistence completes in order: a ready behind one in flight waits for it.
+      if (n.pending.length > 0 || this.rng.chance(this.asyncPersistRate)) {
+        n.pending.push(rd);
+        if (!pipeline) break;
+        continue;
       }
       this.complete(n, rd);
     }
@@ -203,9 +221,12 @@ export class Cluster {
   }
 
   private complete(n: SimNode, rd: Ready): void {
+    const early = this.opts.pipeline === true && rd.snapshot === undefined;
     this.persist(n, rd);
-    for (const m of rd.messages) this.send(m);
-    for (const e of rd.committedEntries) this.apply(n, e);
+    n.completing = true;
+    for (const m of rd.messages) if (!early || !EARLY.has(m.type)) this.send(m);
+    n.completing = false;
+    if (!early) for (const e of rd.committedEntries) this.apply(n, e);
     n.raft!.advance(rd);
     if (n.durable.voteFloor !== undefined && n.raft!.voteFloor === undefined) {
       n.durable.voteFloor = undefined;
@@ -215,10 +236,10 @@ export class Cluster {
 
   private completePending(): void {
     for (const n of this.nodes.values()) {
-      const rd = n.pending;
-      if (rd === undefined || n.raft === undefined) continue;
-      n.pending = undefined;
-      this.complete(n, rd);
+      if (n.pending.length === 0 || n.raft === undefined) continue;
+      // Pipelined, fsyncs finish one at a time: some of the readies in flight complete, the rest wait.
+      const count = this.opts.pipeline === true ? 1 + this.rng.int(n.pending.length) : n.pending.length;
+      for (const rd of n.pending.splice(0, count)) this.complete(n, rd);
       this.drain(n);
     }
   }
@@ -335,7 +356,7 @@ export class Cluster {
     // One damaged replica is a minority only among three voters or more.
     const voters = n.raft?.conf.voters.length ?? 0;
     n.raft = undefined;
-    n.pending = undefined; // its persistence never finished
+    n.pending = []; // its persistence never finished
     this.log.push(`t=${this.now} crash ${n.id}`);
     const othersDamaged = [...this.nodes.values()].some((o) => o !== n && (o.durable.voteFloor !== undefined || o.durable.lostVoteTerm !== undefined));
     if (this.tornRng !== undefined && voters >= 3 && !othersDamaged) this.loseNewestRecord(n);
@@ -474,6 +495,8 @@ export class Cluster {
     const n = this.rng.pick(live);
     const raft = n.raft!;
     if (raft.appliedIndex <= raft.firstIndex) return;
+    // Pipelined, the state machine may be ahead of what advance() acknowledged: no snapshot of it then.
+    if (n.sm.applied !== raft.appliedIndex) return;
     // The state machine holds exactly `applied`, so that is where its snapshot is.
     const meta = raft.compact(raft.appliedIndex, encodeSm(n.sm));
     if (n.sm.applied !== meta.index) this.fail(`node ${n.id} compacted at ${meta.index} but applied ${n.sm.applied}`);
@@ -648,8 +671,8 @@ export interface SeedResult {
   ticks: number;
 }
 
-export function runSeed(seed: number, steps: number, lostTails = false): SeedResult {
-  const c = new Cluster({ seed, steps, lostTails });
+export function runSeed(seed: number, steps: number, lostTails = false, pipeline = false): SeedResult {
+  const c = new Cluster({ seed, steps, lostTails, pipeline });
   try {
     c.run();
     return { seed, ok: true, ticks: c.now };
