@@ -53,6 +53,12 @@ const QUIESCE_AFTER_ELECTIONS = 1;
 const PEER_SILENT_ELECTIONS = 2;
 
 /** What a partition directory remembers so a restarted broker rejoins its groups without the sentinel. */
+/** One pass of the pump: the readies it took, and whether its fdatasync (if it needed one) is done. */
+interface PumpRound {
+  work: [Partition, Ready][];
+  done: boolean;
+}
+
 interface PartitionMeta {
   topic: string;
   partition: number;
@@ -95,6 +101,8 @@ export class Broker {
   private dirty = new Set<Partition>();
   private pumping = false;
   private pumpAgain = false;
+  /** Pump rounds not finished yet (their fdatasync, or an earlier round's, is in flight), oldest first. */
+  private rounds: PumpRound[] = [];
   private pumpScheduled = false;
   private tickTimer: ReturnType<typeof setInterval> | undefined;
   private checkpointTimer: ReturnType<typeof setInterval> | undefined;
@@ -267,87 +275,114 @@ export class Broker {
     // setImmediate, not a microtask: requests that arrived in the same I/O turn join this round.
     setImmediate(() => {
       this.pumpScheduled = false;
-      void this.pump();
+      this.pump();
     });
   }
 
   /**
-   * One round for every group with work: persist all readies (one WAL write, ONE fdatasync), send, apply,
-   * advance. Rounds repeat while work arrives, so load naturally batches into fewer, larger fsyncs.
+   * One round for every group with work: write all readies to the WAL (one write, ONE fdatasync for the
+   * round), send what need not wait for it, apply what is committed; the rest of the round finishes when
+   * its fsync does (finishRounds). Rounds overlap: the next one is written, sent and applied while this
+   * one's fdatasync is in flight, so a follower's answer commits and acknowledges at once instead of
+   * after our next fsync, and a new batch's Appends leave at once instead of after our current one.
+   * The WAL runs one fdatasync at a time and gives the rounds that arrive meanwhile one fsync together.
    */
-  private async pump(): Promise<void> {
+  private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      for (;;) {
-        this.pumpAgain = false;
-        const work: [Partition, Ready][] = [];
-        for (const p of this.dirty) {
-          if (p.installing || p.removed) continue;
-          if (p.node.hasReady()) work.push([p, p.node.ready()]);
-        }
+      this.pumpAgain = false;
+      // After a WAL failure nothing is taken from the groups: what they hold can no longer be made durable.
+      if (this.walFailed) {
         this.dirty.clear();
-        if (work.length === 0) {
-          if (this.pumpAgain) continue;
-          break;
+        return;
+      }
+      let needSync = false;
+      const work: [Partition, Ready][] = [];
+      for (const p of this.dirty) {
+        if (p.installing || p.removed || !p.node.hasReady()) continue;
+        const rd = p.node.ready();
+        if (rd.snapshot) {
+          void this.installSnapshot(p, rd);
+          continue;
         }
-        let needSync = false;
-        const round: [Partition, Ready][] = [];
-        for (const [p, rd] of work) {
-          if (rd.snapshot) {
-            void this.installSnapshot(p, rd);
-            continue;
-          }
-          round.push([p, rd]);
-          // Hard state before entries: a torn tail cuts a suffix of the WAL, so the stored term is then
-          // never older than the stored entries (a new term's first entries come in the same round).
-          if (rd.hardState) {
-            this.wal.setHardState(p.id.group, rd.hardState);
-            // Term and vote must be durable before any message that relies on them leaves. The commit
-            // index need not be (it is learnt again from the leader), so a commit-only change rides along
-            // with the next write instead of costing an fdatasync of its own.
-            const prev = p.persistedHardState;
-            if (!prev || prev.term !== rd.hardState.term || prev.vote !== rd.hardState.vote) needSync = true;
-            p.persistedHardState = rd.hardState;
-          }
-          if (rd.entries.length > 0) {
-            this.wal.appendEntries(p.id.group, rd.entries);
-            needSync = true;
-          }
+        work.push([p, rd]);
+        // Hard state before entries: a torn tail cuts a suffix of the WAL, so the stored term is then
+        // never older than the stored entries (a new term's first entries come in the same round).
+        if (rd.hardState) {
+          this.wal.setHardState(p.id.group, rd.hardState);
+          // Term and vote must be durable before any message that relies on them leaves. The commit
+          // index need not be (it is learnt again from the leader), so a commit-only change rides along
+          // with the next write instead of costing an fdatasync of its own.
+          const prev = p.persistedHardState;
+          if (!prev || prev.term !== rd.hardState.term || prev.vote !== rd.hardState.vote) needSync = true;
+          p.persistedHardState = rd.hardState;
         }
-        // A leader's appends and heartbeats promise nothing about its own disk (the core counts the leader
-        // towards a majority only once advance() says its entries are persisted), so they leave before our
-        // fdatasync and the followers' fsyncs overlap ours.
-        for (const [p, rd] of round) for (const m of rd.messages) if (EARLY.has(m.type)) this.peers.queue(p.id.group, m);
-        this.peers.flush();
-        // The WAL write happens here and its fdatasync starts on the thread pool; applying (partition log
-        // writes, acknowledgements) then overlaps the disk's wait instead of delaying its start.
-        const synced = needSync && !this.walFailed ? this.wal.sync() : undefined;
-        // Committed entries are durable on a majority already (the core counts this replica only once it
-        // persisted), so they are applied and acknowledged now, not one fdatasync later. The partition log
-        // may then briefly hold an entry our WAL does not: after a crash the group replays it from the
-        // leader and apply skips what the log already has.
-        for (const [p, rd] of round) this.applyReady(p, rd);
-        if (synced) {
-          try {
-            await synced;
-          } catch (e) {
-            this.failWal(e as Error);
-          }
+        if (rd.entries.length > 0) {
+          this.wal.appendEntries(p.id.group, rd.entries);
+          needSync = true;
         }
-        if (this.walFailed) {
-          // Nothing promised after a failed sync may be sent or applied; the broker can only serve reads.
-          for (const [p] of round) p.failPending(this.walFailed);
-          break;
-        }
-        for (const [p, rd] of round) for (const m of rd.messages) if (!EARLY.has(m.type)) this.peers.queue(p.id.group, m);
-        this.peers.flush();
-        for (const [p, rd] of round) this.advanceReady(p, rd);
+      }
+      this.dirty.clear();
+      if (work.length === 0) return;
+      // A leader's appends and heartbeats promise nothing about its own disk (the core counts the leader
+      // towards a majority only once advance() says its entries are persisted), so they leave before our
+      // fdatasync and the followers' fsyncs overlap ours.
+      for (const [p, rd] of work) for (const m of rd.messages) if (EARLY.has(m.type)) this.peers.queue(p.id.group, m);
+      this.peers.flush();
+      const round: PumpRound = { work, done: false };
+      this.rounds.push(round);
+      // The WAL write happens here and its fdatasync starts on the thread pool; applying (partition log
+      // writes, acknowledgements) then overlaps the disk's wait instead of delaying its start.
+      const synced = needSync ? this.wal.sync() : undefined;
+      // Committed entries are durable on a majority already (the core counts this replica only once it
+      // persisted), so they are applied and acknowledged now, not one fdatasync later. The partition log
+      // may then briefly hold an entry our WAL does not: after a crash the group replays it from the
+      // leader and apply skips what the log already has.
+      for (const [p, rd] of work) this.applyReady(p, rd);
+      const finish = () => {
+        round.done = true;
+        this.finishRounds();
+      };
+      if (synced) {
+        synced.then(finish, (e: unknown) => {
+          this.failWal(e as Error);
+          finish();
+        });
+      } else {
+        // Nothing to make durable, but its answers may rely on an earlier round's write: they leave in order.
+        finish();
       }
     } finally {
       this.pumping = false;
     }
     if (this.pumpAgain || this.dirty.size > 0) this.schedulePump();
+  }
+
+  /**
+   * Rounds finish in the order they were taken, each once its fsync and every earlier one's are done: then
+   * the messages that promise what it wrote (answers to appends, votes) leave, and its readies advance.
+   */
+  private finishRounds(): void {
+    let sent = false;
+    while (this.rounds.length > 0 && this.rounds[0]!.done) {
+      const { work } = this.rounds.shift()!;
+      if (this.walFailed) {
+        // Nothing promised after a failed sync may be sent or advanced; the broker can only serve reads.
+        for (const [p] of work) p.failPending(this.walFailed);
+        continue;
+      }
+      for (const [p, rd] of work) {
+        for (const m of rd.messages) {
+          if (EARLY.has(m.type)) continue;
+          this.peers.queue(p.id.group, m);
+          sent = true;
+        }
+      }
+      for (const [p, rd] of work) this.advanceReady(p, rd);
+    }
+    if (sent) this.peers.flush();
+    if (this.dirty.size > 0) this.schedulePump();
   }
 
   private finishReady(p: Partition, rd: Ready): void {
@@ -825,7 +860,7 @@ export class Broker {
     clearInterval(this.checkpointTimer);
     clearInterval(this.compactTimer);
     this.server?.stop();
-    while (this.pumping) await Bun.sleep(1);
+    while (this.rounds.length > 0) await Bun.sleep(1);
     for (const p of this.byGroup.values()) {
       p.close();
       await p.log.close();

@@ -126,6 +126,38 @@ describe("broker: produce and fetch on one RF3 partition", () => {
   });
 });
 
+describe("broker: pipelined rounds", () => {
+  test("a batch both followers hold is acknowledged while the leader's own fdatasync is still in flight", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    // Hold every WAL fdatasync of the leader until the test lets it go.
+    const wal = c.brokers[leader]!.broker.wal as unknown as { datasyncAll(handles: unknown[]): Promise<void> };
+    const original = wal.datasyncAll;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let held = 0;
+    wal.datasyncAll = async function (this: unknown, handles: unknown[]) {
+      held++;
+      await gate;
+      return original.call(this, handles);
+    };
+    try {
+      const outcome = await Promise.race([
+        c.produce(leader, "t", 0, ["while-the-leader-syncs"]).then((r) => `acknowledged at ${r.baseOffset}`),
+        Bun.sleep(5_000).then(() => "no acknowledgement while the leader's fsync was held"),
+      ]);
+      // Committed by the two followers' copies: the leader's answer needs no disk of its own, and its next
+      // round (the commit) does not wait behind the round whose fsync is held.
+      expect(held).toBeGreaterThan(0);
+      expect(outcome).toBe("acknowledged at 0");
+    } finally {
+      release();
+      wal.datasyncAll = original;
+    }
+    expect(await c.readAll(leader, "t", 0)).toEqual([{ offset: 0, value: "while-the-leader-syncs" }]);
+  });
+});
+
 describe("broker: failures", () => {
   test("killing the leader: a new leader is elected, keeps every acknowledged message, and takes new ones", async () => {
     const c = await threeBrokers();
