@@ -52,14 +52,19 @@ export async function run(args: string[], env: Record<string, string | undefined
       .addOption(new Option("--window <n>", "messages unacknowledged at once").default(256).argParser(intOption("--window", 1, 1_000_000)))
       .addOption(new Option("--replicas <n>", "replicas of the bench topic").default(3).argParser(intOption("--replicas", 1, 15)))
       .addOption(new Option("--partitions <n>", "partitions of the bench topic").default(1).argParser(intOption("--partitions", 1, 10_000)))
-      .addOption(new Option("--topic <name>", "topic name (default: a fresh bench-<time> topic, deleted afterwards)"));
+      .addOption(new Option("--topic <name>", "topic name (default: a fresh bench-<time> topic, deleted afterwards)"))
+      .addOption(new Option("--batch-bytes <n>", "producer: largest batch (default: the producer's)").argParser(intOption("--batch-bytes", 1024, 8 * 1024 * 1024)))
+      .addOption(new Option("--in-flight-batches <n>", "producer: batches in flight per partition (default: the producer's)").argParser(intOption("--in-flight-batches", 1, 1024)));
     if (!(await parse(cmd, args))) return 0;
-    const o = cmd.opts<{ sentinel?: string; count: number; size: number; window: number; replicas: number; partitions: number; topic?: string }>();
+    const o = cmd.opts<{
+      sentinel?: string; count: number; size: number; window: number; replicas: number; partitions: number; topic?: string;
+      batchBytes?: number; inFlightBatches?: number;
+    }>();
     const sentinels = sentinelAddresses(o.sentinel, env);
     const tty = process.stderr.isTTY === true;
     const admin = new Admin({ sentinels });
     const topic = o.topic ?? `bench-${Date.now()}`;
-    const producer = new Producer({ sentinels, deliveryTimeoutMs: 60_000 });
+    const producer = new Producer({ sentinels, deliveryTimeoutMs: 60_000, maxBatchBytes: o.batchBytes, maxInFlightBatches: o.inFlightBatches });
     try {
       await createWhenBrokersAllow(admin, topic, o.partitions, o.replicas, 30_000);
       // One unmeasured message per partition finds the leaders before the clock starts.
