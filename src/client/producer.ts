@@ -141,7 +141,7 @@ export class Producer {
       if (size > MAX_MESSAGE_BYTES) {
         throw new ClientError(ErrorCode.BATCH_TOO_LARGE, `a message of ${size} bytes is larger than the ${MAX_MESSAGE_BYTES}-byte limit`);
       }
-      const partition = m.partition ?? this.partitioner.partition(record.key, count, size);
+      const partition = m.partition ?? this.partitioner.partition(record.key, count, size, (p) => this.loadBytes(topic, p));
       if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
         throw new ClientError(ErrorCode.UNKNOWN_PARTITION, `${topic} has ${count} partitions, no partition ${partition}`);
       }
@@ -208,6 +208,11 @@ export class Producer {
     return this.identity;
   }
 
+  /** Bytes queued and in flight for one partition (the partitioner steers keyless messages by it). */
+  private loadBytes(topic: string, partition: number): number {
+    return this.senders.get(`${topic}/${partition}`)?.loadBytes ?? 0;
+  }
+
   private sender(topic: string, partition: number, id: { producerId: number; producerEpoch: number }): PartitionSender {
     const k = `${topic}/${partition}`;
     let s = this.senders.get(k);
@@ -229,6 +234,7 @@ class PartitionSender {
   private queue: Pending[] = [];
   private queueBytes = 0;
   private inflight = 0;
+  private inflightBytes = 0;
   private retries: Batch[] = [];
   private leader: BrokerRef | undefined;
   private unreachable = new UnreachableBrokers();
@@ -255,6 +261,11 @@ class PartitionSender {
     this.queueBytes += p.size;
     if (this.queueBytes >= this.producer.options.maxBatchBytes) this.pump();
     else this.schedule();
+  }
+
+  /** Bytes waiting here or sent and not yet answered. */
+  get loadBytes(): number {
+    return this.queueBytes + this.inflightBytes;
   }
 
   idle(): Promise<void> {
@@ -322,6 +333,7 @@ class PartitionSender {
 
   private async dispatch(batch: Batch, leader: BrokerRef): Promise<void> {
     this.inflight++;
+    this.inflightBytes += batch.bytes.length;
     batch.attempts++;
     const { requestTimeoutMs } = this.producer.options;
     try {
@@ -344,6 +356,7 @@ class PartitionSender {
       );
       const r = expectCase(res, "produceResponse");
       this.inflight--;
+      this.inflightBytes -= batch.bytes.length;
       this.failures = 0;
       this.electing = false;
       this.unreachable.clear();
@@ -351,6 +364,7 @@ class PartitionSender {
       batch.records.forEach((p, i) => p.resolve({ topic: this.topic, partition: this.partition, offset: base + i }));
     } catch (err) {
       this.inflight--;
+      this.inflightBytes -= batch.bytes.length;
       this.onFailure(batch, leader, err);
     }
     this.pump();

@@ -39,6 +39,28 @@ describe("partitioner", () => {
     expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(4);
   });
 
+  test("given each partition's load, a new keyless turn goes to the least loaded one, ties round-robin", () => {
+    const p = new Partitioner(1000);
+    const load = [0, 0, 0, 0];
+    const pick = () => {
+      const partition = p.partition(undefined, 4, 600, (i) => load[i]!);
+      load[partition]! += 600;
+      return partition;
+    };
+    // Equal loads: plain round-robin.
+    expect([pick(), pick(), pick()]).toEqual([0, 1, 2]);
+    // Partition 3 is empty: its turn comes next; then partition 1 is the only one drained (acknowledged).
+    expect(pick()).toBe(3);
+    load[1] = 0;
+    expect(pick()).toBe(1);
+    // A partition with a long queue is skipped while others have less.
+    load.splice(0, 4, 5000, 600, 600, 600);
+    expect([pick(), pick(), pick()]).toEqual([2, 3, 1]);
+    // Within a turn, the partition does not change whatever the loads.
+    const q = new Partitioner(1000);
+    expect([q.partition(undefined, 2, 400, () => 0), q.partition(undefined, 2, 400, (i) => (i === 0 ? 9999 : 0))]).toEqual([0, 0]);
+  });
+
   test("rejects a partition count below one", () => {
     expect(() => new Partitioner().partition(undefined, 0)).toThrow(/partition count/);
   });
