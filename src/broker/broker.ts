@@ -40,6 +40,8 @@ const WAL_DIR = ".wal";
 const META_FILE = "partition.json";
 const CHECKPOINT_INTERVAL_MS = 1_000;
 const CHECKPOINT_MAX_AGE_MS = 60_000;
+/** statusFingerprint() hashes every partition again every this many calls (5 s at the default beat). */
+const FINGERPRINT_FULL_EVERY = 25;
 const WAL_SEGMENTS_SOFT_MAX = 2;
 const COMPACT_INTERVAL_MS = 100;
 const COMPACT_EVERY_ENTRIES = 256;
@@ -99,6 +101,13 @@ export class Broker {
   address = "";
   private session!: SentinelSession;
   private dirty = new Set<Partition>();
+  /** Groups that are awake and tick; quiesced ones are left out until woken. */
+  private readonly ticking = new Set<Partition>();
+  /** Partitions whose status may have changed since the last fingerprint (see statusFingerprint). */
+  private readonly statusTouched = new Set<Partition>();
+  /** The sum of every partition's statusHash. */
+  private statusSum = 0;
+  private fingerprints = 0;
   private pumping = false;
   private pumpAgain = false;
   /** Pump rounds not finished yet (their fdatasync, or an earlier round's, is in flight), oldest first. */
@@ -201,7 +210,7 @@ export class Broker {
       return;
     }
     if (msg.quiesce) {
-      if (p.node.canSleepOn(msg)) p.quiesced = true;
+      if (p.node.canSleepOn(msg)) this.sleep(p);
     } else if (p.quiesced && !(msg.type === MessageType.HeartbeatResponse && p.isLeader())) {
       // Anything but the answers to our own quiesce heartbeat means the group has something to do.
       this.wake(p);
@@ -213,6 +222,27 @@ export class Broker {
   wake(p: Partition): void {
     p.quiesced = false;
     p.idleTicks = 0;
+    if (!p.removed) this.ticking.add(p);
+  }
+
+  /** The group stops ticking until something wakes it (see tick() and wakeFollowersOfSilentPeers()). */
+  private sleep(p: Partition): void {
+    p.quiesced = true;
+    this.ticking.delete(p);
+  }
+
+  /**
+   * A sleeping follower must notice that its leader's broker died (its own election timer then runs, as for
+   * any lost leader). Brokers ping each other while their groups sleep, so this is a question per peer:
+   * only when a peer has gone silent are the sleeping groups looked at.
+   */
+  private wakeFollowersOfSilentPeers(now: number): void {
+    let silent: Set<NodeId> | undefined;
+    for (const id of this.lastHeard.keys()) if (this.peerSilent(id, now)) (silent ??= new Set()).add(id);
+    if (silent === undefined) return;
+    for (const p of this.byGroup.values()) {
+      if (p.quiesced && !p.removed && !p.isLeader() && (p.node.leader === NONE || silent.has(p.node.leader))) this.wake(p);
+    }
   }
 
   private peerSilent(id: NodeId, now: number): boolean {
@@ -220,24 +250,21 @@ export class Broker {
     return heard === undefined || now - heard > PEER_SILENT_ELECTIONS * this.opts.electionTicks * this.opts.tickMs;
   }
 
+  /**
+   * Ticks the groups that are awake. Sleeping (quiesced) groups cost nothing here: a sleeping leader wakes
+   * when it gets work (markDirty), any group when a message other than its quiesce answers arrives
+   * (handleRaft), a sleeping follower when its leader's broker falls silent (checked per peer). With many
+   * idle partitions, this loop was most of what an idle broker did.
+   */
   private tick(): void {
     const now = performance.now();
     const quiesceAfter = QUIESCE_AFTER_ELECTIONS * this.opts.electionTicks;
-    // Sleeping groups are looked at once per heartbeat interval, not every tick: with many idle
-    // partitions this loop is most of what an idle broker does.
-    const lookAtSleepers = ++this.ticks % this.opts.heartbeatTicks === 0;
-    for (const p of this.byGroup.values()) {
-      if (p.removed) continue;
-      if (p.quiesced) {
-        if (!lookAtSleepers) continue;
-        // A sleeping leader wakes once it has work (a proposal appended: only cheap fields are read, as
-        // this runs for every sleeping group); a sleeping follower when its leader's broker went silent
-        // (then its own election timer runs, as for any lost leader).
-        const stillIdle = p.isLeader()
-          ? p.node.lastIndex === p.quiescedIndex && p.node.term === p.quiescedTerm
-          : p.node.leader !== NONE && !this.peerSilent(p.node.leader, now);
-        if (stillIdle) continue;
-        this.wake(p);
+    const heartbeatDue = ++this.ticks % this.opts.heartbeatTicks === 0;
+    if (heartbeatDue) this.wakeFollowersOfSilentPeers(now);
+    for (const p of this.ticking) {
+      if (p.removed || p.quiesced) {
+        this.ticking.delete(p);
+        continue;
       }
       if (p.tickHoldoff > 0) {
         p.tickHoldoff--;
@@ -246,9 +273,9 @@ export class Broker {
       p.node.tick();
       if (p.isLeader() && p.node.quiescable()) {
         if (++p.idleTicks >= quiesceAfter && p.node.quiesce()) {
-          p.quiesced = true;
           p.quiescedIndex = p.node.lastIndex;
           p.quiescedTerm = p.node.term;
+          this.sleep(p);
         }
       } else {
         p.idleTicks = 0;
@@ -256,12 +283,15 @@ export class Broker {
       if (p.node.hasReady()) this.dirty.add(p);
     }
     // Sleeping groups send no heartbeats, so followers learn that this broker lives from a ping per peer.
-    if (lookAtSleepers) this.peers.ping();
+    if (heartbeatDue) this.peers.ping();
     this.schedulePump();
   }
 
   markDirty(p: Partition): void {
+    // A sleeping leader given a proposal (or any change of its log or term) wakes to replicate it.
+    if (p.quiesced && p.isLeader() && (p.node.lastIndex !== p.quiescedIndex || p.node.term !== p.quiescedTerm)) this.wake(p);
     this.dirty.add(p);
+    this.statusTouched.add(p);
     this.schedulePump();
   }
 
@@ -391,6 +421,7 @@ export class Broker {
   }
 
   private applyReady(p: Partition, rd: Ready): void {
+    this.statusTouched.add(p);
     if (rd.softState) this.onSoftState(p, rd.softState);
     if (!p.failed) {
       try {
@@ -405,6 +436,7 @@ export class Broker {
 
   private advanceReady(p: Partition, rd: Ready): void {
     p.node.advance(rd);
+    this.statusTouched.add(p);
     if (this.floored.size > 0 && this.floored.has(p) && p.node.voteFloor === undefined) this.floorSettled(p);
     if (p.voteFenced && p.leaderCommitSeen > 0 && p.node.commitIndex >= p.leaderCommitSeen) {
       p.voteFenced = false;
@@ -685,6 +717,8 @@ export class Broker {
     const p: Partition = new Partition(id, node, log, state, applied, () => this.markDirty(p));
     if (meta.voteFloor) this.floored.add(p);
     this.byGroup.set(id.group, p);
+    this.ticking.add(p);
+    this.statusTouched.add(p);
     this.byName.set(p.key, p);
     this.metas.set(id.group, meta);
     return p;
@@ -767,6 +801,10 @@ export class Broker {
     this.floored.delete(p);
     this.byName.delete(p.key);
     this.byGroup.delete(p.id.group);
+    this.ticking.delete(p);
+    this.statusTouched.delete(p);
+    this.statusSum = (this.statusSum - p.statusHash) | 0;
+    p.statusHash = 0;
     this.metas.delete(p.id.group);
     this.wal.removeGroup(p.id.group);
     await this.wal.sync().catch(() => {});
@@ -777,37 +815,27 @@ export class Broker {
 
   /**
    * A hash of every field status() reports, for every partition: equal from one beat to the next only when
-   * nothing changed (a collision merely delays a report to the periodic full one). No strings, no objects:
-   * it runs for every partition five times a second.
+   * nothing changed (a collision merely delays a report to the periodic full one). It runs five times a
+   * second, so it is kept as a sum of per-partition hashes and only the partitions that may have changed
+   * are hashed again: those awake (ticking) and those touched since (a message, a proposal, a pump round).
+   * A sleeping group changes nothing until something touches it. Every FINGERPRINT_FULL_EVERY calls all
+   * partitions are hashed again, so a change that slipped past is reported within seconds anyway.
    */
   statusFingerprint(): string {
-    let h = 0x811c9dc5 ^ this.byGroup.size;
-    const mix = (x: number) => {
-      h = Math.imul(h ^ (x >>> 0), 0x01000193);
-      h = Math.imul(h ^ Math.floor(x / 0x1_0000_0000), 0x01000193);
-    };
-    for (const p of this.byGroup.values()) {
-      const n = p.node;
-      mix(p.id.group);
-      mix(p.id.partition);
-      mix(p.id.topic.length);
-      mix(ROLE_CODE[n.role]);
-      mix(n.term);
-      mix(n.leader);
-      mix(p.log.nextOffset);
-      mix(n.commitIndex);
-      mix(p.appliedIndex);
-      mix(p.log.logStartOffset);
-      const conf = n.conf;
-      for (const v of conf.voters) mix(v);
-      mix(0xffff);
-      for (const l of conf.learners) mix(l);
-      n.forEachMatch((id, match) => {
-        mix(id);
-        mix(match);
-      });
+    if (++this.fingerprints % FINGERPRINT_FULL_EVERY === 0) {
+      for (const p of this.byGroup.values()) this.rehash(p);
+    } else {
+      for (const p of this.ticking) this.rehash(p);
+      for (const p of this.statusTouched) if (!p.removed) this.rehash(p);
     }
-    return String(h >>> 0);
+    this.statusTouched.clear();
+    return String((Math.imul(this.statusSum ^ this.byGroup.size, 0x01000193) ^ this.byGroup.size) >>> 0);
+  }
+
+  private rehash(p: Partition): void {
+    const h = partitionStatusHash(p);
+    this.statusSum = (this.statusSum - p.statusHash + h) | 0;
+    p.statusHash = h;
   }
 
   status(p: Partition): PartitionStatus {
@@ -872,6 +900,35 @@ export class Broker {
 
 function storageLogger(log: Logger): StorageLogger {
   return (level, message, details) => log[level](message, details);
+}
+
+/** A hash of every field status() reports for one partition. No strings, no objects. */
+function partitionStatusHash(p: Partition): number {
+  let h = 0x811c9dc5;
+  const mix = (x: number) => {
+    h = Math.imul(h ^ (x >>> 0), 0x01000193);
+    h = Math.imul(h ^ Math.floor(x / 0x1_0000_0000), 0x01000193);
+  };
+  const n = p.node;
+  mix(p.id.group);
+  mix(p.id.partition);
+  mix(p.id.topic.length);
+  mix(ROLE_CODE[n.role]);
+  mix(n.term);
+  mix(n.leader);
+  mix(p.log.nextOffset);
+  mix(n.commitIndex);
+  mix(p.appliedIndex);
+  mix(p.log.logStartOffset);
+  const conf = n.conf;
+  for (const v of conf.voters) mix(v);
+  mix(0xffff);
+  for (const l of conf.learners) mix(l);
+  n.forEachMatch((id, match) => {
+    mix(id);
+    mix(match);
+  });
+  return h | 0;
 }
 
 function uniqueSorted(ids: number[]): number[] {

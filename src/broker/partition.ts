@@ -69,6 +69,8 @@ export class Partition {
   quiesced = false;
   /** Leader: consecutive ticks the group has been quiescable. */
   idleTicks = 0;
+  /** Its share of the broker's status fingerprint, as last computed (Broker.statusFingerprint). */
+  statusHash = 0;
   /** Leader: the log's end and the term when the group went to sleep; any change means work arrived. */
   quiescedIndex = 0;
   quiescedTerm = 0;

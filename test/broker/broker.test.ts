@@ -451,6 +451,28 @@ describe("broker: idle groups sleep (quiescence)", () => {
     }
   });
 
+  test("the status fingerprint holds still while a group sleeps and changes on every replica when it wakes", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    await c.produce(leader, "t", 0, ["a"]);
+    // Asleep, and done applying what the last heartbeat committed (the pump runs just after it).
+    const still = () => partitionsOf(c).every((p) => p.quiesced && p.appliedIndex === p.node.commitIndex && p.node.readiesInFlight === 0);
+    await eventually(still);
+    // Several calls (the fingerprint is incremental, with a full pass every few): equal while nothing changes.
+    const brokers = c.brokers.map((b) => b!.broker);
+    const asleep = brokers.map((b) => b.statusFingerprint());
+    for (let i = 0; i < 30; i++) expect(brokers.map((b) => b.statusFingerprint())).toEqual(asleep);
+    await c.produce(leader, "t", 0, ["b"]);
+    // Every replica's log end moves, so every broker reports again (the followers once the commit reaches them).
+    await eventually(() => partitionsOf(c).every((p) => p.log.nextOffset === 2));
+    const awake = brokers.map((b) => b.statusFingerprint());
+    for (let i = 0; i < 3; i++) expect(awake[i]).not.toBe(asleep[i]);
+    // And what the fingerprint says equals a full recount: the incremental sums missed nothing.
+    await eventually(still);
+    const settled = brokers.map((b) => b.statusFingerprint());
+    for (let i = 0; i < 30; i++) expect(brokers.map((b) => b.statusFingerprint())).toEqual(settled);
+  });
+
   test("when the leader's broker dies while the group sleeps, the followers notice and elect", async () => {
     const c = await threeBrokers();
     const old = c.leaderOf("t", 0)!;
