@@ -129,6 +129,7 @@ export class Producer {
     }
     const deadline = Date.now() + this.options.deliveryTimeoutMs;
     const acks: Promise<RecordMetadata>[] = [];
+    const loadBytes = (partition: number) => this.loadBytes(topic, partition);
     for (const m of messages) {
       const record: OutgoingRecord = {
         key: m.key === undefined ? undefined : toBytes(m.key),
@@ -141,7 +142,7 @@ export class Producer {
       if (size > MAX_MESSAGE_BYTES) {
         throw new ClientError(ErrorCode.BATCH_TOO_LARGE, `a message of ${size} bytes is larger than the ${MAX_MESSAGE_BYTES}-byte limit`);
       }
-      const partition = m.partition ?? this.partitioner.partition(record.key, count, size, (p) => this.loadBytes(topic, p));
+      const partition = m.partition ?? this.partitioner.partition(record.key, count, size, loadBytes);
       if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
         throw new ClientError(ErrorCode.UNKNOWN_PARTITION, `${topic} has ${count} partitions, no partition ${partition}`);
       }
