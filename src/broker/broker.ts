@@ -13,6 +13,7 @@ import {
   Role,
   hardStateAfterLostVote,
   laterVoteFloor,
+  sameVoteFloor,
   type Message,
   type NodeId,
   type Ready,
@@ -689,7 +690,7 @@ export class Broker {
         await this.wal.sync();
       }
       const voteFloor = laterVoteFloor(meta.voteFloor, recovered.tornTail);
-      if (voteFloor && (voteFloor.term !== meta.voteFloor?.term || voteFloor.index !== meta.voteFloor.index)) {
+      if (voteFloor && !sameVoteFloor(voteFloor, meta.voteFloor)) {
         // Durable before this replica answers any vote.
         meta.voteFloor = voteFloor;
         this.saveMeta(meta);

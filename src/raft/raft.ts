@@ -89,6 +89,20 @@ export class Raft {
   voteFloor: VoteFloor | undefined;
   /** Voters that asked for a vote, in a term after the floor's, with a log behind it. */
   private readonly floorEvidence = new Set<NodeId>();
+  /**
+   * Ticks left during which we may stand although removed from the membership: a member of an older one
+   * (it has not applied our removal yet) asked us for a vote. We then stand (promotable) under our
+   * membership, without counting ourselves; winning, we lead once and afterCommit hands over and steps
+   * down as soon as an entry of our term commits, so entries only we still hold reach the others; losing,
+   * our request shows our log, which a replica holding a vote floor may need as evidence. Without this,
+   * when the others cannot elect without us (a replica that lost its newest entries keeps a floor for
+   * them), the group would stall. Standing is as safe as for any member whose membership is behind the
+   * log's: votes come from a majority of our membership, and one change at a time keeps its majorities
+   * overlapping every later one's. The count runs out unless such requests keep coming.
+   */
+  private caretakerTicks = 0;
+  /** This candidacy began while we were not a member (as a caretaker). */
+  private standingAsCaretaker = false;
   private readonly prng: Prng;
 
   constructor(cfg: RaftConfig, restart?: RestartState) {
@@ -116,7 +130,7 @@ export class Raft {
       assert(this.log.lastTerm() <= this.term, "stored entries are newer than the stored term");
       this.conf = this.confAt(hs.commit);
       if (restart.voteFloor !== undefined) {
-        this.voteFloor = { ...restart.voteFloor };
+        this.voteFloor = { ...restart.voteFloor, ...(restart.voteFloor.lowest ? { lowest: { ...restart.voteFloor.lowest } } : {}) };
         this.maybeSettleFloor(); // alone in the group, nobody else could hold the entry
       }
     } else {
@@ -141,7 +155,7 @@ export class Raft {
   }
 
   promotable(): boolean {
-    return this.conf.voters.includes(this.id);
+    return this.caretakerTicks > 0 || this.conf.voters.includes(this.id);
   }
 
   /** Our own log is behind the vote floor: standing for election on it could let a log without the entry win. */
@@ -181,6 +195,7 @@ export class Raft {
     this.reset(term);
     this.leader = leader;
     this.role = Role.Follower;
+    if (leader !== NONE) this.caretakerTicks = 0; // someone leads: the others are no longer stuck
   }
 
   becomePreCandidate(): void {
@@ -206,10 +221,15 @@ export class Raft {
     const next = this.log.lastIndex + 1;
     for (const v of this.conf.voters) this.progress.set(v, new Progress(next, this.maxInflightMsgs, false));
     for (const l of this.conf.learners) this.progress.set(l, new Progress(next, this.maxInflightMsgs, true));
+    // A caretaker (removed, see caretakerTicks) leads without a place in the membership: no progress of
+    // its own, so it never counts itself towards a majority.
     const self = this.progress.get(this.id);
-    assert(self !== undefined, "a leader must be a voter");
-    self.match = this.log.persisted;
-    self.becomeReplicate();
+    assert(self !== undefined || this.standingAsCaretaker, "a leader must be a voter, or a removed node asked to stand");
+    this.caretakerTicks = 0;
+    if (self !== undefined) {
+      self.match = this.log.persisted;
+      self.becomeReplicate();
+    }
     // Any ConfChange in the uncommitted tail must commit before a new one is accepted.
     this.pendingConfIndex = this.log.lastIndex;
     this.appendEntries([{ term: 0, index: 0, type: EntryType.Noop, data: EMPTY }]);
@@ -228,6 +248,7 @@ export class Raft {
       this.electionElapsed = 0;
       this.hup(false);
     }
+    if (this.caretakerTicks > 0) this.caretakerTicks--;
   }
 
   private tickLeader(): void {
@@ -255,6 +276,7 @@ export class Raft {
   /** Start an election now (pre-vote first unless `transfer`). */
   hup(transfer: boolean): void {
     if (this.role === Role.Leader || !this.promotable()) return;
+    this.standingAsCaretaker = !this.conf.voters.includes(this.id);
     if (this.preVote && !transfer) this.campaign(MessageType.PreVote, false);
     else this.campaign(MessageType.Vote, transfer);
   }
@@ -387,11 +409,12 @@ export class Raft {
     const respType = pre ? MessageType.PreVoteResponse : MessageType.VoteResponse;
     const r = this.newMessage(respType, m.from);
     const f = this.voteFloor;
-    if (f !== undefined && m.term > f.term && !logAtLeast(m.logTerm, m.index, f)) {
+    if (f !== undefined && m.term > f.term && !logAtLeast(m.logTerm, m.index, f.lowest ?? f)) {
       // A voter asking in a later term than the entry's does not hold it (see VoteFloor).
       this.floorEvidence.add(m.from);
       this.maybeSettleFloor();
     }
+    if (this.role !== Role.Leader && !this.conf.voters.includes(this.id)) this.caretakerTicks = 2 * this.electionTicks;
     const aboveFloor = this.voteFloor === undefined || logAtLeast(m.logTerm, m.index, this.voteFloor);
     if (canVote && aboveFloor && this.log.isUpToDate(m.index, m.logTerm)) {
       r.term = m.term;

@@ -155,12 +155,35 @@ export interface RestartState {
 export interface VoteFloor {
   term: number;
   index: number;
+  /**
+   * When the node lost entries at several restarts before the floor settled: the earliest of them (absent:
+   * the floor's own entry). Evidence must show a log behind this one, since a voter whose log reaches it
+   * may hold an earlier lost entry that committed even when it lacks the latest.
+   */
+  lowest?: { term: number; index: number };
 }
 
-/** The later of two vote floors in Raft's log order (term, then index); either may be absent. */
+/**
+ * Combines the floor kept from an earlier loss with a new one: votes go only to logs reaching the later of
+ * the two, and evidence must be behind the earlier (see VoteFloor.lowest). Either may be absent.
+ */
 export function laterVoteFloor(a: VoteFloor | undefined, b: VoteFloor | undefined): VoteFloor | undefined {
   if (a === undefined || b === undefined) return a ?? b;
-  return b.term > a.term || (b.term === a.term && b.index > a.index) ? b : a;
+  const before = (x: { term: number; index: number }, y: { term: number; index: number }) =>
+    x.term < y.term || (x.term === y.term && x.index < y.index);
+  const later = before(a, b) ? b : a;
+  const la = a.lowest ?? { term: a.term, index: a.index };
+  const lb = b.lowest ?? { term: b.term, index: b.index };
+  const lowest = before(la, lb) ? la : lb;
+  const floor: VoteFloor = { term: later.term, index: later.index };
+  if (before(lowest, floor)) floor.lowest = { term: lowest.term, index: lowest.index };
+  return floor;
+}
+
+/** Whether two floors (either may be absent) say the same. */
+export function sameVoteFloor(a: VoteFloor | undefined, b: VoteFloor | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.term === b.term && a.index === b.index && a.lowest?.term === b.lowest?.term && a.lowest?.index === b.lowest?.index;
 }
 
 /**

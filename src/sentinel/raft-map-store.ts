@@ -10,7 +10,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log";
 import { RaftNode } from "../raft/node";
-import { EntryType, ProposalError, Role, hardStateAfterLostVote, laterVoteFloor, type Message, type NodeId, type Ready, type RestartState, type VoteFloor } from "../raft/types";
+import { EntryType, ProposalError, Role, hardStateAfterLostVote, laterVoteFloor, sameVoteFloor, type Message, type NodeId, type Ready, type RestartState, type VoteFloor } from "../raft/types";
 import { realFileLayer, writeFileAtomic } from "../storage";
 import { Wal } from "../storage/wal";
 import type { FsyncPolicy } from "../storage/types";
@@ -103,7 +103,7 @@ export class RaftMapStore implements MapStore {
     if (restart) {
       const kept = existsSync(floorPath) ? (JSON.parse(readFileSync(floorPath, "utf8")) as VoteFloor) : undefined;
       restart.voteFloor = laterVoteFloor(kept, recovered?.tornTail);
-      if (restart.voteFloor && (restart.voteFloor.term !== kept?.term || restart.voteFloor.index !== kept.index)) {
+      if (restart.voteFloor && !sameVoteFloor(restart.voteFloor, kept)) {
         // Durable before this sentinel answers any vote.
         writeFileAtomic(realFileLayer, floorPath, new TextEncoder().encode(JSON.stringify(restart.voteFloor)));
         opts.log.warn("sentinel map: newest entry lost with the WAL's tail: votes only for logs that reach it until settled", { ...restart.voteFloor });

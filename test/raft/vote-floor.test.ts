@@ -2,7 +2,8 @@
 // floor: it may have acknowledged that entry, so it must not help a log without it win an election.
 import { describe, expect, test } from "bun:test";
 import { RaftNode } from "../../src/raft/node";
-import { MessageType, Role, type NodeId, type RestartState } from "../../src/raft/types";
+import { encodeConfChange } from "../../src/raft/confchange";
+import { EntryType, MessageType, Role, laterVoteFloor, sameVoteFloor, type NodeId, type RestartState } from "../../src/raft/types";
 import { Net, config, restartWithLog } from "./harness";
 
 const VOTERS: NodeId[] = [1, 2, 3];
@@ -77,6 +78,55 @@ describe("vote floor", () => {
       n.step({ type: MessageType.PreVote, from, to: 2, term: 3, logTerm: 2, index: 4, commit: 0, reject: false, rejectHint: 0, hintTerm: 0, entries: [] });
     }
     expect(n.voteFloor).toEqual({ term: 3, index: 5 });
+  });
+
+  test("floors from two losses: votes need the later entry, evidence must be behind the earlier one", () => {
+    const f = laterVoteFloor({ term: 2, index: 6 }, { term: 2, index: 5 })!;
+    expect(f).toEqual({ term: 2, index: 6, lowest: { term: 2, index: 5 } });
+    expect(laterVoteFloor(f, { term: 3, index: 9 })).toEqual({ term: 3, index: 9, lowest: { term: 2, index: 5 } });
+    expect(laterVoteFloor(undefined, { term: 2, index: 5 })).toEqual({ term: 2, index: 5 });
+    expect(sameVoteFloor(f, { term: 2, index: 6 })).toBe(false);
+    // Node 2 lost index 6 and then index 5. A voter asking in a later term with a log at 5 lacks 6 but
+    // may hold a committed 5: no evidence. One behind 5 is.
+    const n = new RaftNode(config(2, []), { ...restartWithLog([1, 1, 2, 2], 2, VOTERS, 4), voteFloor: f });
+    n.step({ type: MessageType.PreVote, from: 1, to: 2, term: 3, logTerm: 2, index: 5, commit: 0, reject: false, rejectHint: 0, hintTerm: 0, entries: [] });
+    n.step({ type: MessageType.PreVote, from: 3, to: 2, term: 3, logTerm: 2, index: 4, commit: 0, reject: false, rejectHint: 0, hintTerm: 0, entries: [] });
+    expect(n.voteFloor).toEqual(f);
+    n.step({ type: MessageType.PreVote, from: 1, to: 2, term: 3, logTerm: 2, index: 4, commit: 0, reject: false, rejectHint: 0, hintTerm: 0, entries: [] });
+    expect(n.voteFloor).toBeUndefined();
+  });
+
+  test("a removed voter holding the only other copy stands when an older membership asks it, leads once, and hands over", () => {
+    // Voters {1,2,3}; index 5 removed voter 1 and was committed by 1 and 2; index 6 reached 1 only.
+    // Then 2 lost index 5 with its tail (floor 5), and 3 lags at 4. 1 applied its own removal, so it did
+    // not stand: 2 will not vote for 3's log, cannot stand on its own, and the group stalled.
+    const withRemovalOf1 = (r: RestartState): RestartState => ({
+      ...r,
+      entries: r.entries.map((e) =>
+        e.index === 5 ? { ...e, type: EntryType.ConfChange, data: encodeConfChange({ type: "remove", node: 1 }) } : e,
+      ),
+    });
+    const net = new Net();
+    const one = net.add(new RaftNode(config(1, []), withRemovalOf1(restartWithLog([1, 1, 2, 2, 2, 2], 2, VOTERS, 5))));
+    net.add(new RaftNode(config(2, []), withFloor(restartWithLog([1, 1, 2, 2], 2, VOTERS, 4), 2, 5)));
+    net.add(new RaftNode(config(3, []), restartWithLog([1, 1, 2, 2], 2, VOTERS, 4)));
+    expect(one.conf.voters).toEqual([2, 3]);
+    net.tickAll(300);
+    const [leader, ...others] = leaders(net, [2, 3]);
+    expect(others).toEqual([]);
+    expect(leader).toBeDefined();
+    expect(one.role).toBe(Role.Follower);
+    for (const id of [2, 3]) {
+      const n = net.node(id);
+      expect(n.entryAt(5)?.type).toBe(EntryType.ConfChange);
+      expect(n.entryAt(6)?.term).toBe(2);
+      expect(n.conf.voters).toEqual([2, 3]);
+    }
+    expect(net.node(2).voteFloor).toBeUndefined();
+    // 1 led one term on the way (its entries reached the others), then handed over and stopped standing.
+    const t = net.node(leader!).term;
+    net.tickAll(100);
+    expect(net.node(leader!).term).toBe(t);
   });
 
   test("a node behind its floor does not take over when the leader asks it to (TimeoutNow)", () => {

@@ -4,6 +4,8 @@ export interface Regression {
   seed: number;
   steps: number;
   caught: string;
+  lostTails?: boolean;
+  pipeline?: boolean;
 }
 
 export const REGRESSIONS: Regression[] = [
@@ -14,4 +16,8 @@ export const REGRESSIONS: Regression[] = [
   { seed: 821, steps: 400, caught: "liveness: unbounded client backlog over a 1-message window; clients now keep a window" },
   { seed: 3365, steps: 400, caught: "same as 821, with a removed voter pre-voting forever" },
   { seed: 50298, steps: 2000, caught: "liveness bound too tight for a long catch-up at one entry per Append; bound now grows with the backlog" },
+  { seed: 805, steps: 400, lostTails: true, caught: "liveness: the only holder of a lost entry had applied its own removal and never stood; removed nodes asked by an older membership now stand as caretakers" },
+  { seed: 7178, steps: 400, lostTails: true, caught: "same as 805, with the removed node's log not ahead of the asker's commit: any such request now lets it stand" },
+  { seed: 6831, steps: 400, lostTails: true, pipeline: true, caught: "liveness: a floor waited for evidence from a removed voter that never asked; its caretaker campaign now shows its log" },
+  { seed: 6535, steps: 400, lostTails: true, pipeline: true, caught: "sim: a stale caretaker leader's liveness marker was replaced by a later term's entry; the check now proposes again" },
 ];
