@@ -76,6 +76,34 @@ describe("sentinel access", () => {
 });
 
 describe("producer", () => {
+  test("keyless messages steer around a partition whose leader is slow (adaptive sticky partitioning)", async () => {
+    const s = track(new FakeSentinel("t"));
+    s.partitions = 3;
+    const slow = track(new FakeBroker(1));
+    const fast = track(new FakeBroker(2));
+    s.leaders.set(0, slow.info);
+    s.leaders.set(1, fast.info);
+    s.leaders.set(2, fast.info);
+    let release!: () => void;
+    slow.gate = new Promise<void>((resolve) => (release = resolve));
+    const p = closing(new Producer({ sentinels: [s.address], maxBatchBytes: 4096 }));
+    const value = "x".repeat(1000); // four to a turn
+    const turn = () => Array.from({ length: 4 }, () => p.send("t", [{ value }]));
+    try {
+      const first = turn(); // the first turn is partition 0's: its batch waits at the slow leader
+      for (let i = 0; i < 6; i++) {
+        const acks = Promise.all(turn()).then((r) => r.flat().map((m) => m.partition));
+        const outcome = await Promise.race([acks, Bun.sleep(3_000).then(() => "a turn went to the slow partition" as const)]);
+        expect(outcome).not.toBe("a turn went to the slow partition");
+        expect(outcome as number[]).not.toContain(0);
+      }
+      release();
+      expect((await Promise.all(first)).flat().map((m) => m.partition)).toEqual([0, 0, 0, 0]);
+    } finally {
+      release();
+    }
+  });
+
   test("batches what is sent together, with contiguous sequence numbers and offsets", async () => {
     const s = track(new FakeSentinel("t"));
     const b = track(new FakeBroker(1));
