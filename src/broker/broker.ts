@@ -55,13 +55,13 @@ const QUIESCE_AFTER_ELECTIONS = 1;
 /** A follower wakes its sleeping groups when their leader's broker was silent this many election timeouts. */
 const PEER_SILENT_ELECTIONS = 2;
 
-/** What a partition directory remembers so a restarted broker rejoins its groups without the sentinel. */
 /** One pass of the pump: the readies it took, and whether its fdatasync (if it needed one) is done. */
 interface PumpRound {
   work: [Partition, Ready][];
   done: boolean;
 }
 
+/** What a partition directory remembers so a restarted broker rejoins its groups without the sentinel. */
 interface PartitionMeta {
   topic: string;
   partition: number;
