@@ -9,6 +9,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { reservePorts } from "../ports";
 import { ProxyNet } from "./proxy";
 
 const repoRoot = join(import.meta.dir, "..", "..");
@@ -31,13 +32,6 @@ function newestMtimeMs(dir: string): number {
     newest = Math.max(newest, e.isDirectory() ? newestMtimeMs(p) : statSync(p).mtimeMs);
   }
   return newest;
-}
-
-export async function freePort(): Promise<number> {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const p = s.port;
-  s.stop(true);
-  return p;
 }
 
 // Every live child of this process, so an exit for any reason (a failed test, Ctrl-C) kills them all.
@@ -124,7 +118,13 @@ export class Cluster {
 
   private async boot(): Promise<void> {
     const count = this.opts.sentinels ?? 1;
-    for (let i = 0; i < count; i++) this.sentinelAddresses.push(`127.0.0.1:${await freePort()}`);
+    const brokers = this.opts.brokers ?? 3;
+    // Every port is chosen, and every proxy listening, before any child starts (see test/ports.ts).
+    const reserved = reservePorts(count + brokers);
+    const brokerPorts = reserved.ports.slice(count);
+    for (const port of reserved.ports.slice(0, count)) this.sentinelAddresses.push(`127.0.0.1:${port}`);
+    const advertised = brokerPorts.map((port, i) => this.net.add(`b${i + 1}`, port));
+    reserved.release();
     for (let i = 0; i < count; i++) {
       const label = count === 1 ? "sentinel" : `s${i + 1}`;
       const dataDir = join(this.dir, label);
@@ -144,10 +144,10 @@ export class Cluster {
       this.sentinels.push(s);
       this.spawn(s);
     }
-    for (let id = 1; id <= (this.opts.brokers ?? 3); id++) {
+    for (let id = 1; id <= brokers; id++) {
       const label = `b${id}`;
-      const port = await freePort();
-      const advertise = this.net.add(label, port);
+      const port = brokerPorts[id - 1]!;
+      const advertise = advertised[id - 1]!;
       this.advertised.set(label, advertise);
       const dataDir = join(this.dir, label);
       const b = this.node(label, [

@@ -9,6 +9,7 @@ import type { Subprocess } from "bun";
 import { Admin, type ClusterStatus, type TopicInfo } from "../../src/client/admin";
 import { Consumer } from "../../src/client/consumer";
 import { Producer } from "../../src/client/producer";
+import { reservePorts } from "../ports";
 
 const repoRoot = join(import.meta.dir, "..", "..");
 const MAIN = join(repoRoot, "src", "main.ts");
@@ -50,13 +51,6 @@ function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), "goulette-sentinel-proc-"));
   dirs.push(d);
   return d;
-}
-
-async function freePort(): Promise<number> {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
 }
 
 function spawn(dir: string, label: string, args: string[]): Proc {
@@ -159,8 +153,9 @@ function fullyReplicatedOn(s: ClusterStatus, topic: string, partitions: number, 
 
 /** Three sentinels replicating the map and three brokers; resolves once a map leader sees them healthy. */
 async function threeSentinelsThreeBrokers(dir: string): Promise<{ peers: string[]; sentinels: Proc[]; ready: ClusterStatus }> {
-  const peers: string[] = [];
-  for (let i = 0; i < 3; i++) peers.push(`127.0.0.1:${await freePort()}`);
+  const reserved = reservePorts(6); // three sentinels, three brokers (see test/ports.ts)
+  reserved.release();
+  const peers = reserved.ports.slice(0, 3).map((port) => `127.0.0.1:${port}`);
   const sentinels = peers.map((addr, i) =>
     spawn(dir, `s${i + 1}`, [
       "sentinel",
@@ -178,7 +173,7 @@ async function threeSentinelsThreeBrokers(dir: string): Promise<{ peers: string[
       "warn",
     ]),
   );
-  for (let id = 1; id <= 3; id++) startBroker(dir, id, await freePort(), peers);
+  for (let id = 1; id <= 3; id++) startBroker(dir, id, reserved.ports[2 + id]!, peers);
   const a = admin(peers);
   const ready = await until("a sentinel leader and three healthy brokers", BOOT_TIMEOUT_MS, async () => {
     const s = await a.clusterStatus();
@@ -200,11 +195,13 @@ async function killMapLeader(peers: string[], sentinels: Proc[], status: Cluster
 describe("sentinel with real processes", () => {
   test("kill -9 a replica's broker: its partitions are back to three voters on live brokers", async () => {
     const dir = tempDir();
-    const sentinel = `127.0.0.1:${await freePort()}`;
+    const reserved = reservePorts(5); // the sentinel, four brokers (see test/ports.ts)
+    reserved.release();
+    const sentinel = `127.0.0.1:${reserved.ports[0]}`;
     try {
       spawn(dir, "sentinel", ["sentinel", "--listen", sentinel, "--data-dir", join(dir, "sentinel"), "--fsync", "never", "--log-level", "warn"]);
       const brokers = new Map<number, Proc>();
-      for (let id = 1; id <= 4; id++) brokers.set(id, startBroker(dir, id, await freePort(), [sentinel]));
+      for (let id = 1; id <= 4; id++) brokers.set(id, startBroker(dir, id, reserved.ports[id]!, [sentinel]));
       const a = admin([sentinel]);
       await until("four healthy brokers", BOOT_TIMEOUT_MS, async () => {
         const s = await a.clusterStatus();
