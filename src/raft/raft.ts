@@ -16,6 +16,7 @@ import {
   MessageType,
   NONE,
   Role,
+  entryBefore,
   type ConfState,
   type Entry,
   type Message,
@@ -35,8 +36,8 @@ export function isTransferContext(ctx: Uint8Array | undefined): boolean {
 }
 
 /** Raft's "at least as up to date" order on (last term, last index). */
-function logAtLeast(term: number, index: number, than: VoteFloor): boolean {
-  return term > than.term || (term === than.term && index >= than.index);
+function logAtLeast(term: number, index: number, than: { term: number; index: number }): boolean {
+  return !entryBefore({ term, index }, than);
 }
 
 export function emptyConf(): ConfState {
@@ -130,7 +131,7 @@ export class Raft {
       assert(this.log.lastTerm() <= this.term, "stored entries are newer than the stored term");
       this.conf = this.confAt(hs.commit);
       if (restart.voteFloor !== undefined) {
-        this.voteFloor = { ...restart.voteFloor, ...(restart.voteFloor.lowest ? { lowest: { ...restart.voteFloor.lowest } } : {}) };
+        this.voteFloor = structuredClone(restart.voteFloor);
         this.maybeSettleFloor(); // alone in the group, nobody else could hold the entry
       }
     } else {
@@ -154,8 +155,13 @@ export class Raft {
     return conf;
   }
 
+  /** A voter of our own membership (a removed node is not, whatever others still believe). */
+  isVoter(): boolean {
+    return this.conf.voters.includes(this.id);
+  }
+
   promotable(): boolean {
-    return this.caretakerTicks > 0 || this.conf.voters.includes(this.id);
+    return this.caretakerTicks > 0 || this.isVoter();
   }
 
   /** Our own log is behind the vote floor: standing for election on it could let a log without the entry win. */
@@ -276,7 +282,7 @@ export class Raft {
   /** Start an election now (pre-vote first unless `transfer`). */
   hup(transfer: boolean): void {
     if (this.role === Role.Leader || !this.promotable()) return;
-    this.standingAsCaretaker = !this.conf.voters.includes(this.id);
+    this.standingAsCaretaker = !this.isVoter();
     if (this.preVote && !transfer) this.campaign(MessageType.PreVote, false);
     else this.campaign(MessageType.Vote, transfer);
   }
@@ -414,7 +420,7 @@ export class Raft {
       this.floorEvidence.add(m.from);
       this.maybeSettleFloor();
     }
-    if (this.role !== Role.Leader && !this.conf.voters.includes(this.id)) this.caretakerTicks = 2 * this.electionTicks;
+    if (this.role !== Role.Leader && !this.isVoter()) this.caretakerTicks = 2 * this.electionTicks;
     const aboveFloor = this.voteFloor === undefined || logAtLeast(m.logTerm, m.index, this.voteFloor);
     if (canVote && aboveFloor && this.log.isUpToDate(m.index, m.logTerm)) {
       r.term = m.term;
@@ -542,7 +548,7 @@ export class Raft {
       // a committed membership change can shrink the quorum and commit more
     }
     this.bcastAppend();
-    if (!this.conf.voters.includes(this.id)) {
+    if (!this.isVoter()) {
       // Removed: hand over to the most caught-up voter at once rather than waiting for a timeout.
       let best: NodeId = NONE;
       let bestMatch = -1;

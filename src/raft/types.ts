@@ -169,15 +169,18 @@ export interface VoteFloor {
  */
 export function laterVoteFloor(a: VoteFloor | undefined, b: VoteFloor | undefined): VoteFloor | undefined {
   if (a === undefined || b === undefined) return a ?? b;
-  const before = (x: { term: number; index: number }, y: { term: number; index: number }) =>
-    x.term < y.term || (x.term === y.term && x.index < y.index);
-  const later = before(a, b) ? b : a;
+  const later = entryBefore(a, b) ? b : a;
   const la = a.lowest ?? { term: a.term, index: a.index };
   const lb = b.lowest ?? { term: b.term, index: b.index };
-  const lowest = before(la, lb) ? la : lb;
+  const lowest = entryBefore(la, lb) ? la : lb;
   const floor: VoteFloor = { term: later.term, index: later.index };
-  if (before(lowest, floor)) floor.lowest = { term: lowest.term, index: lowest.index };
+  if (entryBefore(lowest, floor)) floor.lowest = { term: lowest.term, index: lowest.index };
   return floor;
+}
+
+/** Raft's log order: whether the entry (or log end) `a` comes before `b` (term first, then index). */
+export function entryBefore(a: { term: number; index: number }, b: { term: number; index: number }): boolean {
+  return a.term < b.term || (a.term === b.term && a.index < b.index);
 }
 
 /** Whether two floors (either may be absent) say the same. */
