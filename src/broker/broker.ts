@@ -110,7 +110,6 @@ export class Broker {
   private statusSum = 0;
   private fingerprints = 0;
   private pumping = false;
-  private pumpAgain = false;
   /** Pump rounds not finished yet (their fdatasync, or an earlier round's, is in flight), oldest first. */
   private rounds: PumpRound[] = [];
   private pumpScheduled = false;
@@ -297,11 +296,8 @@ export class Broker {
   }
 
   schedulePump(): void {
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    if (this.pumpScheduled) return;
+    // During a pass, work that arrives lands in `dirty`, and the pass schedules the next one when it ends.
+    if (this.pumping || this.pumpScheduled) return;
     this.pumpScheduled = true;
     // setImmediate, not a microtask: requests that arrived in the same I/O turn join this round.
     setImmediate(() => {
@@ -322,7 +318,6 @@ export class Broker {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      this.pumpAgain = false;
       // After a WAL failure nothing is taken from the groups: what they hold can no longer be made durable.
       if (this.walFailed) {
         this.dirty.clear();
@@ -387,7 +382,7 @@ export class Broker {
     } finally {
       this.pumping = false;
     }
-    if (this.pumpAgain || this.dirty.size > 0) this.schedulePump();
+    if (this.dirty.size > 0) this.schedulePump();
   }
 
   /**
