@@ -214,14 +214,33 @@ function entryHeadSize(e: Entry): number {
   return n;
 }
 
-/** Everything one broker sends another in one pump round, as one frame, with no copy of entry data. */
+/**
+ * Everything one broker sends another in one pump round, as one frame, with no copy of entry data.
+ * Messages keep their order: a group's empty Append (a commit update) that follows an Append with entries
+ * names those entries as its previous index, so a follower reading it first would reject it and send the
+ * leader back to probing, which re-sends the entries one round trip later. Plain heartbeats travel in
+ * their own field; their place among the messages does not matter (they only carry a commit the follower
+ * already matches).
+ */
 export function encodeRaftFrame(from: NodeId, to: NodeId, msgs: GroupMessage[]): EncodedFrame {
-  // Heartbeats and entry-less messages go through the generated encoder; entries are added by hand.
-  const withEntries: GroupMessage[] = [];
-  const rest: GroupMessage[] = [];
-  for (const m of msgs) (m.msg.entries.length > 0 && !isPlainHeartbeat(m.msg) ? withEntries : rest).push(m);
-  const small = toBinary(RaftBatchSchema, encodeRaftBatch(from, to, rest));
-  const parts = withEntries.map(({ group, msg }) => {
+  // Runs of entry-less messages go through the generated encoder; entries are added by hand.
+  const heartbeats: GroupMessage[] = [];
+  const runs: (GroupMessage[] | GroupMessage)[] = [];
+  for (const m of msgs) {
+    if (isPlainHeartbeat(m.msg)) heartbeats.push(m);
+    else if (m.msg.entries.length > 0) runs.push(m);
+    else {
+      const last = runs[runs.length - 1];
+      if (Array.isArray(last)) last.push(m);
+      else runs.push([m]);
+    }
+  }
+  const small = toBinary(RaftBatchSchema, encodeRaftBatch(from, to, heartbeats));
+  // A run encoded as a RaftBatch with from and to left at 0 is just its `messages` fields (proto3 leaves
+  // zeros out), so it can be spliced into the frame's batch as it is.
+  const parts = runs.map((run) => {
+    if (Array.isArray(run)) return { encoded: toBinary(RaftBatchSchema, encodeRaftBatch(0, 0, run)) };
+    const { group, msg } = run;
     const base = toBinary(RaftMessageSchema, encodeRaftBatch(from, to, [{ group, msg: { ...msg, entries: [] } }]).messages[0]!);
     let size = base.length;
     const entrySizes = msg.entries.map((e) => {
@@ -232,7 +251,7 @@ export function encodeRaftFrame(from: NodeId, to: NodeId, msgs: GroupMessage[]):
     return { base, size, entrySizes, entries: msg.entries };
   });
   let batchSize = small.length;
-  for (const p of parts) batchSize += 1 + varintSize(p.size) + p.size;
+  for (const p of parts) batchSize += "encoded" in p ? p.encoded.length : 1 + varintSize(p.size) + p.size;
   const frameSize = 1 + varintSize(batchSize) + batchSize;
 
   const w = new HeadWriter();
@@ -241,6 +260,10 @@ export function encodeRaftFrame(from: NodeId, to: NodeId, msgs: GroupMessage[]):
   w.varint(batchSize);
   w.bytes(small);
   for (const p of parts) {
+    if ("encoded" in p) {
+      w.bytes(p.encoded);
+      continue;
+    }
     w.byte(BATCH_MESSAGES_TAG);
     w.varint(p.size);
     w.bytes(p.base);

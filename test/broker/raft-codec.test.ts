@@ -55,6 +55,29 @@ describe("hand-encoded Raft frames", () => {
     }
   });
 
+  test("messages keep their order: an empty Append after one with entries still comes after it", () => {
+    // The leader's commit update names the entries just sent as its previous index; read first, the
+    // follower would reject it (its log does not reach that index yet) and the leader would re-send.
+    const entry = (index: number) => ({ term: 3, index, type: EntryType.Normal, data: new Uint8Array(20_000).fill(index) });
+    const msgs: GroupMessage[] = [
+      { group: 1, msg: msg({ index: 4, logTerm: 3, commit: 4, entries: [entry(5)] }) },
+      { group: 1, msg: msg({ index: 5, logTerm: 3, commit: 5 }) },
+      { group: 2, msg: msg({ type: MessageType.AppendResponse, index: 9 }) },
+      { group: 9, msg: msg({ type: MessageType.Heartbeat, commit: 12 }) },
+      { group: 3, msg: msg({ index: 7, logTerm: 3, commit: 6, entries: [entry(8), entry(9)] }) },
+      { group: 4, msg: msg({ type: MessageType.Vote, index: 2, logTerm: 1 }) },
+      { group: 3, msg: msg({ index: 9, logTerm: 3, commit: 9 }) },
+      { group: 1, msg: msg({ index: 5, logTerm: 3, commit: 5, entries: [entry(6)] }) },
+    ];
+    const got = roundTrip(msgs).filter((m) => m.msg.type !== MessageType.Heartbeat);
+    const want = msgs.filter((m) => m.msg.type !== MessageType.Heartbeat);
+    expect(got.map((m) => [m.group, m.msg.type, m.msg.index, m.msg.entries.length])).toEqual(
+      want.map((m) => [m.group, m.msg.type, m.msg.index, m.msg.entries.length]),
+    );
+    expect(got[0]!.msg.entries[0]!.data[0]).toBe(5);
+    expect(got[got.length - 1]!.msg.entries[0]!.data[0]).toBe(6);
+  });
+
   test("entry data is handed over as its own piece, not copied into the frame head", () => {
     const data = new Uint8Array(100_000).fill(5);
     const f = encodeRaftFrame(1, 2, [{ group: 1, msg: msg({ index: 1, logTerm: 1, entries: [{ term: 1, index: 2, type: EntryType.Normal, data }] }) }]);
