@@ -238,8 +238,11 @@ export function encodeRaftFrame(from: NodeId, to: NodeId, msgs: GroupMessage[]):
   const small = toBinary(RaftBatchSchema, encodeRaftBatch(from, to, heartbeats));
   // A run encoded as a RaftBatch with from and to left at 0 is just its `messages` fields (proto3 leaves
   // zeros out), so it can be spliced into the frame's batch as it is.
-  const parts = runs.map((run) => {
-    if (Array.isArray(run)) return { encoded: toBinary(RaftBatchSchema, encodeRaftBatch(0, 0, run)) };
+  type Part =
+    | { kind: "run"; encoded: Uint8Array }
+    | { kind: "entries"; base: Uint8Array; size: number; entrySizes: number[]; entries: Entry[] };
+  const parts = runs.map((run): Part => {
+    if (Array.isArray(run)) return { kind: "run", encoded: toBinary(RaftBatchSchema, encodeRaftBatch(0, 0, run)) };
     const { group, msg } = run;
     const base = toBinary(RaftMessageSchema, encodeRaftBatch(from, to, [{ group, msg: { ...msg, entries: [] } }]).messages[0]!);
     let size = base.length;
@@ -248,10 +251,10 @@ export function encodeRaftFrame(from: NodeId, to: NodeId, msgs: GroupMessage[]):
       size += 1 + varintSize(inner) + inner;
       return inner;
     });
-    return { base, size, entrySizes, entries: msg.entries };
+    return { kind: "entries", base, size, entrySizes, entries: msg.entries };
   });
   let batchSize = small.length;
-  for (const p of parts) batchSize += "encoded" in p ? p.encoded.length : 1 + varintSize(p.size) + p.size;
+  for (const p of parts) batchSize += p.kind === "run" ? p.encoded.length : 1 + varintSize(p.size) + p.size;
   const frameSize = 1 + varintSize(batchSize) + batchSize;
 
   const w = new HeadWriter();
@@ -260,7 +263,7 @@ export function encodeRaftFrame(from: NodeId, to: NodeId, msgs: GroupMessage[]):
   w.varint(batchSize);
   w.bytes(small);
   for (const p of parts) {
-    if ("encoded" in p) {
+    if (p.kind === "run") {
       w.bytes(p.encoded);
       continue;
     }
