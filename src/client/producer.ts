@@ -244,7 +244,8 @@ class PartitionSender {
   /** The last failure was a live peer saying there is no leader (yet) here: keep the backoff short. */
   private electing = false;
   private lastError = "";
-  private scheduled = false;
+  private lingering = false;
+  private turnEndScheduled = false;
   /** A batch with a sequence number was given up: later sequences can never be accepted under this id. */
   private broken = false;
   private idleWaiters: (() => void)[] = [];
@@ -260,7 +261,12 @@ class PartitionSender {
   add(p: Pending): void {
     this.queue.push(p);
     this.queueBytes += p.size;
-    if (this.queueBytes >= this.producer.options.maxBatchBytes) this.pump();
+    // A full batch does not wait for the linger time, but it does wait for the end of the turn: the
+    // records added in one turn then leave together, in one write, and the leader takes them in one Raft
+    // round. Sent at once, a full batch left ahead of the turn's remainder, which became a small batch
+    // of its own: an extra round (a WAL fdatasync on every replica) that then kept its own rhythm, e.g.
+    // 255 + 1 messages for a window of 256 x 1 KiB, 19.7 instead of 13.2 fdatasyncs per 1,000 messages.
+    if (this.queueBytes >= this.producer.options.maxBatchBytes) this.scheduleTurnEnd();
     else this.schedule();
   }
 
@@ -279,14 +285,26 @@ class PartitionSender {
   }
 
   private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    const run = () => {
-      this.scheduled = false;
+    if (this.producer.options.lingerMs <= 0) {
+      this.scheduleTurnEnd();
+      return;
+    }
+    if (this.lingering) return;
+    this.lingering = true;
+    setTimeout(() => {
+      this.lingering = false;
       this.pump();
-    };
-    if (this.producer.options.lingerMs > 0) setTimeout(run, this.producer.options.lingerMs);
-    else setImmediate(run);
+    }, this.producer.options.lingerMs);
+  }
+
+  /** Pumps once the current turn's callbacks have run (setImmediate: after the I/O that queued them). */
+  private scheduleTurnEnd(): void {
+    if (this.turnEndScheduled) return;
+    this.turnEndScheduled = true;
+    setImmediate(() => {
+      this.turnEndScheduled = false;
+      this.pump();
+    });
   }
 
   private pump(): void {
