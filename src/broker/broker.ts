@@ -333,6 +333,16 @@ export class Broker {
           continue;
         }
         work.push([p, rd]);
+      }
+      this.dirty.clear();
+      if (work.length === 0) return;
+      // A leader's appends and heartbeats promise nothing about its own disk (the core counts the leader
+      // towards a majority only once advance() says its entries are persisted), so they leave first, before
+      // our WAL encoding and write, and the followers' work overlaps ours. (A leader's term is durable
+      // already: it was persisted before the vote requests that won it.)
+      for (const [p, rd] of work) for (const m of rd.messages) if (EARLY.has(m.type)) this.peers.queue(p.id.group, m);
+      this.peers.flush(true);
+      for (const [p, rd] of work) {
         // Hard state before entries: a torn tail cuts a suffix of the WAL, so the stored term is then
         // never older than the stored entries (a new term's first entries come in the same round).
         if (rd.hardState) {
@@ -349,13 +359,6 @@ export class Broker {
           needSync = true;
         }
       }
-      this.dirty.clear();
-      if (work.length === 0) return;
-      // A leader's appends and heartbeats promise nothing about its own disk (the core counts the leader
-      // towards a majority only once advance() says its entries are persisted), so they leave before our
-      // fdatasync and the followers' fsyncs overlap ours.
-      for (const [p, rd] of work) for (const m of rd.messages) if (EARLY.has(m.type)) this.peers.queue(p.id.group, m);
-      this.peers.flush();
       const round: PumpRound = { work, done: false };
       this.rounds.push(round);
       // The WAL write happens here and its fdatasync starts on the thread pool; applying (partition log

@@ -38,12 +38,17 @@ export class PeerTransport {
     }
   }
 
-  /** Sends one frame per peer with everything queued for it. */
-  flush(): void {
+  /**
+   * Sends one frame per peer with everything queued for it: into the socket now when `now`, else at the
+   * end of the current turn (with anything else queued for that peer meanwhile).
+   */
+  flush(now = false): void {
     for (const [to, msgs] of this.outbox) {
       const address = this.addresses.get(to);
       if (!address || msgs.length === 0) continue;
-      this.pool.get(address).sendEncoded(encodeRaftFrame(this.selfId, to, msgs));
+      const client = this.pool.get(address);
+      client.sendEncoded(encodeRaftFrame(this.selfId, to, msgs));
+      if (now) client.flushNow();
     }
     this.outbox.clear();
   }

@@ -206,6 +206,11 @@ export class WireClient {
     }
   }
 
+  /** Writes what is queued into the socket now instead of at the end of the current turn. */
+  flushNow(): void {
+    if (this.flushScheduled) this.flush();
+  }
+
   private readonly flush = (): void => {
     this.flushScheduled = false;
     if (this.outbox !== undefined && !this.outbox.flush()) this.lost(new WireError(ErrorCode.UNKNOWN, `connection to ${this.address} lost`, {}, "lost"));
