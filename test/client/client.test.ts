@@ -90,7 +90,9 @@ describe("producer", () => {
     const value = "x".repeat(1000); // four to a turn
     const turn = () => Array.from({ length: 4 }, () => p.send("t", [{ value }]));
     try {
+      await p.prepare("t"); // metadata known: each turn's sends pick their partition in that turn
       const first = turn(); // the first turn is partition 0's: its batch waits at the slow leader
+      await new Promise<void>((resolve) => setTimeout(resolve, 0)); // the next loop iteration: a new turn
       for (let i = 0; i < 6; i++) {
         const acks = Promise.all(turn()).then((r) => r.flat().map((m) => m.partition));
         const outcome = await Promise.race([acks, Bun.sleep(3_000).then(() => "a turn went to the slow partition" as const)]);
@@ -281,7 +283,7 @@ describe("producer", () => {
     expect([last.producerId, last.baseSequence]).toEqual([43n, 0]);
   });
 
-  test("keyed messages stay on one partition; keyless ones fill a batch's worth per partition, then spread", async () => {
+  test("keyed messages stay on one partition; keyless ones fill a batch's worth per partition and turn, then spread", async () => {
     const s = track(new FakeSentinel("t"));
     s.partitions = 3;
     const b = track(new FakeBroker(1));
@@ -289,13 +291,19 @@ describe("producer", () => {
     const p = closing(new Producer({ sentinels: [s.address], maxBatchBytes: 4096 }));
     const keyed = await p.send("t", Array.from({ length: 6 }, () => ({ key: "k", value: "v" })));
     expect(new Set(keyed.map((a) => a.partition)).size).toBe(1);
-    // ~1 KiB each: about four to a partition's turn, then the next partition, round-robin.
-    const keyless = await p.send("t", Array.from({ length: 24 }, () => ({ value: "v".repeat(1000) })));
-    const parts = keyless.map((a) => a.partition);
-    const runs = parts.filter((x, i) => i === 0 || parts[i - 1] !== x).length;
-    expect(runs).toBeGreaterThanOrEqual(5); // it moved on ...
-    expect(runs).toBeLessThanOrEqual(8); // ... but not message by message
-    for (const x of [0, 1, 2]) expect(parts.filter((y) => y === x).length).toBeGreaterThanOrEqual(6);
+    const kib = () => ({ value: "v".repeat(1000) });
+    // ~1 KiB each, all in one turn: one partition takes TURN_LIMIT batches' worth (16 of them), the next the rest.
+    const parts = (await p.send("t", Array.from({ length: 24 }, kib))).map((a) => a.partition);
+    expect(parts.filter((x, i) => i === 0 || parts[i - 1] !== x).length).toBe(2);
+    expect(parts.filter((x) => x === parts[0]).length).toBe(16);
+    // Four a turn (a batch's worth): every turn is the next partition's, round-robin.
+    const spread: number[] = [];
+    for (let t = 0; t < 6; t++) {
+      const turn = (await p.send("t", Array.from({ length: 4 }, kib))).map((a) => a.partition);
+      expect(new Set(turn).size).toBe(1);
+      spread.push(turn[0]!);
+    }
+    for (const x of [0, 1, 2]) expect(spread.filter((y) => y === x).length).toBe(2);
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { Partitioner, keyPartition } from "../../src/client/partitioner";
+import { Partitioner, TURN_LIMIT, keyPartition } from "../../src/client/partitioner";
 import { SequenceNumbers } from "../../src/client/sequence";
 import { backoffMs } from "../../src/client/backoff";
 import { decodeRecords, encodeRecords, recordBytes, toBytes } from "../../src/client/records";
@@ -23,39 +23,70 @@ describe("partitioner", () => {
     expect(seen.size).toBe(8);
   });
 
-  test("keyless messages fill one partition for stickyBytes, then the next, round-robin", () => {
+  const turnEnds = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+  test("keyless messages fill one partition for stickyBytes, then the next turn moves to the next, round-robin", async () => {
     const p = new Partitioner(1000);
-    // 300-byte messages: three fit in 1000 bytes, the fourth starts the next partition's turn.
-    expect(Array.from({ length: 13 }, () => p.partition(undefined, 3, 300))).toEqual([0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 1]);
-    // A message larger than stickyBytes still goes somewhere, alone in its turn.
+    // One 300-byte message per turn: three fit in 1000 bytes, the fourth turn starts the next partition.
+    const picks: number[] = [];
+    for (let i = 0; i < 13; i++) {
+      picks.push(p.partition(undefined, 3, 300));
+      await turnEnds();
+    }
+    expect(picks).toEqual([0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 1]);
+    // A turn's records all stay with its partition past stickyBytes (here 1,500 bytes on one partition),
+    // rather than spilling the last few into a batch of their own for another leader.
     const q = new Partitioner(1000);
-    expect([q.partition(undefined, 2, 5000), q.partition(undefined, 2, 5000), q.partition(undefined, 2, 10)]).toEqual([0, 1, 0]);
+    expect(Array.from({ length: 5 }, () => q.partition(undefined, 3, 300))).toEqual([0, 0, 0, 0, 0]);
+    await turnEnds();
+    expect(q.partition(undefined, 3, 300)).toBe(1);
+    // A message larger than stickyBytes still goes somewhere, alone in its turn.
+    const r = new Partitioner(1000);
+    expect(r.partition(undefined, 2, 5000)).toBe(0);
+    await turnEnds();
+    expect(r.partition(undefined, 2, 5000)).toBe(1);
+    await turnEnds();
+    expect(r.partition(undefined, 2, 10)).toBe(0);
   });
 
-  test("over many messages every partition gets the same share", () => {
+  test("within one long turn the partition still moves after TURN_LIMIT x stickyBytes", () => {
+    const p = new Partitioner(1000);
+    const per = (TURN_LIMIT * 1000) / 100;
+    const picks = Array.from({ length: 3 * per }, () => p.partition(undefined, 3, 100));
+    expect(picks).toEqual([...Array(per).fill(0), ...Array(per).fill(1), ...Array(per).fill(2)]);
+  });
+
+  test("over many turns every partition gets the same share", async () => {
     const p = new Partitioner(4096);
     const counts = new Array(5).fill(0);
-    for (let i = 0; i < 50_000; i++) counts[p.partition(undefined, 5, 1024)]++;
-    expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(4);
+    for (let t = 0; t < 2_000; t++) {
+      for (let i = 0; i < 3; i++) counts[p.partition(undefined, 5, 1024)]++;
+      await turnEnds();
+    }
+    expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(6);
   });
 
-  test("given each partition's load, a new keyless turn goes to the least loaded one, ties round-robin", () => {
+  test("given each partition's load, a new keyless turn goes to the least loaded one, ties round-robin", async () => {
     const p = new Partitioner(1000);
     const load = [0, 0, 0, 0];
-    const pick = () => {
-      const partition = p.partition(undefined, 4, 600, (i) => load[i]!);
-      load[partition]! += 600;
-      return partition;
+    // One turn of two 600-byte messages per pick (1,200 bytes: the next turn moves on).
+    const pick = async () => {
+      const a = p.partition(undefined, 4, 600, (i) => load[i]!);
+      const b = p.partition(undefined, 4, 600, (i) => load[i]!);
+      expect(b).toBe(a);
+      load[a]! += 1200;
+      await turnEnds();
+      return a;
     };
     // Equal loads: plain round-robin.
-    expect([pick(), pick(), pick()]).toEqual([0, 1, 2]);
+    expect([await pick(), await pick(), await pick()]).toEqual([0, 1, 2]);
     // Partition 3 is empty: its turn comes next; then partition 1 is the only one drained (acknowledged).
-    expect(pick()).toBe(3);
+    expect(await pick()).toBe(3);
     load[1] = 0;
-    expect(pick()).toBe(1);
+    expect(await pick()).toBe(1);
     // A partition with a long queue is skipped while others have less.
-    load.splice(0, 4, 5000, 600, 600, 600);
-    expect([pick(), pick(), pick()]).toEqual([2, 3, 1]);
+    load.splice(0, 4, 5000, 1200, 1200, 1200);
+    expect([await pick(), await pick(), await pick()]).toEqual([2, 3, 1]);
     // Within a turn, the partition does not change whatever the loads.
     const q = new Partitioner(1000);
     expect([q.partition(undefined, 2, 400, () => 0), q.partition(undefined, 2, 400, (i) => (i === 0 ? 9999 : 0))]).toEqual([0, 0]);
