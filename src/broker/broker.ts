@@ -130,7 +130,7 @@ export class Broker {
   constructor(readonly opts: BrokerOptions, log: Logger) {
     this.log = log.child({ broker: opts.id });
     this.pool = new ClientPool({ maxFrameBytes: opts.maxFrameBytes, connectTimeoutMs: 1_000, backoffBaseMs: 20, backoffMaxMs: 500 });
-    this.peers = new PeerTransport(opts.id, this.pool);
+    this.peers = new PeerTransport(opts.id, this.pool, opts.maxFrameBytes);
     this.handlers = new BrokerHandlers(this);
   }
 
