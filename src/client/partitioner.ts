@@ -64,7 +64,7 @@ function leastLoaded(from: number, partitions: number, loadBytes: (partition: nu
   return best;
 }
 
-/** Keyless bytes a partition takes before the next one's turn: the producer passes its batch size. */
+/** Keyless bytes a partition takes before the next one's turn (the producer passes its batch size when smaller). */
 export const DEFAULT_STICKY_BYTES = 256 * 1024;
 
 export function keyPartition(key: Uint8Array, partitions: number): number {
