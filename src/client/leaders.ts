@@ -29,6 +29,11 @@ export class LeaderDirectory {
 
   constructor(private readonly sentinel: SentinelClient) {}
 
+  /** The partition count if already learnt (no request). */
+  knownPartitionCount(topic: string): number | undefined {
+    return this.counts.get(topic);
+  }
+
   async partitionCount(topic: string, refresh = false): Promise<number> {
     const known = this.counts.get(topic);
     if (known !== undefined && !refresh) return known;

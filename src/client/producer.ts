@@ -111,6 +111,10 @@ export class Producer {
   private bufferedBytes = 0;
   private spaceWaiters: (() => void)[] = [];
   private identity: Promise<{ producerId: number; producerEpoch: number }> | undefined;
+  /** The producer id once allocated (or the non-idempotent zeros), for send()'s synchronous path. */
+  private identityKnown: { producerId: number; producerEpoch: number } | undefined;
+  /** send() calls waiting for metadata, an id or buffer space; later ones wait behind them. */
+  private waitingSends = 0;
   private closed = false;
 
   constructor(opts: ProducerOptions) {
@@ -122,16 +126,53 @@ export class Producer {
     this.transport = opts.transport ?? new WireTransport();
     this.sentinel = new SentinelClient(opts.sentinels, this.transport, { timeoutMs: opts.sentinelTimeoutMs });
     this.directory = new LeaderDirectory(this.sentinel);
+    if (!this.options.idempotent) this.identityKnown = { producerId: 0, producerEpoch: 0 };
   }
 
   /** Resolves with one {partition, offset} per message, in the order given, once all are committed. */
-  async send(topic: string, messages: ProducerMessage[]): Promise<RecordMetadata[]> {
-    if (this.closed) throw new ClientError(ErrorCode.SHUTTING_DOWN, "producer is closed");
-    if (messages.length === 0) return [];
-    const [count, id] = await Promise.all([this.directory.partitionCount(topic), this.producerIdentity()]);
-    while (this.bufferedBytes > 0 && this.bufferedBytes >= this.options.maxBufferedBytes) {
-      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
+  send(topic: string, messages: ProducerMessage[]): Promise<RecordMetadata[]> {
+    if (this.closed) return Promise.reject(new ClientError(ErrorCode.SHUTTING_DOWN, "producer is closed"));
+    if (messages.length === 0) return Promise.resolve([]);
+    // With the topic and the producer id known and room in the buffer, the records are queued before
+    // send() returns (no await per message: it cost a quarter of the producer's time per 1 KiB message).
+    // Not while an earlier send() still waits, or these records would overtake its.
+    const count = this.directory.knownPartitionCount(topic);
+    const id = this.identityKnown;
+    if (count !== undefined && id !== undefined && this.waitingSends === 0 && !this.bufferFull()) {
+      try {
+        return this.enqueue(topic, messages, count, id);
+      } catch (e) {
+        return Promise.reject(e);
+      }
     }
+    return this.sendAfterWaiting(topic, messages);
+  }
+
+  private bufferFull(): boolean {
+    return this.bufferedBytes > 0 && this.bufferedBytes >= this.options.maxBufferedBytes;
+  }
+
+  private async sendAfterWaiting(topic: string, messages: ProducerMessage[]): Promise<RecordMetadata[]> {
+    this.waitingSends++;
+    try {
+      const [count, id] = await Promise.all([this.directory.partitionCount(topic), this.producerIdentity()]);
+      while (this.bufferFull()) {
+        await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
+      }
+      if (this.closed) throw new ClientError(ErrorCode.SHUTTING_DOWN, "producer is closed");
+      return this.enqueue(topic, messages, count, id);
+    } finally {
+      this.waitingSends--;
+    }
+  }
+
+  /** Queues the records with their partitions' senders; resolves once all are committed. */
+  private enqueue(
+    topic: string,
+    messages: ProducerMessage[],
+    count: number,
+    id: { producerId: number; producerEpoch: number },
+  ): Promise<RecordMetadata[]> {
     const deadline = Date.now() + this.options.deliveryTimeoutMs;
     const acks: Promise<RecordMetadata>[] = [];
     const loadBytes = (partition: number) => this.loadBytes(topic, partition);
@@ -208,8 +249,11 @@ export class Producer {
     if (!this.options.idempotent) return Promise.resolve({ producerId: 0, producerEpoch: 0 });
     if (!this.identity) {
       this.identity = this.freshIdentity();
-      // A failed allocation is retried by the next send rather than cached forever.
-      this.identity.catch(() => (this.identity = undefined));
+      this.identity.then(
+        (id) => (this.identityKnown = id),
+        // A failed allocation is retried by the next send rather than cached forever.
+        () => (this.identity = undefined),
+      );
     }
     return this.identity;
   }

@@ -7,6 +7,7 @@ import { Admin, Consumer, Producer } from "../../src/client/index";
 import { memorySink, setIO } from "../../src/cli/output";
 import { run as runTopic } from "../../src/cli/commands/topic";
 import { FakeBroker, FakeSentinel } from "./fakes";
+import { decodeRecords } from "../../src/client/records";
 
 const stops: (() => unknown)[] = [];
 afterEach(async () => {
@@ -104,6 +105,24 @@ describe("producer", () => {
     } finally {
       release();
     }
+  });
+
+  test("sends queued at once (metadata known) and sends that waited for it keep the order of the calls", async () => {
+    const s = track(new FakeSentinel("t"));
+    const b = track(new FakeBroker(1));
+    s.leaders.set(0, b.info);
+    const p = closing(new Producer({ sentinels: [s.address], maxBatchBytes: 4096, maxBufferedBytes: 8 * 1024 }));
+    const value = (tag: string) => `${tag}`.padEnd(600, ".");
+    // The first 40 wait for the topic's metadata and the producer id, then for buffer space (8 KiB holds
+    // about 13); the next 40, sent once the first one is acknowledged, may be queued at once, but only
+    // behind every earlier send still waiting.
+    const first = Array.from({ length: 40 }, (_, i) => p.send("t", [{ value: value(`a${i}`) }]));
+    await first[0];
+    const second = Array.from({ length: 40 }, (_, i) => p.send("t", [{ value: value(`b${i}`) }]));
+    const acks = (await Promise.all([...first, ...second])).flat();
+    expect(acks.map((a) => a.offset)).toEqual(Array.from({ length: 80 }, (_, i) => i));
+    const stored = b.batches.flatMap((batch) => decodeRecords(batch).map((r) => new TextDecoder().decode(r.value).replace(/\.+$/, "")));
+    expect(stored).toEqual([...Array.from({ length: 40 }, (_, i) => `a${i}`), ...Array.from({ length: 40 }, (_, i) => `b${i}`)]);
   });
 
   test("batches what is sent together, with contiguous sequence numbers and offsets", async () => {
