@@ -6,22 +6,11 @@ import { errorBody, protoError } from "../../src/wire/errors";
 import { Admin, Consumer, Producer } from "../../src/client/index";
 import { memorySink, setIO } from "../../src/cli/output";
 import { run as runTopic } from "../../src/cli/commands/topic";
-import { FakeBroker, FakeSentinel } from "./fakes";
+import { FakeBroker, FakeSentinel, cleanupAfterEach } from "./fakes";
 import { decodeRecords } from "../../src/client/records";
 
-const stops: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const s of stops.splice(0).reverse()) await s();
-  setIO(undefined);
-});
-function track<T extends { stop(): unknown }>(x: T): T {
-  stops.push(() => x.stop());
-  return x;
-}
-function closing<T extends { close(): Promise<void> }>(x: T): T {
-  stops.push(() => x.close());
-  return x;
-}
+const { track, closing } = cleanupAfterEach();
+afterEach(() => setIO(undefined));
 
 describe("sentinel access", () => {
   test("no sentinel reachable: a clear error within the timeout, not a hang", async () => {

@@ -1,5 +1,6 @@
 // Small fake sentinels and brokers built on src/wire's `serve`, for driving the client through retries,
 // redirects and long-polls without a real cluster. Each records the requests it saw.
+import { afterEach } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import {
   DescribeTopicResponseSchema,
@@ -146,4 +147,24 @@ export class FakeBroker {
     return undefined;
   }
   stop() { this.server.stop(); }
+}
+
+/**
+ * Stops what a test file's tests start, after each test, newest first: `track(server)` for what has
+ * stop(), `closing(client)` for what has close(), `stops.push(fn)` for anything else.
+ */
+export function cleanupAfterEach() {
+  const stops: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const s of stops.splice(0).reverse()) await s();
+  });
+  const track = <T extends { stop(): unknown }>(x: T): T => {
+    stops.push(() => x.stop());
+    return x;
+  };
+  const closing = <T extends { close(): Promise<void> }>(x: T): T => {
+    stops.push(() => x.close());
+    return x;
+  };
+  return { stops, track, closing };
 }

@@ -1,19 +1,12 @@
 // When the producer's batches leave: the records added in one turn must leave together (one write, so the
 // leader takes them in one Raft round), and a full batch must not wait for the linger time.
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import type { Body } from "../../src/wire/errors";
 import { Producer } from "../../src/client/index";
 import { WireTransport, type Transport } from "../../src/client/transport";
-import { FakeBroker, FakeSentinel } from "./fakes";
+import { FakeBroker, FakeSentinel, cleanupAfterEach } from "./fakes";
 
-const stops: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const s of stops.splice(0).reverse()) await s();
-});
-function track<T extends { stop(): unknown }>(x: T): T {
-  stops.push(() => x.stop());
-  return x;
-}
+const { stops, track } = cleanupAfterEach();
 
 /** The real transport, recording the record count of each produce request. */
 class RecordingTransport implements Transport {

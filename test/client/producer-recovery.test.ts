@@ -1,21 +1,14 @@
 // The producer after a fault heals: it must not stay stuck on what it learnt during the fault, and while a
 // leader is being elected it must keep asking often enough to notice the winner within an election's time.
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { ErrorCode, ProduceResponseSchema } from "../../src/proto/goulette_pb";
 import { WireError, protoError, type Body } from "../../src/wire/errors";
 import { Producer } from "../../src/client/index";
 import { WireTransport, type Transport } from "../../src/client/transport";
-import { FakeBroker, FakeSentinel, type FakeBrokerInfo } from "./fakes";
+import { FakeBroker, FakeSentinel, type FakeBrokerInfo, cleanupAfterEach } from "./fakes";
 
-const stops: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const s of stops.splice(0).reverse()) await s();
-});
-function track<T extends { stop(): unknown }>(x: T): T {
-  stops.push(() => x.stop());
-  return x;
-}
+const { stops, track } = cleanupAfterEach();
 
 /** The real transport, except that calls to the addresses in `cut` fail as an unreachable peer does. */
 class CuttableTransport implements Transport {
