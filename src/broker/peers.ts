@@ -13,12 +13,17 @@ export interface PeerPool {
 
 /** Room left in a frame for what is not entry data (message fields, entry headers). */
 const FRAME_HEADROOM_BYTES = 64 * 1024;
-/** Upper bound of the encoded size of a message without its entries' data, and of one entry's header. */
-const MESSAGE_OVERHEAD_BYTES = 128;
-const ENTRY_OVERHEAD_BYTES = 32;
+/**
+ * Upper bounds of encoded sizes (every varint at its 10-byte maximum, plus tags and length prefixes): a
+ * message's own fields, one entry's header, one member id of a snapshot's membership.
+ */
+const MESSAGE_OVERHEAD_BYTES = 192;
+const ENTRY_OVERHEAD_BYTES = 64;
+const MEMBER_BYTES = 12;
 
-function approxBytes(m: Message): number {
-  let n = MESSAGE_OVERHEAD_BYTES + (m.context?.length ?? 0) + (m.snapshot?.data.length ?? 0);
+function maxEncodedBytes(m: Message): number {
+  let n = MESSAGE_OVERHEAD_BYTES + (m.context?.length ?? 0);
+  if (m.snapshot) n += m.snapshot.data.length + MEMBER_BYTES * (m.snapshot.conf.voters.length + m.snapshot.conf.learners.length);
   for (const e of m.entries) n += ENTRY_OVERHEAD_BYTES + e.data.length;
   return n;
 }
@@ -75,7 +80,7 @@ export class PeerTransport {
       let start = 0;
       let bytes = 0;
       for (let i = 0; i < msgs.length; i++) {
-        const size = approxBytes(msgs[i]!.msg);
+        const size = maxEncodedBytes(msgs[i]!.msg);
         if (i > start && bytes + size > this.frameBudget) {
           client.sendEncoded(encodeRaftFrame(this.selfId, to, msgs.slice(start, i)));
           start = i;

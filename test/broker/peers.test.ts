@@ -75,3 +75,24 @@ test("a single message above the budget still leaves, alone in its frame; small 
   expect(pool.frames.length).toBe(1);
   expect(receive(pool.frames, limit).length).toBe(50);
 });
+
+test("many small entries: the size estimate stays an upper bound, every frame fits", () => {
+  const limit = 256 * 1024;
+  const pool = new CapturingPool();
+  const peers = new PeerTransport(1, pool, limit);
+  peers.setAddress(2, "127.0.0.1:2");
+  const sent: [number, number][] = [];
+  for (let g = 1; g <= 40; g++) {
+    // Large terms and indexes: every varint near its longest.
+    const base = 2 ** 50 + g * 10_000;
+    const m = append(g, base, 0);
+    m.term = 2 ** 40;
+    m.entries = Array.from({ length: 2_000 }, (_, i) => ({ term: 2 ** 40, index: base + i, type: EntryType.Normal, data: new Uint8Array(8).fill(g) }));
+    peers.queue(g, m);
+    sent.push([g, base]);
+  }
+  peers.flush();
+  expect(pool.frames.length).toBeGreaterThan(1);
+  for (const f of pool.frames) expect(f.byteLength).toBeLessThanOrEqual(limit);
+  expect(receive(pool.frames, limit)).toEqual(sent);
+});
