@@ -6,8 +6,8 @@
  * and a request). The move happens between turns of the event loop, not in the middle of one: the records
  * added in one turn leave together (the producer sends at the end of the turn), so a turn whose records
  * spilled over to the next partition by a few bytes would cost a second leader a Raft round of its own
- * for them (measured: 256 x 1 KiB per turn, 8 partitions, 28.8 instead of 19.2 WAL fdatasyncs per 1,000
- * messages). A turn starts on the next partition when its first record would take the current one past
+ * for them (measured: 256 x 1 KiB per turn, 8 partitions, WAL fdatasyncs per 1,000 messages 27.2 before,
+ * 20.6 after). A turn starts on the next partition when its first record would take the current one past
  * `stickyBytes`; within one turn the partition changes only past `TURN_LIMIT` times `stickyBytes`, so a
  * long synchronous loop of sends still spreads.
  * The next partition is the next one round-robin, or, when the producer says how many bytes each partition
