@@ -18,29 +18,23 @@
 export class Partitioner {
   private next = 0;
   private filled = 0;
-  /** Counts turns (of the event loop) in which keyless records were placed. */
-  private turn = 0;
-  private turnEndScheduled = false;
-  private lastPickTurn = -1;
+  /** A keyless record was placed in the current turn of the event loop (cleared when the turn ends). */
+  private inTurn = false;
 
   constructor(readonly stickyBytes = DEFAULT_STICKY_BYTES) {}
 
   partition(key: Uint8Array | undefined, partitions: number, bytes = 0, loadBytes?: (partition: number) => number): number {
     if (!Number.isInteger(partitions) || partitions < 1) throw new Error(`partition count must be >= 1, got ${partitions}`);
     if (key !== undefined) return keyPartition(key, partitions);
-    const limit = this.lastPickTurn === this.turn ? TURN_LIMIT * this.stickyBytes : this.stickyBytes;
+    const limit = this.inTurn ? TURN_LIMIT * this.stickyBytes : this.stickyBytes;
     if (this.filled > 0 && this.filled + bytes > limit) {
       this.next = loadBytes === undefined ? (this.next + 1) % 0x7fffffff : leastLoaded(this.next + 1, partitions, loadBytes);
       this.filled = 0;
     }
     this.filled += Math.max(1, bytes);
-    this.lastPickTurn = this.turn;
-    if (!this.turnEndScheduled) {
-      this.turnEndScheduled = true;
-      setImmediate(() => {
-        this.turnEndScheduled = false;
-        this.turn++;
-      });
+    if (!this.inTurn) {
+      this.inTurn = true;
+      setImmediate(() => (this.inTurn = false));
     }
     return this.next % partitions;
   }
