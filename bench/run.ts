@@ -9,6 +9,7 @@ import { microSuite } from "./lib/suite-micro";
 import { profileSuite } from "./lib/suite-profile";
 import { scaleSuite } from "./lib/suite-scale";
 import { systemSuite } from "./lib/suite-system";
+import { timelineSuite } from "./lib/suite-timeline";
 import { knownSuites, parseSettings, type RunSettings } from "./lib/settings";
 
 const suites: Record<(typeof knownSuites)[number], (s: RunSettings) => Promise<void>> = {
@@ -19,6 +20,7 @@ const suites: Record<(typeof knownSuites)[number], (s: RunSettings) => Promise<v
   scale: scaleSuite,
   micro: microSuite,
   profile: profileSuite,
+  timeline: timelineSuite,
 };
 
 let interrupted = false;

@@ -10,7 +10,7 @@ export interface RunSettings {
   peerTimeoutMs: number;
 }
 
-export const knownSuites = ["system", "broker", "amplification", "failover", "scale", "micro", "profile"] as const;
+export const knownSuites = ["system", "broker", "amplification", "failover", "scale", "micro", "profile", "timeline"] as const;
 
 export function parseSettings(argv: string[], env: Record<string, string | undefined>): RunSettings {
   const suites: string[] = [];
