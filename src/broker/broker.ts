@@ -713,7 +713,9 @@ export class Broker {
     }
     if (log.nextOffset < state.nextOffset) throw new Error(`${id.topic}/${id.partition}: log ends at ${log.nextOffset} before its snapshot (${state.nextOffset})`);
     const node = this.raftNode(id, meta.voters, meta.learners, restart);
-    const p: Partition = new Partition(id, node, log, state, applied, () => this.markDirty(p));
+    const p: Partition = new Partition(id, node, log, state, applied, () => this.markDirty(p), (e) =>
+      this.log.error("partition stopped accepting writes", { partition: p.key, error: e.message }),
+    );
     if (meta.voteFloor) this.floored.add(p);
     this.byGroup.set(id.group, p);
     this.ticking.add(p);

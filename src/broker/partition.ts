@@ -77,17 +77,34 @@ export class Partition {
   /** Snapshots installed from a leader (fragments pulled); a figure for status and tests. */
   snapshotsInstalled = 0;
 
+  /**
+   * Committed batches applied (their producers answered) but not yet written to the partition log: the
+   * write waits for the end of the turn, so the acknowledgements leave first (the batches are durable in
+   * the WAL of a majority already). Reading `log` writes them first, so no reader ever misses one.
+   */
+  private unwritten: Uint8Array[] = [];
+  private unwrittenLastIndex = 0;
+  private writeScheduled = false;
+
   constructor(
     readonly id: PartitionId,
     readonly node: RaftNode,
-    readonly log: PartitionLog,
+    private readonly store: PartitionLog,
     public state: PartitionState,
     appliedIndex: number,
     /** Tells the broker's pump this group has work (a proposal to persist and send). */
     private onWork: () => void,
+    /** Writing applied batches to the partition log failed: the partition stops taking writes. */
+    private onStoreFailure: (e: Error) => void,
   ) {
     this.appliedIndex = appliedIndex;
     this.snapshotIndex = appliedIndex;
+  }
+
+  /** The partition log, with every applied batch written to it. */
+  get log(): PartitionLog {
+    if (this.unwritten.length > 0) this.writeApplied();
+    return this.store;
   }
 
   get key(): string {
@@ -137,8 +154,13 @@ export class Partition {
       if (e.type === EntryType.Normal && e.data.length > 0) {
         result = this.state.apply(e.index, e.data);
         if (result.kind === "appended") {
-          if (e.index > this.log.appliedIndex) this.log.append(result.batch);
-          else assert(this.log.nextOffset >= this.state.nextOffset, "log behind state after restart");
+          const stored = this.unwritten.length > 0 ? this.unwrittenLastIndex : this.store.appliedIndex;
+          if (e.index > stored) {
+            this.unwritten.push(result.batch);
+            this.unwrittenLastIndex = e.index;
+          } else {
+            assert(this.log.nextOffset >= this.state.nextOffset, "log behind state after restart");
+          }
         }
       }
       this.appliedIndex = e.index;
@@ -149,7 +171,29 @@ export class Partition {
         else p.reject(new NotLeaderError(this.node.leader));
       }
     }
-    if (entries.length) this.wakeReaders();
+    if (this.unwritten.length > 0 && !this.writeScheduled) {
+      this.writeScheduled = true;
+      setImmediate(() => {
+        this.writeScheduled = false;
+        if (this.unwritten.length > 0) this.writeApplied();
+      });
+    }
+    // Readers wait for data in the log: with batches still unwritten they are woken once it is written.
+    if (entries.length > 0 && this.unwritten.length === 0) this.wakeReaders();
+  }
+
+  private writeApplied(): void {
+    const batches = this.unwritten;
+    this.unwritten = [];
+    if (this.failed) return;
+    try {
+      for (const b of batches) this.store.append(b);
+    } catch (e) {
+      this.failed = e as Error;
+      this.failPending(this.failed);
+      this.onStoreFailure(this.failed);
+    }
+    this.wakeReaders();
   }
 
   /** Leadership moved away: entries proposed here may never commit. Producers retry (idempotently). */

@@ -158,6 +158,32 @@ describe("broker: pipelined rounds", () => {
   });
 });
 
+describe("broker: acknowledgement before the partition log write", () => {
+  test("a producer's answer is settled before its batch is written to the partition log, and reads see it", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    const p = c.brokers[leader]!.broker.byName.get("t/0")!;
+    // What is still waiting for its answer each time the leader writes a batch to the partition log.
+    const store = (p as unknown as { store: { append(batch: Uint8Array): void } }).store;
+    const original = store.append;
+    const pendingAtWrite: number[] = [];
+    store.append = function (this: unknown, batch: Uint8Array) {
+      pendingAtWrite.push(p.pending.size);
+      return original.call(this, batch);
+    };
+    try {
+      for (const v of ["x", "y"]) await c.produce(leader, "t", 0, [v]);
+      // A read right after the answer finds both: reading the log writes what is still unwritten.
+      expect(await c.readAll(leader, "t", 0)).toEqual([{ offset: 0, value: "x" }, { offset: 1, value: "y" }]);
+      // The batches are durable on a majority's WAL when committed: the answer need not wait for the
+      // partition log write, which comes at the end of the turn or with the next read.
+      expect(pendingAtWrite).toEqual([0, 0]);
+    } finally {
+      store.append = original;
+    }
+  });
+});
+
 describe("broker: failures", () => {
   test("killing the leader: a new leader is elected, keeps every acknowledged message, and takes new ones", async () => {
     const c = await threeBrokers();
