@@ -584,7 +584,9 @@ export class Broker {
 
   /** Makes the partition log durable and records the group's state in the WAL, which then drops the rest. */
   async checkpoint(p: Partition): Promise<void> {
-    if (p.installing || p.removed || p.checkpointing || this.walFailed) return;
+    // A partition whose log write failed has applied past what its log holds: its WAL records are kept, so
+    // a restart applies them again.
+    if (p.failed || p.installing || p.removed || p.checkpointing || this.walFailed) return;
     p.checkpointing = true;
     try {
       const index = p.appliedIndex;

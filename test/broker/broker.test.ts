@@ -182,6 +182,27 @@ describe("broker: acknowledgement before the partition log write", () => {
       store.append = original;
     }
   });
+
+  test("a batch whose partition-log write failed is answered, kept in the WAL, and served after a restart", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    await c.produce(leader, "t", 0, ["before"]);
+    expect((await c.readAll(leader, "t", 0)).length).toBe(1); // written (a read writes what is unwritten)
+    const p = c.brokers[leader]!.broker.byName.get("t/0")!;
+    const store = (p as unknown as { store: { append(batch: Uint8Array): void } }).store;
+    store.append = () => {
+      throw new Error("simulated I/O error writing the segment");
+    };
+    // Committed on a majority's WAL: answered, though this replica could not write its partition log.
+    expect(Number((await c.produce(leader, "t", 0, ["lost-write"])).baseOffset)).toBe(1);
+    await eventually(() => p.failed !== undefined);
+    // A checkpoint now must not let the WAL drop the record the partition log lacks.
+    await c.brokers[leader]!.broker.checkpoint(p);
+    await c.kill(leader);
+    await c.restart(leader);
+    await eventually(async () => (await c.readAll(leader, "t", 0)).length === 2, 10_000);
+    expect((await c.readAll(leader, "t", 0)).map((r) => r.value)).toEqual(["before", "lost-write"]);
+  });
 });
 
 describe("broker: failures", () => {
