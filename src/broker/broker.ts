@@ -426,9 +426,7 @@ export class Broker {
       try {
         p.applyCommitted(rd.committedEntries);
       } catch (e) {
-        p.failed = e as Error;
-        p.failPending(p.failed);
-        this.log.error("partition stopped accepting writes", { partition: p.key, error: p.failed.message });
+        p.stopWrites(e as Error);
       }
     }
   }

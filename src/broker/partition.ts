@@ -94,8 +94,8 @@ export class Partition {
     appliedIndex: number,
     /** Tells the broker's pump this group has work (a proposal to persist and send). */
     private onWork: () => void,
-    /** Writing applied batches to the partition log failed: the partition stops taking writes. */
-    private onStoreFailure: (e: Error) => void,
+    /** The partition stopped taking writes (see stopWrites). */
+    private onStopped: (e: Error) => void,
   ) {
     this.appliedIndex = appliedIndex;
     this.snapshotIndex = appliedIndex;
@@ -189,11 +189,16 @@ export class Partition {
     try {
       for (const b of batches) this.store.append(b);
     } catch (e) {
-      this.failed = e as Error;
-      this.failPending(this.failed);
-      this.onStoreFailure(this.failed);
+      this.stopWrites(e as Error);
     }
     this.wakeReaders();
+  }
+
+  /** A storage fault: no more writes are taken (waiting proposals fail); what is stored is still served. */
+  stopWrites(e: Error): void {
+    this.failed = e;
+    this.failPending(e);
+    this.onStopped(e);
   }
 
   /** Leadership moved away: entries proposed here may never commit. Producers retry (idempotently). */
