@@ -11,13 +11,14 @@ export interface Call {
   tid: string;
   name: string; // sendto | recvfrom | pwrite64 | fdatasync
   ret: number;
+  fd: number; // the first argument where the call has one (-1 otherwise)
 }
 
 const LINE = /^\s*(.+?)\s+(\d+)\/(\d+)\s+([\d.]+):\s+syscalls:sys_(enter|exit)_(\w+):\s*(.*)$/;
 
 /** Pairs each thread's enter and exit events into calls, sorted by start. */
 export function parsePerfScript(text: string): Call[] {
-  const open = new Map<string, { start: number; name: string }>();
+  const open = new Map<string, { start: number; name: string; fd: number }>();
   const calls: Call[] = [];
   for (const line of text.split("\n")) {
     const m = LINE.exec(line);
@@ -25,14 +26,15 @@ export function parsePerfScript(text: string): Call[] {
     const [, , pid, tid, ts, kind, name, rest] = m as unknown as [string, string, string, string, string, string, string, string];
     const t = Number(ts);
     if (kind === "enter") {
-      open.set(tid, { start: t, name });
+      const fd = /fd: (0x[0-9a-f]+)/.exec(rest);
+      open.set(tid, { start: t, name, fd: fd ? Number.parseInt(fd[1]!, 16) : -1 });
       continue;
     }
     const o = open.get(tid);
     open.delete(tid);
     if (!o || o.name !== name) continue;
     const ret = Number.parseInt(rest.trim(), 16);
-    calls.push({ start: o.start, end: t, pid, tid, name, ret: Number.isFinite(ret) ? ret : -1 });
+    calls.push({ start: o.start, end: t, pid, tid, name, ret: Number.isFinite(ret) ? ret : -1, fd: o.fd });
   }
   return calls.sort((a, b) => a.start - b.start);
 }
@@ -59,11 +61,15 @@ export const STAGES = [
   "leader_has_batch",
   "first_append_sent",
   "leader_wal_write",
+  "leader_fsync_start",
+  "leader_fsync_end",
   "follower_has_batch",
   "follower_wal_write",
   "follower_fsync_start",
   "follower_fsync_end",
   "follower_answer",
+  "leader_has_answer",
+  "leader_sends_acks",
   "client_has_acks",
   "next_batch_sent",
 ] as const;
@@ -101,6 +107,11 @@ export function cycleStages(calls: Call[], roles: Roles, bigBytes: number): Part
     if (ls) row.first_append_sent = ms(ls.start);
     const lw = first(lr.end, tn, (c) => c.pid === roles.leader && c.name === "pwrite64" && c.ret >= bigBytes);
     if (lw) row.leader_wal_write = ms(lw.start);
+    const lf = lw && first(lw.end, tn, (c) => c.pid === roles.leader && c.name === "fdatasync");
+    if (lf) {
+      row.leader_fsync_start = ms(lf.start);
+      row.leader_fsync_end = ms(lf.end);
+    }
     let best: Partial<Record<Stage, number>> | undefined;
     for (const f of roles.followers) {
       const r = first(ls?.start ?? lr.end, tn, (c) => c.pid === f && c.name === "recvfrom" && c.ret >= bigBytes);
@@ -123,7 +134,15 @@ export function cycleStages(calls: Call[], roles: Roles, bigBytes: number): Part
     }
     if (!best) continue;
     Object.assign(row, best);
-    const ack = first(t0 + best.follower_answer! / 1000, tn, (c) => c.pid === roles.client && c.name === "recvfrom");
+    const answered = t0 + best.follower_answer! / 1000;
+    const la = first(answered, tn, (c) => c.pid === roles.leader && c.name === "recvfrom" && c.ret > 0 && c.ret < 4096);
+    if (la) row.leader_has_answer = ms(la.end);
+    // The leader's answer: its first send on the client's connection after it has the follower's answer
+    // and its own fdatasync has ended (the ack needs both).
+    const readyAt = Math.max(la?.end ?? answered, lf?.end ?? answered);
+    const lsend = first(readyAt, tn, (c) => c.pid === roles.leader && c.name === "sendto" && c.fd === lr.fd);
+    if (lsend) row.leader_sends_acks = ms(lsend.start);
+    const ack = first(answered, tn, (c) => c.pid === roles.client && c.name === "recvfrom");
     if (ack) row.client_has_acks = ms(ack.end);
     rows.push(row);
   }
