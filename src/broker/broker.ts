@@ -2,7 +2,7 @@
 // every group that has work through one write and one fdatasync, then sends and applies, so fsyncs per
 // second follow the load, never the number of partitions.
 import { create } from "@bufbuild/protobuf";
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ErrorCode, PartitionStatusSchema, Role as WireRole, type PartitionStatus, type SetTopicRoleRequest } from "../proto/goulette_pb";
 import { RaftNode } from "../raft/node";
@@ -795,7 +795,7 @@ export class Broker {
   async removePartition(topic: string, partition: number): Promise<void> {
     const p = this.byName.get(`${topic}/${partition}`);
     if (!p) {
-      rmSync(this.partitionDir(topic, partition), { recursive: true, force: true });
+      this.removePartitionDir(topic, partition);
       return;
     }
     p.close();
@@ -810,8 +810,18 @@ export class Broker {
     this.wal.removeGroup(p.id.group);
     await this.wal.sync().catch(() => {});
     await p.log.remove();
-    rmSync(this.partitionDir(topic, partition), { recursive: true, force: true });
+    this.removePartitionDir(topic, partition);
     this.log.info("partition removed", { partition: p.key });
+  }
+
+  /** Deletes a partition's directory, and its topic's once no partition is left in it. */
+  private removePartitionDir(topic: string, partition: number): void {
+    rmSync(this.partitionDir(topic, partition), { recursive: true, force: true });
+    try {
+      rmdirSync(join(this.opts.dataDir, topic)); // not recursive: fails while another partition lives there
+    } catch {
+      // not empty (another partition of the topic is hosted here), or already gone
+    }
   }
 
   /**

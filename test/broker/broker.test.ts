@@ -350,6 +350,8 @@ describe("broker: RemoveTopic", () => {
     const { existsSync } = await import("node:fs");
     const { join } = await import("node:path");
     expect(existsSync(join(c.dir, "b1", "t", "0"))).toBe(false);
+    // The topic's directory goes with its last partition, so deleted topics leave nothing behind.
+    expect(existsSync(join(c.dir, "b1", "t"))).toBe(false);
   });
 });
 
