@@ -35,8 +35,8 @@ export function recordBytes(r: OutgoingRecord): number {
   return n;
 }
 
-export function encodeRecords(records: OutgoingRecord[], id: BatchIdentity): Uint8Array {
-  return encodeBatch({ ...id, records });
+export function encodeRecords(records: OutgoingRecord[], id: BatchIdentity, alloc?: (size: number) => Uint8Array): Uint8Array {
+  return encodeBatch({ ...id, records }, alloc);
 }
 
 /**

@@ -81,8 +81,11 @@ function viewOf(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** Builds one batch (baseOffset and raftIndex 0, for the leader to stamp). */
-export function encodeBatch(input: BatchInput): Uint8Array {
+/**
+ * Builds one batch (baseOffset and raftIndex 0, for the leader to stamp). `alloc` may hand out memory that
+ * is not zeroed: every byte of the batch is written here.
+ */
+export function encodeBatch(input: BatchInput, alloc: (size: number) => Uint8Array = (n) => new Uint8Array(n)): Uint8Array {
   const records = input.records;
   if (records.length === 0) throw new Error("a batch needs at least one record");
   if (records.length > MAX_RECORDS) throw new Error("too many records for one batch");
@@ -110,7 +113,9 @@ export function encodeBatch(input: BatchInput): Uint8Array {
   if (maxTs - firstTs > 0xffffffff) throw new Error("record timestamps of one batch span more than 2^32 ms");
   if (size - BATCH_LENGTH_PREFIX_BYTES > 0xffffffff) throw new Error("batch longer than 4 GiB");
 
-  const out = new Uint8Array(size);
+  const out = alloc(size);
+  if (out.length !== size) throw new Error(`batch buffer of ${out.length} bytes, needed ${size}`);
+  out.fill(0, 0, BATCH_HEADER_BYTES); // baseOffset, raftIndex and any header byte not set below
   const v = viewOf(out);
   v.setUint32(16, size - BATCH_LENGTH_PREFIX_BYTES);
   out[24] = BATCH_MAGIC;
