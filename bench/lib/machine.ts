@@ -38,6 +38,7 @@ export function fdatasyncRate(writeBytes: number, durationMs: number): Record<st
       limit: "fdatasync",
       write_bytes: writeBytes,
       fdatasync_per_s: Math.round(syncs / (elapsed / 1000)),
+      mb_per_s: round((syncs * writeBytes) / 1e6 / (elapsed / 1000), 1),
       mean_us: round((elapsed * 1000) / syncs, 1),
       dir: tmpdir(),
     };

@@ -1,6 +1,6 @@
 // Per-process counters from /proc: disk bytes written, CPU time, resident memory; and fdatasync counts
 // from strace, since /proc has no fsync counter (syscw counts write calls, not syncs).
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runToEnd } from "./proc";
@@ -11,6 +11,25 @@ export function writeBytes(pid: number): number {
   const m = /^write_bytes:\s+(\d+)$/m.exec(io);
   if (!m) throw new Error(`/proc/${pid}/io has no write_bytes`);
   return Number(m[1]);
+}
+
+/**
+ * A reader of the bytes the block device under `path` has been asked to write, from /proc/diskstats (what
+ * reaches the disk, every writer on it included, unlike write_bytes), or undefined where it cannot tell.
+ */
+export function deviceWriteBytes(path: string): (() => number) | undefined {
+  const dev = statSync(path).dev;
+  const major = (dev >> 8) & 0xfff;
+  const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+  const read = (): number | undefined => {
+    for (const line of readFileSync("/proc/diskstats", "utf8").split("\n")) {
+      const f = line.trim().split(/\s+/);
+      if (Number(f[0]) === major && Number(f[1]) === minor) return Number(f[9]) * 512; // sectors written
+    }
+    return undefined;
+  };
+  if (read() === undefined) return undefined;
+  return () => read() ?? Number.NaN;
 }
 
 const clockTicksPerS = (() => {

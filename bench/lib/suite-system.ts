@@ -6,6 +6,7 @@ import { emit, errorText, progress, round, type Line } from "./emit";
 import { gouletteBench } from "./gbench";
 import { tmpdir } from "node:os";
 import { fdatasyncRate, loopbackTcp, writeBytesPerFdatasync } from "./machine";
+import { deviceWriteBytes } from "./procfs";
 import { peers, runPeer, type Peer } from "./peers";
 import { scaled, type RunSettings } from "./settings";
 
@@ -64,10 +65,20 @@ export async function systemSuite(s: RunSettings, suite: "system" | "broker"): P
         emit({ suite, system: "goulette", warmup: true, window, error: errorText(e) });
       }
     }
+    const diskWritten = deviceWriteBytes(cluster.dir);
     for (const c of list) {
       progress(`goulette: ${c.count} x ${c.size} B, window ${c.window}, ${c.partitions} partition(s), RF${replicas}`);
       try {
-        const line = { suite, ...(await gouletteBench(cluster, { ...c, replicas }, s.runTimeoutMs)), partitions: c.partitions };
+        const before = diskWritten?.();
+        const line: Line = { suite, ...(await gouletteBench(cluster, { ...c, replicas }, s.runTimeoutMs)), partitions: c.partitions };
+        const after = diskWritten?.();
+        const measuredS = typeof line.msgs_per_s === "number" && line.msgs_per_s > 0 ? c.count / line.msgs_per_s : undefined;
+        if (before !== undefined && after !== undefined && Number.isFinite(after - before) && measuredS !== undefined) {
+          // The whole command's writes (setup and the tail written back after it included) over its
+          // measured seconds: an upper bound, to set beside the disk's limit above.
+          line.disk_write_mb_per_s = round((after - before) / 1e6 / measuredS, 1);
+          line.disk_bytes_per_payload_byte = round((after - before) / (c.count * c.size), 2);
+        }
         emit(line);
         mine.push(line);
       } catch (e) {
@@ -102,7 +113,7 @@ export async function systemSuite(s: RunSettings, suite: "system" | "broker"): P
 
 function machineLimits(s: RunSettings): void {
   const ms = Math.max(500, Math.round(3000 * Math.min(1, s.scale * 10)));
-  for (const bytes of [4096, 65536]) {
+  for (const bytes of [4096, 65536, 1024 * 1024]) {
     progress(`machine: fdatasync after ${bytes} B overwrites of a zero-filled file, ${ms} ms`);
     try {
       emit(fdatasyncRate(bytes, ms));
