@@ -5,9 +5,10 @@
  * a 64 KiB-message producer took 17 page faults per message and copying records into new 1 MiB batches ran
  * at 0.34 GB/s (two thirds of its CPU), where copying into reused memory runs at 5-50 GB/s.
  *
- * A buffer is given back only once the broker has answered its batch: by then the socket has taken every
- * byte of the request (the answer cannot come before), so nothing still reads it. A batch that failed is
- * left to the garbage collector, since a timed-out request may still sit, half written, in an outbox.
+ * A buffer is given back only once the broker has answered its batch, sent once: by then the socket has
+ * taken every byte of the request (the answer cannot come before), so nothing still reads it. A batch that
+ * failed or was retried is left to the garbage collector: a timed-out request may still sit, half written,
+ * in an outbox, and a reused buffer would change what it sends.
  */
 export const POOL_MIN_BYTES = 64 * 1024;
 /** Capacities are multiples of this, so batches of about one size share buffers. */

@@ -441,7 +441,9 @@ class PartitionSender {
       this.unreachable.clear();
       const base = Number(r.baseOffset);
       batch.records.forEach((p, i) => p.resolve({ topic: this.topic, partition: this.partition, offset: base + i }));
-      this.producer.batchMemory?.give(batch.bytes); // answered: the socket has taken every byte of it
+      // Answered on the one connection it went out on, so that socket has taken every byte of it. A batch
+      // sent more than once is left alone: an earlier copy may still wait, unwritten, in another outbox.
+      if (batch.attempts === 1) this.producer.batchMemory?.give(batch.bytes);
     } catch (err) {
       this.inflight--;
       this.inflightBytes -= batch.bytes.length;

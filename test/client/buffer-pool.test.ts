@@ -1,6 +1,9 @@
 // Batch memory reuse: the pool hands back memory it was given, within bounds, and a batch encoded into
 // reused (dirty) memory is byte for byte the batch encoded into fresh memory.
 import { describe, expect, test } from "bun:test";
+import { create } from "@bufbuild/protobuf";
+import { ErrorCode, ProduceResponseSchema } from "../../src/proto/goulette_pb";
+import { protoError } from "../../src/wire/errors";
 import { BufferPool, POOL_MIN_BYTES } from "../../src/client/buffer-pool";
 import { Producer } from "../../src/client/index";
 import { decodeBatch, encodeBatch, readBatchHeader, verifyBatch } from "../../src/wire/batch";
@@ -66,6 +69,25 @@ test("a batch encoded into dirty memory equals one encoded into fresh memory", (
 
 describe("producer batch memory", () => {
   const { stops, track } = cleanupAfterEach();
+
+  test("a batch sent more than once is not reused (an earlier copy may still be queued)", async () => {
+    const s = track(new FakeSentinel("t"));
+    const b = track(new FakeBroker(1));
+    s.leaders.set(0, b.info);
+    s.replicas = [b.info];
+    let refused = 0;
+    b.onProduce = () =>
+      refused++ === 0
+        ? { case: "produceResponse", value: create(ProduceResponseSchema, { error: protoError(ErrorCode.LEADER_NOT_AVAILABLE, "electing") }) }
+        : undefined;
+    const p = new Producer({ sentinels: [s.address] });
+    stops.push(() => p.close());
+    await p.send("t", [{ value: new Uint8Array(100_000).fill(1), partition: 0 }]);
+    expect(b.produced.length).toBe(2);
+    expect(p.batchMemory!.pooledBytes).toBe(0);
+    await p.send("t", [{ value: new Uint8Array(100_000).fill(2), partition: 0 }]); // sent once: given back
+    expect(p.batchMemory!.pooledBytes).toBeGreaterThan(0);
+  });
 
   test("batches reuse answered memory, and every batch the broker gets holds its own records", async () => {
     const s = track(new FakeSentinel("t"));
