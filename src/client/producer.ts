@@ -402,10 +402,11 @@ class PartitionSender {
     const records = this.queue.splice(0, n);
     this.queueBytes -= bytes;
     const baseSequence = idempotent ? this.producer.sequences.take(this.topic, this.partition, n) : 0;
+    const pool = this.producer.batchMemory;
     const encoded = encodeRecords(
       records.map((r) => r.record),
       { producerId: this.producerId, producerEpoch: this.producerEpoch, baseSequence },
-      this.producer.batchMemory && ((size) => this.producer.batchMemory!.take(size)),
+      pool && ((size) => pool.take(size)),
     );
     return { records, bytes: encoded, baseSequence, deadline: Math.min(...records.map((r) => r.deadline)), attempts: 0 };
   }
