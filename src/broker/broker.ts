@@ -139,10 +139,15 @@ export class Broker {
     this.wal = await Wal.open({
       dir: join(this.opts.dataDir, WAL_DIR),
       fsync,
-      // fdatasync on the thread pool: the pump awaits it, and meanwhile the event loop keeps writing the
-      // appends sent just before it and reading followers' answers. Inline, the appends would leave only
-      // after our own fdatasync, and the followers' fsyncs would no longer overlap ours.
-      inlineFsyncWhenAlone: false,
+      // fdatasync on the thread pool: the pump awaits it, and meanwhile the event loop keeps reading
+      // followers' answers and the next requests, and writes the next round. Inline (no thread-pool hop,
+      // ~0.1 ms each way here) only for a small round that finds the broker idle: nothing to overlap.
+      // Measured (one partition, alternated, three sets): window 1 better in 15 of 20 pairs, median +8-20%
+      // msg/s, p99 5.22-5.40 -> 4.28-5.07 ms; window 256 level over 17 pairs. Inline for every small round
+      // cost 1,000 partitions 30% (3,761 -> 2,617 msg/s): their back-to-back rounds each blocked the loop.
+      inlineFsyncWhenAlone: true,
+      inlineFsyncMaxBytes: 32 * 1024,
+      inlineFsyncIdleMs: 0.1,
       log: storageLogger(this.log),
     });
     for (const cut of this.wal.cuts) this.log.warn("wal tail cut", { ...cut });

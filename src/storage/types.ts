@@ -62,6 +62,13 @@ export interface WalOptions {
    * badly oversubscribed machine (load 25 on 2 cores) did the thread pool win (526/s vs 198/s).
    */
   inlineFsyncWhenAlone?: boolean;
+  /** Inline only when the round wrote at most this many bytes (a short fdatasync); default no limit. */
+  inlineFsyncMaxBytes?: number;
+  /**
+   * Inline only when the previous round ended at least this long before this one began: rounds that
+   * follow each other closely overlap better on the thread pool. Default 0.
+   */
+  inlineFsyncIdleMs?: number;
   /** Segment files kept for reuse once released; default 4. */
   spareSegmentsMax?: number;
   fs?: FileLayer;

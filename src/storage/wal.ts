@@ -111,6 +111,9 @@ export class Wal {
   private readonly segmentBytes: number;
   private readonly spareSegmentsMax: number;
   private readonly inlineFsyncWhenAlone: boolean;
+  private readonly inlineFsyncMaxBytes: number;
+  private readonly inlineFsyncIdleMs: number;
+  private lastRoundEndMs = -Infinity;
   private readonly groups = new Map<number, GroupState>();
   private readonly segments: Segment[] = []; // oldest first; the last is being written
   private readonly spares: string[] = []; // paths of released files, ready for reuse
@@ -152,6 +155,8 @@ export class Wal {
     this.segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     this.spareSegmentsMax = opts.spareSegmentsMax ?? 4;
     this.inlineFsyncWhenAlone = opts.inlineFsyncWhenAlone ?? true;
+    this.inlineFsyncMaxBytes = opts.inlineFsyncMaxBytes ?? Infinity;
+    this.inlineFsyncIdleMs = opts.inlineFsyncIdleMs ?? 0;
     assert(this.segmentBytes >= SEGMENT_BYTES_MIN, `segmentBytes must be >= ${SEGMENT_BYTES_MIN}`);
     if (typeof policy === "object") assert(policy.intervalMs >= 1, "intervalMs must be >= 1");
     this.pending = [];
@@ -300,13 +305,19 @@ export class Wal {
     if (this.lastRoundCallers > 1) await new Promise<void>((resolve) => setImmediate(resolve));
     this.roundHasWritten = true;
     this.lastRoundCallers = this.roundCallers;
+    const idleMs = performance.now() - this.lastRoundEndMs;
+    const bytesBefore = this.counters.bytesWritten;
     const touched = this.writePending();
     try {
       if (this.policy === "always") {
         // One caller alone has nothing to overlap with: fdatasync inline and skip the thread-pool hop.
-        if (this.inlineFsyncWhenAlone && this.roundCallers <= 1 && touched.length === 1) {
-          this.datasyncInline(touched[0]!);
-        }
+        const inline =
+          this.inlineFsyncWhenAlone &&
+          this.roundCallers <= 1 &&
+          touched.length === 1 &&
+          this.counters.bytesWritten - bytesBefore <= this.inlineFsyncMaxBytes &&
+          idleMs >= this.inlineFsyncIdleMs;
+        if (inline) this.datasyncInline(touched[0]!);
         else await this.datasyncAll(touched);
       } else if (this.policy !== "never") {
         for (const h of touched) this.unsynced.add(h);
@@ -319,6 +330,7 @@ export class Wal {
     } catch (err) {
       throw this.fail(err, "fdatasync of WAL in");
     }
+    this.lastRoundEndMs = performance.now();
     this.recycleReleased();
     this.prepareSpare();
   }

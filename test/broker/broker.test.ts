@@ -141,9 +141,12 @@ describe("broker: pipelined rounds", () => {
       await gate;
       return original.call(this, handles);
     };
+    // Over the broker's inline-fdatasync limit (32 KiB), so the round's fsync goes to the thread pool even
+    // on an idle broker (a small round there is synced inline: nothing else to overlap it with).
+    const value = "while-the-leader-syncs".padEnd(40_000, ".");
     try {
       const outcome = await Promise.race([
-        c.produce(leader, "t", 0, ["while-the-leader-syncs"]).then((r) => `acknowledged at ${r.baseOffset}`),
+        c.produce(leader, "t", 0, [value]).then((r) => `acknowledged at ${r.baseOffset}`),
         Bun.sleep(5_000).then(() => "no acknowledgement while the leader's fsync was held"),
       ]);
       // Committed by the two followers' copies: the leader's answer needs no disk of its own, and its next
@@ -154,7 +157,7 @@ describe("broker: pipelined rounds", () => {
       release();
       wal.datasyncAll = original;
     }
-    expect(await c.readAll(leader, "t", 0)).toEqual([{ offset: 0, value: "while-the-leader-syncs" }]);
+    expect(await c.readAll(leader, "t", 0)).toEqual([{ offset: 0, value }]);
   });
 });
 

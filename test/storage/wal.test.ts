@@ -129,6 +129,25 @@ describe("WAL", () => {
     await wal.close();
   });
 
+  test("inline fdatasync only for a round small enough, and only after an idle spell", async () => {
+    const small = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 1 << 20, inlineFsyncMaxBytes: 4096 });
+    small.appendEntries(1, [entry(1)]);
+    await small.sync();
+    expect(small.stats().inlineFsyncs).toBe(1);
+    small.appendEntries(1, [entry(2, 1, 8192)]); // a longer fdatasync: the thread pool
+    await small.sync();
+    expect(small.stats()).toMatchObject({ fsyncs: 2, inlineFsyncs: 1 });
+    await small.close();
+
+    const idle = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 1 << 20, inlineFsyncIdleMs: 60_000 });
+    idle.appendEntries(1, [entry(1)]);
+    await idle.sync(); // the first round follows no other: inline
+    idle.appendEntries(1, [entry(2)]);
+    await idle.sync(); // right behind the last one: the thread pool
+    expect(idle.stats()).toMatchObject({ fsyncs: 2, inlineFsyncs: 1 });
+    await idle.close();
+  });
+
   test("a suffix replaced by a conflicting append is gone after reopen", async () => {
     const d = dir();
     const wal = await Wal.open({ dir: d, fsync: "always" , segmentBytes: 1 << 20 });
