@@ -262,6 +262,41 @@ describe("producer", () => {
     expect((await second)[0]!.offset).toBe(2);
   });
 
+  test("one send() over two partitions: results in the order given; one refused batch fails the call and frees every record's space", async () => {
+    const s = track(new FakeSentinel("t"));
+    s.partitions = 2;
+    const b0 = track(new FakeBroker(1));
+    const b1 = track(new FakeBroker(2));
+    s.leaders.set(0, b0.info);
+    s.leaders.set(1, b1.info);
+    // Each record (~1.4 KB) alone fills the buffer: a record whose space is never given back blocks every later send.
+    const p = closing(new Producer({ sentinels: [s.address], maxBufferedBytes: 1000 }));
+    const both = (tag: string) => [
+      { value: `${tag}-1`.padEnd(1400, "."), partition: 1 },
+      { value: `${tag}-0`.padEnd(1400, "."), partition: 0 },
+    ];
+    expect(await p.send("t", both("a"))).toEqual([
+      { topic: "t", partition: 1, offset: 0 },
+      { topic: "t", partition: 0, offset: 0 },
+    ]);
+    let refuse = true;
+    b1.onProduce = () => {
+      if (!refuse) return undefined;
+      refuse = false;
+      return { case: "produceResponse", value: create(ProduceResponseSchema, { error: protoError(ErrorCode.CORRUPT_BATCH, "bad crc") }) };
+    };
+    await expect(p.send("t", both("b"))).rejects.toMatchObject({ code: ErrorCode.CORRUPT_BATCH });
+    // Both records of the failed call gave their space back (partition 0's was acknowledged, partition 1's
+    // refused): the next call goes through instead of waiting forever for space.
+    const stuck = Bun.sleep(3000).then(() => Promise.reject(new Error("still waiting for buffer space")));
+    const third = await Promise.race([p.send("t", both("c")), stuck]);
+    expect(third.map((m) => m.partition)).toEqual([1, 0]);
+    expect(third[1]!.offset).toBe(2); // partition 0 took a-0, b-0 and c-0
+    const values = (b: FakeBroker) => b.batches.flatMap((x) => decodeRecords(x).map((r) => new TextDecoder().decode(r.value).replace(/\.+$/, "")));
+    expect(values(b0)).toEqual(["a-0", "b-0", "c-0"]);
+    expect(values(b1)).toEqual(["a-1", "c-1"]);
+  });
+
   test("a message too large for any batch is refused before it takes a sequence number", async () => {
     const s = track(new FakeSentinel("t"));
     const b = track(new FakeBroker(1));
