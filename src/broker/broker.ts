@@ -550,10 +550,6 @@ export class Broker {
   }
 
   /**
-   * Makes the partition logs durable and records each group's state in the WAL as a snapshot, so the WAL can
-   * drop what the logs hold and the Raft log can be compacted. One fdatasync per dirty partition per second.
-   */
-  /**
    * Housekeeping every checkpoint interval: repair damaged ranges, re-offer unanswered snapshots, and
    * checkpoint any partition not checkpointed for a long while (which bounds the replay on restart).
    * Trimming the WAL under load is relieveWal's job; a checkpoint costs an fdatasync per partition, so
