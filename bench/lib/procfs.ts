@@ -18,13 +18,22 @@ export function writeBytes(pid: number): number {
  * reaches the disk, every writer on it included, unlike write_bytes), or undefined where it cannot tell.
  */
 export function deviceWriteBytes(path: string): (() => number) | undefined {
+  return diskstatsField(path, 9, 512); // sectors written
+}
+
+/** Like deviceWriteBytes, for the flush requests (cache flushes: fdatasync's cost) the device completed. */
+export function deviceFlushes(path: string): (() => number) | undefined {
+  return diskstatsField(path, 18, 1);
+}
+
+function diskstatsField(path: string, field: number, scale: number): (() => number) | undefined {
   const dev = statSync(path).dev;
   const major = (dev >> 8) & 0xfff;
   const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
   const read = (): number | undefined => {
     for (const line of readFileSync("/proc/diskstats", "utf8").split("\n")) {
       const f = line.trim().split(/\s+/);
-      if (Number(f[0]) === major && Number(f[1]) === minor) return Number(f[9]) * 512; // sectors written
+      if (Number(f[0]) === major && Number(f[1]) === minor && f[field] !== undefined) return Number(f[field]) * scale;
     }
     return undefined;
   };
