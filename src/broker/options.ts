@@ -22,6 +22,8 @@ export interface BrokerOptions {
   checkpointMaxAgeMs?: number;
   /** Applied entries kept in the Raft log in memory before they are compacted away; default 256. */
   compactEveryEntries?: number;
+  /** ... or applied payload bytes, whichever comes first; default 4 MiB. */
+  compactEveryBytes?: number;
 }
 
 export const brokerDefaults: Omit<BrokerOptions, "id" | "listen" | "sentinels" | "dataDir"> = {

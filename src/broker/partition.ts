@@ -76,6 +76,8 @@ export class Partition {
   quiescedTerm = 0;
   /** Snapshots installed from a leader (fragments pulled); a figure for status and tests. */
   snapshotsInstalled = 0;
+  /** Payload bytes of the entries applied since the Raft log in memory was last compacted (the broker's bound). */
+  appliedBytesInMemory = 0;
 
   /**
    * Committed batches applied (their producers answered) but not yet written to the partition log: the
@@ -150,6 +152,7 @@ export class Partition {
     for (const e of entries) {
       if (e.index <= this.appliedIndex) continue;
       assert(e.index === this.appliedIndex + 1, `apply out of order: ${e.index} after ${this.appliedIndex}`);
+      this.appliedBytesInMemory += e.data.length;
       let result: ApplyResult = { kind: "none" };
       if (e.type === EntryType.Normal && e.data.length > 0) {
         result = this.state.apply(e.index, e.data);
@@ -239,6 +242,7 @@ export class Partition {
     assert(this.log.nextOffset === this.state.nextOffset, `log ends at ${this.log.nextOffset}, snapshot at ${this.state.nextOffset}`);
     this.appliedIndex = meta.index;
     this.snapshotIndex = meta.index;
+    this.appliedBytesInMemory = 0;
     this.snapshotsInstalled++;
     this.wakeReaders();
   }

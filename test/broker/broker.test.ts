@@ -270,6 +270,29 @@ describe("broker: catch-up by fragment", () => {
   });
 });
 
+describe("broker: memory", () => {
+  test("the Raft log in memory is compacted by bytes too: a few large batches go long before 256 entries", async () => {
+    cluster = new BrokerCluster({ compactEveryBytes: 64 * 1024 });
+    const c = cluster;
+    await c.start(3);
+    await c.assign("t", 0, 1, [0, 1, 2]);
+    const leader = await c.waitForAgreement("t", 0);
+    const acked: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const v = `${i}-${"m".repeat(20_000)}`;
+      await c.produce(leader, "t", 0, [v]);
+      acked.push(v);
+    }
+    // 8 entries of 20 KB: past 64 KiB of payload, far below the entry count. Every replica drops them.
+    for (const b of [0, 1, 2]) {
+      const p = c.brokers[b]!.broker.byName.get("t/0")!;
+      await eventually(() => p.node.firstIndex > 4, 5_000);
+      expect(p.appliedBytesInMemory).toBeLessThan(64 * 1024);
+      expect((await c.readAll(b, "t", 0)).map((r) => r.value)).toEqual(acked);
+    }
+  });
+});
+
 describe("broker: corruption", () => {
   test("a bit flipped in a follower's segment is detected on read, never served, and repaired from a peer", async () => {
     const c = await threeBrokers();
