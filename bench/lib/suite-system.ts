@@ -48,10 +48,12 @@ export async function systemSuite(s: RunSettings, suite: "system" | "broker"): P
   const cluster = await Cluster.start({ mode: "dev" });
   try {
     // A broker runs for days: measure it warm. The first ~200 MB through a new broker zero-fill its WAL
-    // segments (later ones are recycled) and its code is still being compiled; both once per process. The
-    // compiling takes longer than the zero-fill: restarted on their existing data (bench/ab.ts, 4 restarts),
-    // brokers gave 26-35k, 30-36k, 38-65k, 51-64k and 47-58k msg/s in their first five runs of 100,000
-    // messages; 200,000 of warm-up left the measured line on that slope (38.9k where a warm cluster gave 51-60k).
+    // segments (later ones are recycled), its code is still being compiled, and its memory grows to its
+    // working size, each new page faulted in (dear on a VM whose host takes freed pages back). Restarted on
+    // their existing data (bench/ab.ts, 4 restarts), brokers gave 26-35k, 30-36k, 38-65k, 51-64k and 47-58k
+    // msg/s in their first five runs of 100,000 messages, ~30,000 page faults per run until the growth
+    // stopped; 200,000 of warm-up left the measured line on that slope (38.9k where a warm cluster gave
+    // 51-60k). The growth is smaller since the Raft log in memory is bounded by bytes, the slope shorter.
     // Window 1 runs other code (a round per message, the timers between): the brokers' JIT compiles it during
     // the first tens of thousands of such messages, and meanwhile the compiler threads take CPU from the
     // chain (4 x 10,000 messages on one cluster: p50 1.65, 1.19, 1.02, 1.03 ms; p99 5.7, 5.0, 4.3, 4.3 ms).
