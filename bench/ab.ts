@@ -16,7 +16,8 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { emit, errorText, progress, round } from "./lib/emit";
-import { alive, jsonLines, runToEnd, spawn, stop, stopAll, type Child } from "./lib/proc";
+import { listening } from "./lib/cluster";
+import { jsonLines, runToEnd, spawn, stop, stopAll } from "./lib/proc";
 import { deviceFlushes } from "./lib/procfs";
 
 interface Build {
@@ -60,16 +61,6 @@ function freePort(): number {
   const port = s.port;
   s.stop(true);
   return port;
-}
-
-async function listening(child: Child, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.stderrLines.some((l) => l.includes('"event":"listening"'))) return;
-    if (!alive(child)) break;
-    await Bun.sleep(20);
-  }
-  throw new Error(`${child.name} did not report listening: ${child.stderrLines.slice(-3).join(" | ")}`);
 }
 
 async function bench(client: string, sentinel: string, count: number, extra: string[]): Promise<Record<string, unknown>> {

@@ -181,7 +181,8 @@ export class Cluster {
 }
 
 /** The address of a server's {"event":"listening"} log line, or an error with its last log lines. */
-async function listening(child: Child): Promise<string> {
+/** The address a Goulette server child reports in its "listening" log line (bench/ab.ts waits on it too). */
+export async function listening(child: Child): Promise<string> {
   const deadline = Date.now() + listenTimeoutMs;
   let seen = 0;
   while (Date.now() < deadline) {
