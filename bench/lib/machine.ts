@@ -1,7 +1,7 @@
 // The machine's own limits for this work, measured in the same run as the systems so they share its noise:
 // how many fdatasyncs per second the disk under the data dirs takes, and how many MB/s one loopback TCP
 // connection between two Bun processes carries.
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { round } from "./emit";
@@ -83,4 +83,53 @@ export async function loopbackTcp(durationMs: number): Promise<Record<string, un
   const line = r.stdout.trim().split("\n").pop() ?? "";
   if (r.code !== 0 || !line.startsWith("{")) throw new Error(`tcp-pair failed (code ${r.code}): ${r.stderrTail}`);
   return { suite: "machine", limit: "loopback_tcp", ...(JSON.parse(line) as Record<string, unknown>) };
+}
+
+export const SEGMENT_MODES = ["none", "growing", "zeroed", "fallocated", "wal-fallocated"] as const;
+
+/**
+ * Three processes on the disk at once, each as a broker's WAL (overwrite a zero-filled file, fdatasync
+ * per round) with a partition segment written beside it in each of SEGMENT_MODES (bench/lib/disk-writers.ts
+ * says what each is). How much the segment copy slows the WAL's fdatasync, and whether how the segment file
+ * was made matters: the question behind "write the payload once" (DESIGN.md, Storage).
+ */
+export async function walBesideSegments(durationMs: number, writeBytes: number): Promise<Record<string, unknown>[]> {
+  const lines: Record<string, unknown>[] = [];
+  for (const segment of SEGMENT_MODES) {
+    const root = mkdtempSync(join(tmpdir(), "goulette-bench-disk-"));
+    try {
+      const go = join(root, "go");
+      const dirs = [0, 1, 2].map((i) => join(root, `w${i}`));
+      for (const d of dirs) mkdirSync(d);
+      const runs = dirs.map((d, i) =>
+        runToEnd(`disk-writer-${i}`, [process.execPath, join(import.meta.dir, "disk-writers.ts"), segment, d, String(durationMs), String(writeBytes)], durationMs + 180_000, {
+          env: { ...process.env, DISK_WRITERS_GO: go },
+        }),
+      );
+      const until = Date.now() + 150_000;
+      while (!dirs.every((d) => existsSync(join(d, "ready"))) && Date.now() < until) await Bun.sleep(10);
+      writeFileSync(go, "");
+      const results = await Promise.all(runs);
+      const each = results.map((r) => {
+        const line = r.stdout.trim().split("\n").pop() ?? "";
+        if (r.code !== 0 || !line.startsWith("{")) throw new Error(`disk-writers ${segment} failed (code ${r.code}): ${r.stderrTail}`);
+        return JSON.parse(line) as { rounds: number; wal_fdatasync_ms_median: number; wal_fdatasync_ms_mean: number; round_ms_mean: number };
+      });
+      const mean = (k: "wal_fdatasync_ms_median" | "wal_fdatasync_ms_mean" | "round_ms_mean") => round(each.reduce((a, e) => a + e[k], 0) / each.length, 3);
+      lines.push({
+        suite: "machine",
+        limit: "wal_beside_segment",
+        writers: 3,
+        segment,
+        write_bytes: writeBytes,
+        wal_fdatasync_ms_median: mean("wal_fdatasync_ms_median"),
+        wal_fdatasync_ms_mean: mean("wal_fdatasync_ms_mean"),
+        round_ms_mean: mean("round_ms_mean"),
+        rounds_per_writer: each.map((e) => e.rounds),
+      });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
+  return lines;
 }

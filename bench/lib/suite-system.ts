@@ -5,7 +5,7 @@ import { Cluster } from "./cluster";
 import { emit, errorText, progress, round, type Line } from "./emit";
 import { gouletteBench } from "./gbench";
 import { tmpdir } from "node:os";
-import { fdatasyncRate, loopbackTcp, writeBytesPerFdatasync } from "./machine";
+import { fdatasyncRate, loopbackTcp, SEGMENT_MODES, walBesideSegments, writeBytesPerFdatasync } from "./machine";
 import { deviceWriteBytes } from "./procfs";
 import { peers, runPeer, type Peer } from "./peers";
 import { scaled, type RunSettings } from "./settings";
@@ -43,6 +43,7 @@ export async function systemSuite(s: RunSettings, suite: "system" | "broker"): P
   if (suite === "system") machineLimits(s);
   if (suite === "system") syncCharge();
   if (suite === "system") await tcpLimit(s);
+  if (suite === "system") await segmentCost(s);
 
   const mine: Line[] = [];
   const cluster = await Cluster.start({ mode: "dev" });
@@ -143,6 +144,17 @@ async function tcpLimit(s: RunSettings): Promise<void> {
     emit(await loopbackTcp(ms));
   } catch (e) {
     emit({ suite: "machine", limit: "loopback_tcp", error: errorText(e) });
+  }
+}
+
+async function segmentCost(s: RunSettings): Promise<void> {
+  const ms = Math.max(500, Math.round(3000 * Math.min(1, s.scale * 10)));
+  // 263,000 bytes: one round of 1 KiB messages at window 256 (a batch and its framing).
+  progress(`machine: three WALs with a partition segment beside each, ${SEGMENT_MODES.join(" / ")}, ${ms} ms each`);
+  try {
+    for (const line of await walBesideSegments(ms, 263_000)) emit(line);
+  } catch (e) {
+    emit({ suite: "machine", limit: "wal_beside_segment", error: errorText(e) });
   }
 }
 
