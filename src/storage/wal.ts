@@ -126,6 +126,9 @@ export class Wal {
   private roundHasWritten = false;
   private roundCallers = 0; // sync() callers waiting on `round`
   private nextRoundCallers = 0;
+  // Whether every caller of `round` / `nextRound` let its fdatasync run inline (see sync()).
+  private roundMayInline = true;
+  private nextRoundMayInline = true;
   private lastRoundCallers = 0;
   private unsynced = new Set<FileHandle>(); // written but not fdatasynced (interval/never)
   private intervalTimer: ReturnType<typeof setTimeout> | undefined;
@@ -261,19 +264,27 @@ export class Wal {
    * Writes everything appended so far in one write and, under "always", makes it durable with one
    * fdatasync (two when a segment boundary was crossed). Callers that arrive while a round is running
    * share the next round.
+   *
+   * `mayInline: false` keeps this caller's round off the event loop even when it waits alone: for a
+   * caller with something to do meanwhile (a leader, whose followers' answers can commit its entries
+   * while its own fdatasync runs). A round runs inline only if every caller that joined it allowed it.
    */
-  sync(): Promise<void> {
+  sync(opts: { mayInline?: boolean } = {}): Promise<void> {
+    const mayInline = opts.mayInline ?? true;
     if (this.failure) return Promise.reject(this.failure);
     if (this.nextRound) {
       this.nextRoundCallers++;
+      this.nextRoundMayInline &&= mayInline;
       return this.nextRound;
     }
     if (this.round && !this.roundHasWritten) {
       this.roundCallers++;
+      this.roundMayInline &&= mayInline;
       return this.round; // it has not taken the pending records yet
     }
     if (this.round) {
       this.nextRoundCallers = 1;
+      this.nextRoundMayInline = mayInline;
       if (!this.nextRound) {
         this.nextRound = this.round.then(
           () => this.startRound(),
@@ -282,6 +293,7 @@ export class Wal {
       }
       return this.nextRound;
     }
+    this.nextRoundMayInline = mayInline;
     return this.startRound();
   }
 
@@ -289,6 +301,8 @@ export class Wal {
     this.nextRound = undefined;
     this.roundCallers = Math.max(1, this.nextRoundCallers);
     this.nextRoundCallers = 0;
+    this.roundMayInline = this.nextRoundMayInline;
+    this.nextRoundMayInline = true;
     if (this.failure) return Promise.reject(this.failure);
     const r = this.runRound().finally(() => {
       if (this.round === r) this.round = undefined;
@@ -313,6 +327,7 @@ export class Wal {
         // One caller alone has nothing to overlap with: fdatasync inline and skip the thread-pool hop.
         const inline =
           this.inlineFsyncWhenAlone &&
+          this.roundMayInline &&
           this.roundCallers <= 1 &&
           touched.length === 1 &&
           this.counters.bytesWritten - bytesBefore <= this.inlineFsyncMaxBytes &&

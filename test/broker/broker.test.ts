@@ -141,8 +141,7 @@ describe("broker: pipelined rounds", () => {
       await gate;
       return original.call(this, handles);
     };
-    // Over the broker's inline-fdatasync limit (32 KiB), so the round's fsync goes to the thread pool even
-    // on an idle broker (a small round there is synced inline: nothing else to overlap it with).
+    // Over the WAL's inline-fdatasync limit (32 KiB) as well: a large round the pool would take anyway.
     const value = "while-the-leader-syncs".padEnd(40_000, ".");
     try {
       const outcome = await Promise.race([
@@ -158,6 +157,42 @@ describe("broker: pipelined rounds", () => {
       wal.datasyncAll = original;
     }
     expect(await c.readAll(leader, "t", 0)).toEqual([{ offset: 0, value }]);
+  });
+
+  test("a small batch too: a leader's round is never synced inline, a lone follower round is", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    const follower = (leader + 1) % 3;
+    const followerInline = () => c.brokers[follower]!.broker.wal.stats().inlineFsyncs;
+    const inlineBefore = followerInline();
+    const wal = c.brokers[leader]!.broker.wal as unknown as { datasyncAll(handles: unknown[]): Promise<void>; stats(): { inlineFsyncs: number } };
+    const leaderInlineBefore = wal.stats().inlineFsyncs;
+    const original = wal.datasyncAll;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let held = 0;
+    wal.datasyncAll = async function (this: unknown, handles: unknown[]) {
+      held++;
+      await gate;
+      return original.call(this, handles);
+    };
+    try {
+      // Far below the inline limit: an inline fdatasync would block the leader's event loop (and bypass
+      // the gate), so the followers' answers could not be read until its own disk answered.
+      const outcome = await Promise.race([
+        c.produce(leader, "t", 0, ["small"]).then((r) => `acknowledged at ${r.baseOffset}`),
+        Bun.sleep(5_000).then(() => "no acknowledgement while the leader's fsync was held"),
+      ]);
+      expect(held).toBeGreaterThan(0);
+      expect(outcome).toBe("acknowledged at 0");
+      expect(wal.stats().inlineFsyncs).toBe(leaderInlineBefore);
+      // The follower's round waited alone for its own disk: that one ran inline.
+      expect(followerInline()).toBeGreaterThan(inlineBefore);
+    } finally {
+      release();
+      wal.datasyncAll = original;
+    }
+    expect(await c.readAll(leader, "t", 0)).toEqual([{ offset: 0, value: "small" }]);
   });
 });
 

@@ -129,6 +129,25 @@ describe("WAL", () => {
     await wal.close();
   });
 
+  test("a caller that may not wait inline keeps its round on the thread pool, even alone", async () => {
+    const wal = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 1 << 20, inlineFsyncWhenAlone: true });
+    wal.appendEntries(1, [entry(1)]);
+    await wal.sync({ mayInline: false });
+    expect(wal.stats()).toMatchObject({ fsyncs: 1, inlineFsyncs: 0 });
+    // A round started behind a running one (the next round) keeps the flag of the caller that opened it.
+    wal.appendEntries(1, [entry(2)]);
+    const a = wal.sync(); // alone: inline
+    wal.appendEntries(1, [entry(3)]);
+    const b = wal.sync({ mayInline: false }); // the next round, alone too, but not inline
+    await Promise.all([a, b]);
+    expect(wal.stats()).toMatchObject({ fsyncs: 3, inlineFsyncs: 1 });
+    // The flag does not outlive its round.
+    wal.appendEntries(1, [entry(4)]);
+    await wal.sync();
+    expect(wal.stats()).toMatchObject({ fsyncs: 4, inlineFsyncs: 2 });
+    await wal.close();
+  });
+
   test("inline fdatasync only for a round small enough, and only after an idle spell", async () => {
     const small = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 1 << 20, inlineFsyncMaxBytes: 4096 });
     small.appendEntries(1, [entry(1)]);
