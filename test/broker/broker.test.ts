@@ -126,72 +126,62 @@ describe("broker: produce and fetch on one RF3 partition", () => {
   });
 });
 
+/**
+ * Holds every WAL fdatasync the leader runs on the thread pool while `value` is produced through it; says
+ * how many were held and what became of the produce within 5 s. (An inline fdatasync bypasses the gate.)
+ */
+async function produceWhileLeaderFsyncHeld(c: BrokerCluster, leader: number, value: string): Promise<{ held: number; outcome: string }> {
+  const wal = c.brokers[leader]!.broker.wal as unknown as { datasyncAll(handles: unknown[]): Promise<void> };
+  const original = wal.datasyncAll;
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let held = 0;
+  wal.datasyncAll = async function (this: unknown, handles: unknown[]) {
+    held++;
+    await gate;
+    return original.call(this, handles);
+  };
+  try {
+    const outcome = await Promise.race([
+      c.produce(leader, "t", 0, [value]).then((r) => `acknowledged at ${r.baseOffset}`),
+      Bun.sleep(5_000).then(() => "no acknowledgement while the leader's fsync was held"),
+    ]);
+    return { held, outcome };
+  } finally {
+    release();
+    wal.datasyncAll = original;
+  }
+}
+
 describe("broker: pipelined rounds", () => {
   test("a batch both followers hold is acknowledged while the leader's own fdatasync is still in flight", async () => {
     const c = await threeBrokers();
     const leader = c.leaderOf("t", 0)!;
-    // Hold every WAL fdatasync of the leader until the test lets it go.
-    const wal = c.brokers[leader]!.broker.wal as unknown as { datasyncAll(handles: unknown[]): Promise<void> };
-    const original = wal.datasyncAll;
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let held = 0;
-    wal.datasyncAll = async function (this: unknown, handles: unknown[]) {
-      held++;
-      await gate;
-      return original.call(this, handles);
-    };
     // Over the WAL's inline-fdatasync limit (32 KiB) as well: a large round the pool would take anyway.
     const value = "while-the-leader-syncs".padEnd(40_000, ".");
-    try {
-      const outcome = await Promise.race([
-        c.produce(leader, "t", 0, [value]).then((r) => `acknowledged at ${r.baseOffset}`),
-        Bun.sleep(5_000).then(() => "no acknowledgement while the leader's fsync was held"),
-      ]);
-      // Committed by the two followers' copies: the leader's answer needs no disk of its own, and its next
-      // round (the commit) does not wait behind the round whose fsync is held.
-      expect(held).toBeGreaterThan(0);
-      expect(outcome).toBe("acknowledged at 0");
-    } finally {
-      release();
-      wal.datasyncAll = original;
-    }
+    const { held, outcome } = await produceWhileLeaderFsyncHeld(c, leader, value);
+    // Committed by the two followers' copies: the leader's answer needs no disk of its own, and its next
+    // round (the commit) does not wait behind the round whose fsync is held.
+    expect(held).toBeGreaterThan(0);
+    expect(outcome).toBe("acknowledged at 0");
     expect(await c.readAll(leader, "t", 0)).toEqual([{ offset: 0, value }]);
   });
 
   test("a small batch too: a leader's round is never synced inline, a lone follower round is", async () => {
     const c = await threeBrokers();
     const leader = c.leaderOf("t", 0)!;
+    const inlineOf = (i: number) => c.brokers[i]!.broker.wal.stats().inlineFsyncs;
     const follower = (leader + 1) % 3;
-    const followerInline = () => c.brokers[follower]!.broker.wal.stats().inlineFsyncs;
-    const inlineBefore = followerInline();
-    const wal = c.brokers[leader]!.broker.wal as unknown as { datasyncAll(handles: unknown[]): Promise<void>; stats(): { inlineFsyncs: number } };
-    const leaderInlineBefore = wal.stats().inlineFsyncs;
-    const original = wal.datasyncAll;
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let held = 0;
-    wal.datasyncAll = async function (this: unknown, handles: unknown[]) {
-      held++;
-      await gate;
-      return original.call(this, handles);
-    };
-    try {
-      // Far below the inline limit: an inline fdatasync would block the leader's event loop (and bypass
-      // the gate), so the followers' answers could not be read until its own disk answered.
-      const outcome = await Promise.race([
-        c.produce(leader, "t", 0, ["small"]).then((r) => `acknowledged at ${r.baseOffset}`),
-        Bun.sleep(5_000).then(() => "no acknowledgement while the leader's fsync was held"),
-      ]);
-      expect(held).toBeGreaterThan(0);
-      expect(outcome).toBe("acknowledged at 0");
-      expect(wal.stats().inlineFsyncs).toBe(leaderInlineBefore);
-      // The follower's round waited alone for its own disk: that one ran inline.
-      expect(followerInline()).toBeGreaterThan(inlineBefore);
-    } finally {
-      release();
-      wal.datasyncAll = original;
-    }
+    const leaderBefore = inlineOf(leader);
+    const followerBefore = inlineOf(follower);
+    // Far below the inline limit: an inline fdatasync would block the leader's event loop (and bypass
+    // the gate), so the followers' answers could not be read until its own disk answered.
+    const { held, outcome } = await produceWhileLeaderFsyncHeld(c, leader, "small");
+    expect(held).toBeGreaterThan(0);
+    expect(outcome).toBe("acknowledged at 0");
+    expect(inlineOf(leader)).toBe(leaderBefore);
+    // The follower's round waited alone for its own disk: that one ran inline.
+    expect(inlineOf(follower)).toBeGreaterThan(followerBefore);
     expect(await c.readAll(leader, "t", 0)).toEqual([{ offset: 0, value: "small" }]);
   });
 });
