@@ -14,6 +14,7 @@
 // machine.ts runs three at once (walBesideSegments).
 import { closeSync, existsSync, fdatasync, fdatasyncSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { zeroFilledFile } from "./machine";
 
 const SEGMENTS = ["none", "growing", "zeroed", "fallocated", "wal-fallocated"] as const;
 type SegmentMode = (typeof SEGMENTS)[number];
@@ -28,14 +29,6 @@ if (!(durationMs > 0) || !Number.isInteger(writeBytes) || writeBytes < 1) throw 
 
 // Large enough that no round wraps within the measured time at this disk's speed (it wraps if it must).
 const fileBytes = 256 * 1024 * 1024;
-const chunk = new Uint8Array(1024 * 1024);
-
-function zeroFilled(path: string): number {
-  const fd = openSync(path, "w+");
-  for (let off = 0; off < fileBytes; off += chunk.length) writeSync(fd, chunk, 0, chunk.length, off);
-  fdatasyncSync(fd);
-  return fd;
-}
 
 function fallocated(path: string): number {
   const fd = openSync(path, "w+");
@@ -47,11 +40,11 @@ function fallocated(path: string): number {
 
 const datasync = (fd: number) => new Promise<void>((resolve, reject) => fdatasync(fd, (e) => (e ? reject(e) : resolve())));
 
-const wal = segment === "wal-fallocated" ? fallocated(join(dir, "wal")) : zeroFilled(join(dir, "wal"));
+const wal = segment === "wal-fallocated" ? fallocated(join(dir, "wal")) : zeroFilledFile(join(dir, "wal"), fileBytes);
 const seg =
   segment === "none" || segment === "wal-fallocated" ? -1
   : segment === "growing" ? openSync(join(dir, "segment"), "w+")
-  : segment === "zeroed" ? zeroFilled(join(dir, "segment"))
+  : segment === "zeroed" ? zeroFilledFile(join(dir, "segment"), fileBytes)
   : fallocated(join(dir, "segment"));
 const data = new Uint8Array(writeBytes).fill(7);
 // The writers prepare their files at different speeds: each says it is ready (a file in DIR), then all

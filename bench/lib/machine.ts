@@ -1,6 +1,7 @@
 // The machine's own limits for this work, measured in the same run as the systems so they share its noise:
-// how many fdatasyncs per second the disk under the data dirs takes, and how many MB/s one loopback TCP
-// connection between two Bun processes carries.
+// how many fdatasyncs per second the disk under the data dirs takes, how many MB/s one loopback TCP
+// connection between two Bun processes carries, and how much a partition segment's copy of the bytes
+// slows three brokers' WAL fdatasyncs on the shared disk.
 import { closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +10,15 @@ import { runToEnd } from "./proc";
 
 const fileBytes = 64 * 1024 * 1024;
 
+/** Opens (truncating) a file of `bytes` zeros written with 1 MiB writes and synced: the WAL's kind of file. */
+export function zeroFilledFile(path: string, bytes: number): number {
+  const fd = openSync(path, "w+");
+  const chunk = new Uint8Array(1024 * 1024);
+  for (let off = 0; off < bytes; off += chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - off), off);
+  fdatasyncSync(fd);
+  return fd;
+}
+
 /**
  * Overwrites a zero-filled, already synced file in place (the WAL's best case: no metadata to update)
  * and fdatasyncs after every write, for durationMs.
@@ -16,11 +26,8 @@ const fileBytes = 64 * 1024 * 1024;
 export function fdatasyncRate(writeBytes: number, durationMs: number): Record<string, unknown> {
   const dir = mkdtempSync(join(tmpdir(), "goulette-bench-fsync-"));
   const path = join(dir, "zero-filled");
-  const fd = openSync(path, "w+");
+  const fd = zeroFilledFile(path, fileBytes);
   try {
-    const chunk = new Uint8Array(1024 * 1024);
-    for (let off = 0; off < fileBytes; off += chunk.length) writeSync(fd, chunk, 0, chunk.length, off);
-    fdatasyncSync(fd);
     const data = new Uint8Array(writeBytes).fill(7);
     let syncs = 0;
     let pos = 0;
@@ -56,12 +63,9 @@ export function fdatasyncRate(writeBytes: number, durationMs: number): Record<st
  */
 export function writeBytesPerFdatasync(dir: string, syncs = 50): number {
   const folder = mkdtempSync(join(dir, "goulette-bench-wb-"));
-  const fd = openSync(join(folder, "probe"), "w+");
+  const fd = zeroFilledFile(join(folder, "probe"), 16 * 1024 * 1024);
   const self = () => Number(/^write_bytes:\s+(\d+)$/m.exec(readFileSync("/proc/self/io", "utf8"))?.[1] ?? NaN);
   try {
-    const zeros = new Uint8Array(1024 * 1024);
-    for (let i = 0; i < 16; i++) writeSync(fd, zeros, 0, zeros.length, i * zeros.length);
-    fdatasyncSync(fd);
     const block = new Uint8Array(4096).fill(1);
     const before = self();
     for (let i = 0; i < syncs; i++) {
@@ -106,8 +110,11 @@ export async function walBesideSegments(durationMs: number, writeBytes: number):
           env: { ...process.env, DISK_WRITERS_GO: go },
         }),
       );
+      // Until all three are ready; one that ended already (it failed) ends the wait too.
+      let ended = 0;
+      for (const r of runs) void r.then(() => ended++);
       const until = Date.now() + 150_000;
-      while (!dirs.every((d) => existsSync(join(d, "ready"))) && Date.now() < until) await Bun.sleep(10);
+      while (ended === 0 && !dirs.every((d) => existsSync(join(d, "ready"))) && Date.now() < until) await Bun.sleep(10);
       writeFileSync(go, "");
       const results = await Promise.all(runs);
       const each = results.map((r) => {
