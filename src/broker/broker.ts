@@ -131,6 +131,8 @@ export class Broker {
   private lastHeard = new Map<NodeId, number>();
   private ticks = 0;
   private stopping = false;
+  /** Failed partitions this broker has tried to hand leadership away from (to log it once). */
+  private readonly handedOff = new WeakSet<Partition>();
   /** Fatal WAL fault: nothing can be made durable any more, so nothing is acknowledged. */
   walFailed: Error | undefined;
 
@@ -155,6 +157,7 @@ export class Broker {
       inlineFsyncWhenAlone: true,
       inlineFsyncMaxBytes: 32 * 1024,
       inlineFsyncIdleMs: 0.1,
+      fs: this.opts.fs,
       log: storageLogger(this.log),
     });
     for (const cut of this.wal.cuts) this.log.warn("wal tail cut", { ...cut });
@@ -202,6 +205,9 @@ export class Broker {
   }
 
   private stepRemote(group: number, msg: Message): void {
+    // A broker whose WAL failed has left every group (see failWal): stepping would only pile up, in
+    // memory, entries and answers it can never persist or send.
+    if (this.walFailed) return;
     const p = this.byGroup.get(group);
     if (!p || p.removed) {
       this.log.debug("message for unknown group ignored", { group, from: msg.from, type: msg.type });
@@ -269,6 +275,9 @@ export class Broker {
    * idle partitions, this loop was most of what an idle broker did.
    */
   private tick(): void {
+    // No ticks and no pings once the WAL failed: to its peers this broker is then silent, as if it had
+    // crashed, so they elect new leaders for the groups it led, sleeping ones too (see failWal).
+    if (this.walFailed) return;
     const now = performance.now();
     const quiesceAfter = QUIESCE_AFTER_ELECTIONS * this.opts.electionTicks;
     const heartbeatDue = ++this.ticks % this.opts.heartbeatTicks === 0;
@@ -281,6 +290,14 @@ export class Broker {
       if (p.tickHoldoff > 0) {
         p.tickHoldoff--;
         continue;
+      }
+      if (p.failed) {
+        // A replica that cannot write its partition log must not lead: it would refuse every produce.
+        // As leader it keeps ticking (heartbeats) while it hands over, and hands over again if a transfer
+        // lapsed; as follower its election timer never runs, so it never campaigns (it still votes and
+        // replicates: its WAL works, and the entries it holds count towards commit).
+        if (!p.isLeader()) continue;
+        if (!p.node.transferring) this.handOff(p);
       }
       p.node.tick();
       if (p.isLeader() && p.node.quiescable()) {
@@ -478,14 +495,53 @@ export class Broker {
     this.session?.nudge();
   }
 
+  /**
+   * Nothing can be made durable here any more, so this broker leaves every Raft group: it stops ticking,
+   * pinging, stepping and sending (tick, stepRemote; the pump takes nothing). Its peers see a silent broker
+   * and elect new leaders within about an election timeout (a sleeping group's followers wake when the
+   * pings stop), as after a crash, and no acknowledged entry depends on this disk. Produce requests get
+   * the storage error (DISK_FULL, ...), which clients take as "try another replica"; what the partition
+   * logs hold is still served to readers. Writes come back with a restart once the disk is fixed.
+   */
   private failWal(e: Error): void {
     if (this.walFailed) return;
     this.walFailed = e;
-    this.log.error("wal failed: no more writes are acknowledged", { error: e.message });
+    this.log.error("wal failed: this broker leaves its Raft groups and acknowledges no more writes until restarted", { error: e.message });
     for (const p of this.byGroup.values()) {
       p.failed = e;
       p.failPending(e);
+      // Claim no leadership we cannot exercise: readers asking for the leader go elsewhere at once.
+      p.node.stepDown();
+      this.statusTouched.add(p);
     }
+  }
+
+  private onPartitionStopped(p: Partition, e: Error): void {
+    this.log.error("partition stopped accepting writes", { partition: p.key, error: e.message, leader: p.isLeader() });
+    if (p.isLeader()) this.handOff(p);
+  }
+
+  /**
+   * Moves a failed partition's leadership to the voter whose log is most complete (Raft sends it
+   * TimeoutNow once it holds all our entries), so producers are served there. With no other voter the
+   * partition stays here and refuses writes.
+   */
+  private handOff(p: Partition): void {
+    let target = 0;
+    let best = -1;
+    p.node.forEachMatch((id, match) => {
+      if (id !== this.opts.id && p.node.conf.voters.includes(id) && match > best) {
+        target = id;
+        best = match;
+      }
+    });
+    if (target === 0) return;
+    // Once per partition: a transfer that lapses (the target was unreachable) is retried every tick.
+    if (!this.handedOff.has(p)) this.log.warn("handing leadership over: this replica cannot write", { partition: p.key, to: target });
+    this.handedOff.add(p);
+    p.node.transferLeadership(target);
+    if (p.quiesced) this.wake(p);
+    this.markDirty(p);
   }
 
   /**
@@ -671,6 +727,7 @@ export class Broker {
     const log = await PartitionLog.open({
       dir: this.partitionDir(meta.topic, meta.partition),
       segmentBytes: this.opts.segmentBytes,
+      fs: this.opts.fs,
       log: storageLogger(this.log.child({ partition: `${meta.topic}/${meta.partition}` })),
     });
     let restart: RestartState | undefined;
@@ -731,9 +788,7 @@ export class Broker {
     }
     if (log.nextOffset < state.nextOffset) throw new Error(`${id.topic}/${id.partition}: log ends at ${log.nextOffset} before its snapshot (${state.nextOffset})`);
     const node = this.raftNode(id, meta.voters, meta.learners, restart);
-    const p: Partition = new Partition(id, node, log, state, applied, () => this.markDirty(p), (e) =>
-      this.log.error("partition stopped accepting writes", { partition: p.key, error: e.message }),
-    );
+    const p: Partition = new Partition(id, node, log, state, applied, () => this.markDirty(p), (e) => this.onPartitionStopped(p, e));
     if (meta.voteFloor) this.floored.add(p);
     this.byGroup.set(id.group, p);
     this.ticking.add(p);

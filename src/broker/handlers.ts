@@ -95,7 +95,8 @@ export class BrokerHandlers {
 
   private async produce(req: ProduceRequest): Promise<Body> {
     const p = this.partition(req.topic, req.partition);
-    if (!p.isLeader()) throw this.notLeader(p);
+    const refused = p.writeRefusal();
+    if (refused) throw this.writeError(p, refused);
     if (req.batch.length > BATCH_MAX_BYTES) throw new WireError(ErrorCode.BATCH_TOO_LARGE, `batch of ${req.batch.length} bytes exceeds ${BATCH_MAX_BYTES}`);
     const bad = verifyBatch(req.batch);
     if (bad) throw new WireError(ErrorCode.CORRUPT_BATCH, `rejected batch for ${p.key}: ${bad}; nothing appended`);

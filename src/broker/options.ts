@@ -1,4 +1,5 @@
 import type { LogLevel } from "../log";
+import type { FileLayer } from "../storage";
 
 /** Everything `goulette broker` needs; src/cli maps flags > GOULETTE_* env > config file onto it. */
 export interface BrokerOptions {
@@ -24,6 +25,8 @@ export interface BrokerOptions {
   compactEveryEntries?: number;
   /** ... or applied payload bytes, whichever comes first; default 4 MiB. */
   compactEveryBytes?: number;
+  /** Where the WAL and the partition logs do their file I/O; tests inject faults (a full disk) here. */
+  fs?: FileLayer;
 }
 
 export const brokerDefaults: Omit<BrokerOptions, "id" | "listen" | "sentinels" | "dataDir"> = {

@@ -3,7 +3,7 @@
 // happens per group: proposals waiting for their entry to apply, applying committed entries to the log,
 // long-poll readers waiting for new data, and the status reported to the sentinel.
 import { RaftNode } from "../raft/node";
-import { EntryType, ProposalError, Role, type ConfChange, type Entry, type HardState, type NodeId, type SnapshotMeta } from "../raft/types";
+import { EntryType, NONE, ProposalError, Role, type ConfChange, type Entry, type HardState, type NodeId, type SnapshotMeta } from "../raft/types";
 import type { PartitionLog } from "../storage";
 import { assert } from "./assert";
 import { PartitionState, type ApplyResult } from "./partition-state";
@@ -127,9 +127,20 @@ export class Partition {
     return this.track(() => this.node.proposeConfChange(change));
   }
 
+  /**
+   * Why a write cannot be taken here, if it cannot. A failed replica that handed over names the new leader;
+   * one that knows of none says why it refuses (DISK_FULL, ...), which is what a producer reports when no
+   * replica could take its batch.
+   */
+  writeRefusal(): Error | undefined {
+    if (this.failed && (this.isLeader() || this.node.leader === NONE)) return this.failed;
+    if (!this.isLeader()) return new NotLeaderError(this.node.leader);
+    return undefined;
+  }
+
   private track(proposeFn: () => number): Promise<ApplyResult> {
-    if (this.failed) return Promise.reject(this.failed);
-    if (!this.isLeader()) return Promise.reject(new NotLeaderError(this.node.leader));
+    const refused = this.writeRefusal();
+    if (refused) return Promise.reject(refused);
     let index: number;
     try {
       index = proposeFn();

@@ -35,8 +35,18 @@ const retriable = new Set<ErrorCode>([
   ErrorCode.NOT_ENOUGH_REPLICAS,
   ErrorCode.UNKNOWN_PARTITION, // a partition whose replicas are still being placed
   ErrorCode.OUT_OF_ORDER_SEQUENCE, // an earlier batch is being retried; ours follows it
+  // A replica that cannot write hands its leadership to one that can (or is taken for dead when its WAL
+  // failed), so the same batch may succeed on another broker; with every replica's disk full it still
+  // fails, with this error, once the delivery timeout is spent.
   ErrorCode.STORAGE_ERROR,
+  ErrorCode.DISK_FULL,
 ]);
+
+/** The broker answered but cannot store anything for this partition: try the other replicas. */
+export function isStorageFailure(err: unknown): boolean {
+  const code = codeOf(err);
+  return code === ErrorCode.STORAGE_ERROR || code === ErrorCode.DISK_FULL;
+}
 
 export function isRetriable(err: unknown): boolean {
   if (isTransportFailure(err)) return true;

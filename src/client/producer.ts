@@ -4,7 +4,7 @@ import { ErrorCode, InitProducerRequestSchema, ProduceRequestSchema } from "../p
 import { expectCase } from "../wire/expect-case";
 import type { ClientOptions } from "./admin";
 import { backoffMs } from "./backoff";
-import { ClientError, WireError, codeOf, describeError, isRetriable, isTransportFailure } from "./errors";
+import { ClientError, WireError, codeOf, describeError, isRetriable, isStorageFailure, isTransportFailure } from "./errors";
 import { LeaderDirectory, type BrokerRef } from "./leaders";
 import { DEFAULT_STICKY_BYTES, Partitioner } from "./partitioner";
 import { BufferPool } from "./buffer-pool";
@@ -528,13 +528,17 @@ class PartitionSender {
     const code = codeOf(err);
     // A follower that has not yet noticed the leader died still names it: believe our own failure instead.
     const hint = err instanceof WireError && code === ErrorCode.NOT_LEADER && err.leaderId && err.leaderAddress;
-    this.electing = code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE;
+    this.electing = code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE || isStorageFailure(err);
     if (hint && err.leaderAddress !== leader.address && !this.unreachable.has(err.leaderId)) {
       this.leader = { id: err.leaderId, address: err.leaderAddress };
       this.producer.directory.setLeader(this.topic, this.partition, this.leader);
     } else {
-      if (isTransportFailure(err) && leader.id) this.unreachable.mark(leader.id);
-      if (code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE || isTransportFailure(err)) this.leader = undefined;
+      // A leader that cannot store is as good as unreachable for producing: its leadership is moving
+      // (or its peers took it for dead), and the other replicas know where it went.
+      if ((isTransportFailure(err) || isStorageFailure(err)) && leader.id) this.unreachable.mark(leader.id);
+      if (code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE || isTransportFailure(err) || isStorageFailure(err)) {
+        this.leader = undefined;
+      }
     }
     this.failures++;
     this.recover();

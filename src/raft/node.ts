@@ -236,6 +236,19 @@ export class RaftNode {
     }
   }
 
+  /** Leader: a transfer of leadership is underway (proposals are refused until it ends or lapses). */
+  get transferring(): boolean {
+    return this.r.role === Role.Leader && this.r.leadTransferee !== NONE;
+  }
+
+  /**
+   * Stop leading (or campaigning) at once, with term and vote unchanged: for a driver that can no longer
+   * persist anything. Always safe: a follower of the current term promises nothing new.
+   */
+  stepDown(): void {
+    if (this.r.role !== Role.Follower) this.r.becomeFollower(this.r.term, NONE);
+  }
+
   /** Move leadership to `to`. On a follower, the request is forwarded to the leader. */
   transferLeadership(to: NodeId): void {
     this.r.transferLeadership(to);

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ErrorCode, ReadFrom } from "../../src/proto/goulette_pb";
-import { EntryType, MessageType } from "../../src/raft/types";
+import { EntryType, MessageType, Role as RaftRole } from "../../src/raft/types";
 import { Wal, parseFsyncPolicy, type RecoveredGroup } from "../../src/storage";
 import { WireError } from "../../src/wire";
 import { tearNewestWalRecord } from "../storage/helpers";
@@ -588,5 +588,93 @@ describe("broker: idle groups sleep (quiescence)", () => {
     expect(performance.now() - killedAt).toBeLessThan(2_000);
     await c.produce(next, "t", 0, ["b"]);
     expect((await c.readAll(next, "t", 0)).map((x) => x.value)).toEqual(["a", "b"]);
+  });
+});
+
+describe("broker: a disk that cannot write", () => {
+  /** Three brokers whose files go through c.disks[i]; t/0 (group 1) and t/1 (group 2) led by broker 0. */
+  async function threeOnFaultyDisks(): Promise<BrokerCluster> {
+    const c = (cluster = new BrokerCluster({}, true));
+    await c.start(3);
+    await c.assign("t", 0, 1, [0, 1, 2]);
+    await c.assign("t", 1, 2, [0, 1, 2]);
+    expect(await c.waitForAgreement("t", 0)).toBe(0);
+    expect(await c.waitForAgreement("t", 1)).toBe(0);
+    return c;
+  }
+
+  test("the leader's WAL fills: DISK_FULL, it leaves its groups (a sleeping one too), the others lead, nothing acknowledged is lost", async () => {
+    const c = await threeOnFaultyDisks();
+    const acked: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      await c.produce(0, "t", 0, [`a${i}`]);
+      acked.push(`a${i}`);
+    }
+    await c.produce(0, "t", 1, ["s0"]);
+    await eventually(() => c.brokers.every((b) => b!.broker.byName.get("t/1")!.quiesced));
+
+    c.disks[0]!.pathContains = "/.wal/";
+    c.disks[0]!.writeBudgetBytes = 0;
+    const refused = await c.produce(0, "t", 0, ["x"]).catch((e) => e);
+    expect((refused as WireError).code).toBe(ErrorCode.DISK_FULL);
+    expect((refused as WireError).message).toMatch(/disk full/i);
+
+    const next = await c.waitForLeaderOtherThan("t", 0, 0);
+    const third = 3 - next;
+    const y = await c.produce(next, "t", 0, ["y"]);
+    await eventually(async () => (await c.readAll(third, "t", 0)).length === Number(y.baseOffset) + 1);
+    const onNext = (await c.readAll(next, "t", 0)).map((r) => r.value);
+    expect((await c.readAll(third, "t", 0)).map((r) => r.value)).toEqual(onNext);
+    // "x" reached the followers before the leader's own WAL refused it, so the new leader may commit it.
+    expect([[...acked, "y"], [...acked, "x", "y"]]).toContainEqual(onNext);
+
+    // The failed broker stays up, serves what it stored, claims no leadership and says why it refuses.
+    const failed = c.brokers[0]!.broker.byName.get("t/0")!;
+    expect((await c.readAll(0, "t", 0)).map((r) => r.value)).toEqual(acked);
+    expect(failed.node.role).toBe(RaftRole.Follower);
+    expect(((await c.produce(0, "t", 0, ["z"]).catch((e) => e)) as WireError).code).toBe(ErrorCode.DISK_FULL);
+    // It steps nothing any more: the new leader's appends do not pile up in its memory.
+    const lastIndex = failed.node.lastIndex;
+    for (let i = 0; i < 5; i++) await c.produce(next, "t", 0, [`b${i}`]);
+    await Bun.sleep(300); // ten heartbeat intervals of the new leader
+    expect(failed.node.lastIndex).toBe(lastIndex);
+
+    // The sleeping group's followers heard the broker fall silent and elected one of them.
+    const next1 = await c.waitForLeaderOtherThan("t", 1, 0);
+    expect(Number((await c.produce(next1, "t", 1, ["s1"])).baseOffset)).toBe(1);
+
+    // Disk space back and a restart: the broker catches up and serves everything.
+    await c.kill(0);
+    c.disks[0]!.writeBudgetBytes = Infinity;
+    await c.restart(0);
+    const all = [...onNext, "b0", "b1", "b2", "b3", "b4"];
+    await eventually(async () => (await c.readAll(0, "t", 0)).length === all.length, 10_000);
+    expect((await c.readAll(0, "t", 0)).map((r) => r.value)).toEqual(all);
+  });
+
+  test("a leader whose partition log cannot be written hands over at once, redirects producers, never campaigns", async () => {
+    const c = await threeOnFaultyDisks();
+    await c.produce(0, "t", 0, ["a"]);
+    const failed = c.brokers[0]!.broker.byName.get("t/0")!;
+    expect(failed.log.nextOffset).toBe(1); // "a" written to the partition log (reading `log` writes it now)
+    c.disks[0]!.pathContains = "/t/0/";
+    c.disks[0]!.writeBudgetBytes = 0;
+    // Committed on a majority's WAL, so acknowledged; the leader's write to its partition log fails after.
+    expect(Number((await c.produce(0, "t", 0, ["b"])).baseOffset)).toBe(1);
+    const next = await c.waitForLeaderOtherThan("t", 0, 0);
+    expect(Number((await c.produce(next, "t", 0, ["c"])).baseOffset)).toBe(2);
+    expect((await c.readAll(next, "t", 0)).map((r) => r.value)).toEqual(["a", "b", "c"]);
+
+    const redirected = (await c.produce(0, "t", 0, ["d"]).catch((e) => e)) as WireError;
+    expect(redirected.code).toBe(ErrorCode.NOT_LEADER);
+    expect(redirected.leaderId).toBe(next + 1);
+    // Left alone, a replica whose election timer runs campaigns within 150-300 ms; this one must not.
+    await c.kill(1);
+    await c.kill(2);
+    const until = performance.now() + 900;
+    while (performance.now() < until) {
+      expect(failed.node.role).toBe(RaftRole.Follower);
+      await Bun.sleep(10);
+    }
   });
 });

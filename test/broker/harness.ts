@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { startBroker, brokerDefaults, type RunningBroker } from "../../src/broker";
 import type { BrokerOptions } from "../../src/broker/options";
 import { createLogger, silentLogger } from "../../src/log";
+import { FaultyFileLayer } from "../../src/storage";
 
 /** GOULETTE_TEST_LOG=debug shows the brokers' logs on stderr. */
 const testLogger = process.env.GOULETTE_TEST_LOG ? createLogger(process.env.GOULETTE_TEST_LOG as "debug") : silentLogger;
@@ -27,8 +28,13 @@ export class BrokerCluster {
   brokers: (RunningBroker | undefined)[] = [];
   addresses: string[] = [];
   pool = new ClientPool({ requestTimeoutMs: 5_000 });
+  /** With `faultyDisks`, broker i's WAL and partition logs write through disks[i] (kept across restarts). */
+  readonly disks: FaultyFileLayer[] = [];
 
-  constructor(private overrides: Partial<BrokerOptions> = {}) {}
+  constructor(
+    private overrides: Partial<BrokerOptions> = {},
+    private readonly faultyDisks = false,
+  ) {}
 
   options(i: number, listen: string): BrokerOptions {
     return {
@@ -38,6 +44,7 @@ export class BrokerCluster {
       sentinels: ["127.0.0.1:1"],
       dataDir: join(this.dir, `b${i + 1}`),
       logLevel: "error",
+      ...(this.faultyDisks ? { fs: (this.disks[i] ??= new FaultyFileLayer()) } : {}),
       ...this.overrides,
     };
   }
@@ -82,8 +89,20 @@ export class BrokerCluster {
     }
   }
 
-  leaderOf(topic: string, partition: number): number | undefined {
+  /** Waits for a leader other than broker `not` (say, after `not` failed). */
+  async waitForLeaderOtherThan(topic: string, partition: number, not: number, timeoutMs = 5_000): Promise<number> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const l = this.leaderOf(topic, partition, not);
+      if (l !== undefined) return l;
+      if (Date.now() > until) throw new Error(`no leader for ${topic}/${partition} but broker ${not} within ${timeoutMs} ms`);
+      await Bun.sleep(10);
+    }
+  }
+
+  leaderOf(topic: string, partition: number, not?: number): number | undefined {
     for (let i = 0; i < this.brokers.length; i++) {
+      if (i === not) continue;
       const p = this.brokers[i]?.broker.byName.get(`${topic}/${partition}`);
       if (p && p.node.role === RaftRole.Leader) return i;
     }

@@ -56,4 +56,23 @@ describe("leader transfer", () => {
     expect(net.node(1).role).toBe(Role.Leader);
     expect(() => net.node(1).propose(new Uint8Array([1]))).not.toThrow();
   });
+
+  test("a leader that steps down keeps its term and vote, refuses proposals, and the others elect", () => {
+    const net = Net.of([1, 2, 3]);
+    net.elect(1);
+    net.tickAll(1);
+    const { term, vote } = net.node(1);
+    net.node(1).stepDown();
+    expect(net.node(1).role).toBe(Role.Follower);
+    expect(net.node(1).term).toBe(term);
+    expect(net.node(1).vote).toBe(vote);
+    expect(net.node(1).leader).toBe(0);
+    expect(() => net.node(1).propose(new Uint8Array([1]))).toThrow(expect.objectContaining({ reason: "not-leader" }));
+    // It sends no more heartbeats: the followers' election timers run out and one of them leads.
+    net.isolate(1);
+    net.tickAll(40);
+    const leaders = [2, 3].filter((id) => net.node(id).role === Role.Leader);
+    expect(leaders.length).toBe(1);
+    expect(net.node(leaders[0]!).term).toBeGreaterThan(term);
+  });
 });
