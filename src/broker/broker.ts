@@ -188,6 +188,7 @@ export class Broker {
         version: VERSION,
         status: () => [...this.byGroup.values()].map((p) => this.status(p)),
         fingerprint: () => this.statusFingerprint(),
+        storageError: () => this.storageError(),
       },
       this.pool,
       this.log,
@@ -514,6 +515,13 @@ export class Broker {
       p.node.stepDown();
       this.statusTouched.add(p);
     }
+  }
+
+  /** What the sentinel shows operators: the WAL's failure, else the first failed partition's, else "". */
+  storageError(): string {
+    if (this.walFailed) return `wal: ${this.walFailed.message}`;
+    for (const p of this.byGroup.values()) if (p.failed && !p.removed) return `${p.key}: ${p.failed.message}`;
+    return "";
   }
 
   private onPartitionStopped(p: Partition, e: Error): void {

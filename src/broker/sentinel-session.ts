@@ -17,6 +17,8 @@ export interface SessionOptions {
   address: string;
   sentinels: string[];
   fsyncPolicy: string;
+  /** Why this broker cannot store writes any more, or "" (sent on every beat). */
+  storageError?: () => string;
   version: string;
   status(): PartitionStatus[];
   /** Changes whenever any status would; equal strings let a beat say "unchanged" instead of re-sending. */
@@ -123,6 +125,7 @@ export class SentinelSession {
               brokerId: this.opts.brokerId,
               address: this.opts.address,
               fsyncPolicy: this.opts.fsyncPolicy,
+              storageError: this.opts.storageError?.() ?? "",
               ...(unchanged ? { unchanged: true } : { partitions: this.opts.status() }),
             }),
           },

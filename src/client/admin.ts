@@ -49,6 +49,8 @@ export interface BrokerStatusInfo {
   health: string; // healthy | suspicious | down | left | unknown
   lastSeenMsAgo: number;
   fsyncPolicy: string;
+  /** Why the broker can no longer store writes (a full disk, an I/O error), or "" while all is well. */
+  storageError: string;
   partitions: number;
   leaders: number;
   version: string;
@@ -169,6 +171,7 @@ export class Admin {
           partitions: b.partitions,
           leaders: b.leaders,
           version: b.version,
+          storageError: b.storageError,
         }))
         .sort((a, b) => a.id - b.id),
       topics: r.topics.map(topicInfo).sort((a, b) => a.name.localeCompare(b.name)),

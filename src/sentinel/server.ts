@@ -77,6 +77,8 @@ export class Sentinel {
   readonly health: HealthTracker;
   readonly ring: HashRing;
   readonly reports = new ReportTable();
+  /** Per broker, why it said it can no longer store writes (soft state: every beat says it again). */
+  private readonly storageErrors = new Map<number, string>();
   readonly notifier: Notifier;
   readonly failover: Failover;
   readonly groups: GroupCoordinator;
@@ -311,6 +313,12 @@ export class Sentinel {
       throw new WireError(ErrorCode.UNKNOWN_BROKER, `broker ${id} is not registered with this sentinel; register again`);
     }
     const now = performance.now();
+    if (req.storageError !== "") {
+      if (this.storageErrors.get(id) !== req.storageError) this.deps.log.warn("broker cannot store writes", { broker: id, error: req.storageError });
+      this.storageErrors.set(id, req.storageError);
+    } else {
+      this.storageErrors.delete(id);
+    }
     const t = this.health.beat(id, now);
     if (t) this.onTransition(t);
     if (req.unchanged) {
@@ -475,6 +483,7 @@ export class Sentinel {
         partitions: this.map.partitionsOf(b.id).length,
         leaders: this.health.isAlive(b.id) ? this.reports.leaderCount(b.id) : 0, // a dead broker's last word is stale
         version: b.version,
+        storageError: this.storageErrors.get(b.id) ?? "",
       }),
     );
     return {

@@ -32,8 +32,9 @@ describe("output", () => {
 
 const status: ClusterStatus = {
   brokers: [
-    { id: 1, address: "127.0.0.1:7081", health: "healthy", lastSeenMsAgo: 12, fsyncPolicy: "always", partitions: 2, leaders: 1, version: "0.1.0" },
-    { id: 2, address: "127.0.0.1:7082", health: "down", lastSeenMsAgo: 4000, fsyncPolicy: "always", partitions: 2, leaders: 1, version: "0.1.0" },
+    { id: 1, address: "127.0.0.1:7081", health: "healthy", lastSeenMsAgo: 12, fsyncPolicy: "always", partitions: 2, leaders: 1, version: "0.1.0", storageError: "" },
+    { id: 2, address: "127.0.0.1:7082", health: "down", lastSeenMsAgo: 4000, fsyncPolicy: "always", partitions: 2, leaders: 1, version: "0.1.0",
+      storageError: "wal: disk full while writing WAL in /data/.wal: ENOSPC" },
   ],
   topics: [
     {
@@ -69,6 +70,8 @@ describe("cluster status", () => {
     expect(leaderOf(lines, "t", 0)).toEqual([2]);
     expect(leaderOf(lines, "t", 1)).toEqual([1]);
     expect(lines[2]).toMatchObject({ topic: "t", partition: 0, leader: 2, replicas: [1, 2], commit_index: 10 });
+    expect(lines[0].storage_error).toBeNull();
+    expect(lines[1].storage_error).toBe("wal: disk full while writing WAL in /data/.wal: ENOSPC");
   });
 
   test("tables show health and commit index", () => {
@@ -76,6 +79,8 @@ describe("cluster status", () => {
     expect(t).toContain("down");
     expect(t).toMatch(/TOPIC\s+PARTITION\s+LEADER\s+REPLICAS\s+TERM\s+COMMIT/);
     expect(t).toMatch(/t\s+0\s+2\s+1,2\s+3\s+10/);
+    expect(t).toContain("broker 2 cannot store writes (restart it once fixed): wal: disk full while writing WAL in /data/.wal: ENOSPC\n");
+    expect(t).not.toContain("broker 1 cannot");
   });
 });
 

@@ -71,6 +71,16 @@ test("sends in flight when the leader's disk fills are delivered once, through a
   expect(offsets.size).toBe(400);
   expect(new Set(offsets.values()).size).toBe(400);
   expect(await leaderOf("df")).not.toBe(leader);
+  // Operators see which broker cannot store, and why, in the cluster status.
+  const seenUntil = Date.now() + 10_000;
+  let errors: string[] = [];
+  while (Date.now() < seenUntil) {
+    errors = (await admin.clusterStatus()).brokers.map((b) => b.storageError);
+    if (errors[leader - 1] !== "") break;
+    await Bun.sleep(50);
+  }
+  expect(errors[leader - 1]).toMatch(/^wal: disk full while writing WAL/);
+  expect(errors.filter((e) => e !== "").length).toBe(1);
 
   const consumer = new Consumer({ sentinels: [sentinel.address], readFrom: "leader", maxWaitMs: 200 });
   await consumer.assignTopic("df", "beginning");

@@ -46,6 +46,7 @@ export function statusJsonLines(s: ClusterStatus): string {
       leaders: b.leaders,
       fsync: b.fsyncPolicy,
       version: b.version,
+      storage_error: b.storageError || null,
     });
   }
   for (const t of s.topics) {
@@ -62,6 +63,11 @@ export function statusTables(s: ClusterStatus): string {
     ["BROKER", "ADDRESS", "HEALTH", "LAST-SEEN-MS", "PARTITIONS", "LEADERS"],
     s.brokers.map((b) => [b.id, b.address, b.health, b.lastSeenMsAgo, b.partitions, b.leaders]),
   );
+  // Below the table, not in it: the error says what failed and where, too long for a column.
+  const failing = s.brokers
+    .filter((b) => b.storageError !== "")
+    .map((b) => `broker ${b.id} cannot store writes (restart it once fixed): ${b.storageError}\n`)
+    .join("");
   const rows = s.topics.flatMap((t) =>
     t.partitionInfo.map((p) => [p.topic || t.name, p.partition, p.leader || "-", p.replicas.join(",") || "-", p.term, p.commitIndex, p.highWatermark]),
   );
@@ -71,5 +77,5 @@ export function statusTables(s: ClusterStatus): string {
   const sentinels = s.sentinels.length
     ? formatTable(["SENTINEL", "ADDRESS", "ROLE"], s.sentinels.map((x) => [x.id, x.address, x.leader ? "leader" : "follower"]))
     : "";
-  return [brokers, parts, sentinels].filter(Boolean).join("\n");
+  return [brokers + failing, parts, sentinels].filter(Boolean).join("\n");
 }
