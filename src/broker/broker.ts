@@ -84,6 +84,27 @@ interface PartitionMeta {
   voteFloor?: VoteFloor;
 }
 
+/** A partition's meta file, checked field by field: a damaged file must not become a wrong group. */
+function parseMeta(text: string): PartitionMeta {
+  const m = JSON.parse(text) as Partial<PartitionMeta> | null;
+  const ids = (v: unknown) => Array.isArray(v) && v.every((x) => Number.isInteger(x) && x > 0);
+  if (
+    m === null ||
+    typeof m !== "object" ||
+    typeof m.topic !== "string" ||
+    !Number.isInteger(m.partition) ||
+    !Number.isInteger(m.group) ||
+    m.group! <= 0 ||
+    !ids(m.voters) ||
+    !ids(m.learners) ||
+    typeof m.peers !== "object" ||
+    m.peers === null
+  ) {
+    throw new Error("not a partition meta (topic, partition, group, voters, learners, peers)");
+  }
+  return m as PartitionMeta;
+}
+
 const ROLE_CODE: Record<Role, number> = { [Role.Follower]: 1, [Role.PreCandidate]: 2, [Role.Candidate]: 3, [Role.Leader]: 4 };
 
 function roleToWire(r: Role): WireRole {
@@ -131,6 +152,8 @@ export class Broker {
   private lastHeard = new Map<NodeId, number>();
   private ticks = 0;
   private stopping = false;
+  /** Partitions found on disk whose meta could not be read, by key: why (see restorePartitions). */
+  private readonly setAside = new Map<string, string>();
   /** Failed partitions this broker has tried to hand leadership away from (to log it once). */
   private readonly handedOff = new WeakSet<Partition>();
   /** Fatal WAL fault: nothing can be made durable any more, so nothing is acknowledged. */
@@ -521,6 +544,7 @@ export class Broker {
   storageError(): string {
     if (this.walFailed) return `wal: ${this.walFailed.message}`;
     for (const p of this.byGroup.values()) if (p.failed && !p.removed) return `${p.key}: ${p.failed.message}`;
+    for (const [key, error] of this.setAside) return `${key} set aside: ${error}`;
     return "";
   }
 
@@ -820,8 +844,27 @@ export class Broker {
       for (const part of parts) {
         const file = join(tdir, part, META_FILE);
         if (!existsSync(file)) continue;
-        const meta = JSON.parse(readFileSync(file, "utf8")) as PartitionMeta;
-        const p = await this.openPartition(meta, this.wal.recovered.get(meta.group));
+        let meta: PartitionMeta;
+        try {
+          meta = parseMeta(readFileSync(file, "utf8"));
+        } catch (e) {
+          // One unreadable partition must not keep the broker, and every other partition on it, down.
+          // Its files stay as they are; the sentinel sees it missing and assigns it again (setTopicRole).
+          const key = `${topic}/${part}`;
+          const error = `${file}: ${(e as Error).message}`;
+          this.setAside.set(key, error);
+          this.log.error("partition set aside: its meta file is unreadable; waiting for the sentinel to assign it again", { partition: key, error });
+          continue;
+        }
+        let p: Partition;
+        try {
+          p = await this.openPartition(meta, this.wal.recovered.get(meta.group));
+        } catch (e) {
+          const key = `${meta.topic}/${meta.partition}`;
+          this.setAside.set(key, (e as Error).message);
+          this.log.error("partition set aside: it could not be opened; waiting for the sentinel to assign it again", { partition: key, error: (e as Error).message });
+          continue;
+        }
         // Which groups lost records to a mid-log cut is unknown (the damaged record named its group in a
         // header that no longer verifies), so every group on this broker is fenced.
         p.voteFenced = this.wal.cuts.some((c) => c.midLog) || this.wal.recovered.get(meta.group)?.damaged === true;
@@ -851,8 +894,20 @@ export class Broker {
       const learners = joining ? [] : uniqueSorted(req.learners.map((b) => b.id).filter((id) => id !== this.opts.id));
       const meta: PartitionMeta = { topic: req.topic, partition: req.partition, group: Number(req.group), voters, learners, peers };
       const dir = this.partitionDir(req.topic, req.partition);
-      rmSync(dir, { recursive: true, force: true }); // leftovers of a removed incarnation must not leak in
-      p = await this.openPartition(meta, undefined);
+      const setAside = this.setAside.get(key);
+      if (setAside !== undefined) {
+        // The group this broker held but could not read its meta for: its log and its WAL records (term,
+        // vote, entries) are kept, the meta is rebuilt from the sentinel's map. The vote floor the lost
+        // meta may have held is unknown, so the replica votes again only once a leader has brought it
+        // back to the commit index.
+        p = await this.openPartition(meta, this.wal.recovered.get(meta.group));
+        p.voteFenced = true;
+        this.setAside.delete(key);
+        this.log.warn("partition restored from the sentinel's map; its meta file was unreadable", { partition: key, group: meta.group, error: setAside });
+      } else {
+        rmSync(dir, { recursive: true, force: true }); // leftovers of a removed incarnation must not leak in
+        p = await this.openPartition(meta, undefined);
+      }
       this.saveMeta(meta);
       this.log.info("partition created", { partition: key, group: meta.group, voters, joining, hint: WireRole[req.role] });
       if (req.role === WireRole.LEADER) p.node.campaign();

@@ -60,6 +60,8 @@ export interface ClusterStatus {
   brokers: BrokerStatusInfo[];
   topics: TopicInfo[];
   sentinels: { id: number; address: string; leader: boolean }[];
+  /** What an operator must look at, one sentence each (empty while all is well). */
+  warnings: string[];
 }
 
 export interface ClusterMetadata {
@@ -176,6 +178,7 @@ export class Admin {
         .sort((a, b) => a.id - b.id),
       topics: r.topics.map(topicInfo).sort((a, b) => a.name.localeCompare(b.name)),
       sentinels: r.sentinels.map((s) => ({ id: s.id, address: s.address, leader: s.leader })),
+      warnings: [...r.warnings],
     };
   }
 

@@ -39,6 +39,9 @@ export type MapCommand =
       replicationFactor: number;
       config: Record<string, string>;
       placement: BrokerId[][]; // one replica list per partition, chosen by the leader on the ring
+      // Group ids start no lower than this: brokers may hold groups this map never recorded (it lost
+      // records), and a new partition must never share a group id with data that already exists.
+      firstGroup?: number;
     }
   | { type: "delete-topic"; name: string }
   | {
@@ -62,6 +65,8 @@ export interface MapSnapshot {
   epoch: number;
   clusterId?: string;
   nextGroup: number;
+  /** Group id ranges [from, to) skipped by create-topic's firstGroup: below nextGroup, never handed out. */
+  skippedGroups?: [number, number][];
   nextProducerId: number;
   brokers: BrokerRecord[];
   topics: TopicRecord[];
@@ -87,12 +92,22 @@ export class ClusterMap {
   private epoch = 0;
   private cluster = "";
   private nextGroup = 1;
+  private skippedGroups: [number, number][] = [];
   private nextProducerId = 1;
   private readonly brokers = new Map<BrokerId, BrokerRecord>();
   private readonly topics = new Map<string, TopicRecord>();
 
   get version(): number {
     return this.epoch;
+  }
+
+  /**
+   * True if this map gave `group` to some partition (which may since have been deleted or moved). A group
+   * it never handed out, held by a broker, means the map lost the records of it: that data is not stale.
+   */
+  handedOut(group: number): boolean {
+    if (!(group >= 1 && group < this.nextGroup)) return false;
+    return !this.skippedGroups.some(([from, to]) => group >= from && group < to);
   }
 
   /** Empty until the first leader sets it. */
@@ -174,6 +189,10 @@ export class ClusterMap {
           if (problem) return fail("INVALID_ARGUMENT", problem);
           if (set.length !== rf) return fail("INVALID_ARGUMENT", `placement has ${set.length} replicas, want ${rf}`);
         }
+        if (command.firstGroup !== undefined && command.firstGroup > this.nextGroup) {
+          this.skippedGroups.push([this.nextGroup, command.firstGroup]);
+          this.nextGroup = command.firstGroup;
+        }
         const topic: TopicRecord = {
           name: command.name,
           replicationFactor: rf,
@@ -238,6 +257,7 @@ export class ClusterMap {
       epoch: this.epoch,
       clusterId: this.cluster,
       nextGroup: this.nextGroup,
+      skippedGroups: this.skippedGroups,
       nextProducerId: this.nextProducerId,
       brokers: this.allBrokers(),
       topics: this.allTopics(),
@@ -249,6 +269,7 @@ export class ClusterMap {
     this.epoch = s.epoch;
     this.cluster = s.clusterId ?? "";
     this.nextGroup = s.nextGroup;
+    this.skippedGroups = structuredClone(s.skippedGroups ?? []);
     this.nextProducerId = s.nextProducerId;
     this.brokers.clear();
     this.topics.clear();

@@ -3,7 +3,10 @@
 // Reconciliation rather than fire-and-forget: for every (broker, partition) the map assigns, the notifier
 // remembers the partition epoch the broker last confirmed; anything behind is (re)sent with SetTopicRole,
 // with per-target exponential backoff. A broker that reports a partition the map does not give it gets
-// RemoveTopic; one that stops reporting a partition it confirmed gets SetTopicRole again.
+// RemoveTopic; one that stops reporting a partition it confirmed gets SetTopicRole again. Only if the map
+// itself handed out that partition's group, though: a group it never allocated means the map lost records
+// (a damaged store), and the broker's data may be all that is left of an acknowledged topic.
+
 
 import { create } from "@bufbuild/protobuf";
 import {
@@ -55,8 +58,18 @@ interface Removal {
 
 const targetKey = (b: BrokerId, topic: string, partition: number) => `${b}\u0000${topic}\u0000${partition}`;
 
+/** A partition a broker holds under a group id the map never handed out. */
+export interface UnknownPartition {
+  broker: BrokerId;
+  topic: string;
+  partition: number;
+  group: number;
+}
+
 export class Notifier {
   private readonly targets = new Map<string, Target>();
+  /** Per broker, as of its latest report: what it holds that the map never allocated (left alone). */
+  private readonly unknown = new Map<BrokerId, UnknownPartition[]>();
   private readonly removals = new Map<string, Removal>();
   private inFlight = 0;
   private stopped = false;
@@ -100,6 +113,16 @@ export class Notifier {
     this.removals.set(k, { broker, topic, partition, groups: [...groups], inFlight: false, nextAttemptMs: 0, backoffMs: NOTIFY_BACKOFF_MIN_MS });
   }
 
+  /** Partitions brokers hold under group ids the map never allocated, as of their latest reports. */
+  unknownPartitions(): UnknownPartition[] {
+    return [...this.unknown.values()].flat();
+  }
+
+  /** A broker that left or re-registered reports afresh. */
+  forgetUnknown(broker: BrokerId): void {
+    this.unknown.delete(broker);
+  }
+
   /** True while RPCs are out or removals wait: the sentinel keeps scanning every tick then. */
   busy(): boolean {
     return this.inFlight > 0 || this.removals.size > 0;
@@ -110,10 +133,20 @@ export class Notifier {
     let drift = false;
     const map = this.deps.map();
     const reported = new Set<string>();
+    const before = this.unknown.get(broker) ?? [];
+    const unknown: UnknownPartition[] = [];
     for (const s of statuses) {
       reported.add(targetKey(broker, s.topic, s.partition));
       const p = map.partition(s.topic, s.partition);
       const assigned = p !== undefined && Number(s.group) === p.group && (p.replicas.includes(broker) || p.learners.includes(broker));
+      if (!assigned && !map.handedOut(Number(s.group))) {
+        const u = { broker, topic: s.topic, partition: s.partition, group: Number(s.group) };
+        unknown.push(u);
+        if (!before.some((b) => b.topic === u.topic && b.partition === u.partition && b.group === u.group)) {
+          this.deps.log.error("sentinel map does not know a partition a broker holds (the map may have lost records): its data is left alone", { ...u });
+        }
+        continue;
+      }
       if (!assigned) {
         this.deps.log.info("sentinel drift: broker hosts a partition it should not", {
           broker,
@@ -125,6 +158,8 @@ export class Notifier {
         drift = true;
       }
     }
+    if (unknown.length > 0) this.unknown.set(broker, unknown);
+    else this.unknown.delete(broker);
     for (const { topic, partition } of map.partitionsOf(broker)) {
       const k = targetKey(broker, topic.name, partition.partition);
       const t = this.targets.get(k);

@@ -282,6 +282,7 @@ export class Sentinel {
     this.ring.add(id);
     // A restarted broker gets its roles again, once its first KeepAlive says what it still hosts.
     this.notifier.forgetBroker(id);
+    this.notifier.forgetUnknown(id);
     this.reports.dropBroker(id);
     this.deps.log.info("sentinel broker registered", { broker: id, address: req.address, fsync: req.fsyncPolicy });
     return {
@@ -300,6 +301,7 @@ export class Sentinel {
     const t = this.health.leave(req.brokerId);
     if (t) this.onTransition(t);
     this.reports.dropBroker(req.brokerId);
+    this.notifier.forgetUnknown(req.brokerId);
     this.deps.log.info("sentinel broker unregistered", { broker: req.brokerId });
     return { case: "unregisterBrokerResponse", value: create(UnregisterBrokerResponseSchema, {}) };
   }
@@ -356,6 +358,15 @@ export class Sentinel {
     const bad = validateTopicName(req.name);
     if (bad) throw new WireError(ErrorCode.INVALID_ARGUMENT, bad);
     if (this.map.topic(req.name)) throw new WireError(ErrorCode.TOPIC_EXISTS, `topic "${req.name}" already exists`);
+    const held = this.notifier.unknownPartitions().filter((u) => u.topic === req.name);
+    if (held.length > 0) {
+      throw new WireError(
+        ErrorCode.TOPIC_EXISTS,
+        `brokers still hold data of a topic "${req.name}" this sentinel's map does not know (` +
+          held.map((u) => `partition ${u.partition} group ${u.group} on broker ${u.broker}`).join(", ") +
+          "): the map may have lost records; pick another name",
+      );
+    }
     const partitions = req.partitions === 0 ? 1 : req.partitions;
     if (partitions > MAX_PARTITIONS_PER_TOPIC) {
       throw new WireError(ErrorCode.INVALID_ARGUMENT, `partitions must be at most ${MAX_PARTITIONS_PER_TOPIC}`);
@@ -380,6 +391,7 @@ export class Sentinel {
       replicationFactor: replicas,
       config: { ...req.config },
       placement,
+      firstGroup: this.highestReportedGroup() + 1,
     });
     if (!r.ok) throw mapError(r);
     const topic = this.requireTopic(req.name);
@@ -471,6 +483,13 @@ export class Sentinel {
     };
   }
 
+  /** The highest Raft group id any broker reports holding (0 if none). */
+  private highestReportedGroup(): number {
+    let max = 0;
+    for (const b of this.map.allBrokers()) for (const r of this.reports.statusesOf(b.id)) max = Math.max(max, Number(r.status.group));
+    return max;
+  }
+
   private clusterStatus(): Body {
     const now = performance.now();
     const brokers = this.map.allBrokers().map((b) =>
@@ -492,6 +511,13 @@ export class Sentinel {
         brokers,
         topics: this.map.allTopics().map((t) => this.topicMetadata(t)),
         sentinels: this.deps.sentinels().map((x) => create(SentinelStatusSchema, x)),
+        warnings: this.notifier
+          .unknownPartitions()
+          .map(
+            (u) =>
+              `broker ${u.broker} holds ${u.topic}/${u.partition} (group ${u.group}), which this sentinel's map never recorded: ` +
+              "its data is kept, but the topic is not served; the map may have lost records",
+          ),
       }),
     };
   }

@@ -678,3 +678,40 @@ describe("broker: a disk that cannot write", () => {
     }
   });
 });
+
+describe("broker: an unreadable partition meta file", () => {
+  test("sets that partition aside and serves the rest; assigned again, it keeps its data and votes once caught up", async () => {
+    const c = (cluster = new BrokerCluster());
+    await c.start(3);
+    await c.assign("t", 0, 1, [0, 1, 2]);
+    await c.assign("t", 1, 2, [0, 1, 2]);
+    expect(await c.waitForAgreement("t", 0)).toBe(0);
+    expect(await c.waitForAgreement("t", 1)).toBe(0);
+    for (let i = 0; i < 10; i++) await c.produce(0, "t", 0, [`a${i}`]);
+    await c.produce(0, "t", 1, ["s0"]);
+    await eventually(async () => (await c.readAll(1, "t", 0)).length === 10 && (await c.readAll(1, "t", 1)).length === 1);
+    await c.kill(1);
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(join(c.dir, "b2", "t", "0", "partition.json"), '{"topic":"t","partition":0,"gro');
+
+    await c.restart(1); // refused to start at all before
+    const b = c.brokers[1]!.broker;
+    expect(b.byName.has("t/0")).toBe(false);
+    expect(b.storageError()).toMatch(/^t\/0 set aside: .*partition\.json: JSON Parse error/);
+    expect((await c.readAll(1, "t", 1)).map((r) => r.value)).toEqual(["s0"]);
+    const unknown = await c.readAll(1, "t", 0).catch((e) => e);
+    expect((unknown as WireError).code).toBe(ErrorCode.UNKNOWN_PARTITION);
+    for (let i = 10; i < 15; i++) await c.produce(0, "t", 0, [`a${i}`]);
+
+    // The sentinel's repair: the same assignment again. The log on disk is kept, not fetched anew.
+    await c.assign("t", 0, 1, [0, 1, 2]);
+    const p = b.byName.get("t/0")!;
+    expect(p.log.nextOffset).toBeGreaterThanOrEqual(10);
+    expect(p.voteFenced).toBe(true);
+    expect(b.storageError()).toBe("");
+    await eventually(async () => (await c.readAll(1, "t", 0)).length === 15);
+    expect((await c.readAll(1, "t", 0)).map((r) => r.value)).toEqual(Array.from({ length: 15 }, (_, i) => `a${i}`));
+    await eventually(() => !p.voteFenced);
+    expect(JSON.parse(readFileSync(join(c.dir, "b2", "t", "0", "partition.json"), "utf8")).group).toBe(1);
+  });
+});

@@ -46,6 +46,7 @@ const status: ClusterStatus = {
     },
   ],
   sentinels: [{ id: 1, address: "127.0.0.1:7070", leader: true }],
+  warnings: ["broker 1 holds old/0 (group 9), which this sentinel's map never recorded"],
 };
 
 /** The same search ../shared/contract/cluster.ts leaderOf() does over `cluster status --format json`. */
@@ -66,7 +67,8 @@ function leaderOf(lines: unknown[], topic: string, partition: number): unknown[]
 describe("cluster status", () => {
   test("json lines name each partition's leader by broker id, and nothing else looks like one", () => {
     const lines = statusJsonLines(status).trim().split("\n").map((l) => JSON.parse(l));
-    expect(lines.map((l) => l.type)).toEqual(["broker", "broker", "partition", "partition", "sentinel"]);
+    expect(lines.map((l) => l.type)).toEqual(["broker", "broker", "partition", "partition", "sentinel", "warning"]);
+    expect(lines[5].message).toBe("broker 1 holds old/0 (group 9), which this sentinel's map never recorded");
     expect(leaderOf(lines, "t", 0)).toEqual([2]);
     expect(leaderOf(lines, "t", 1)).toEqual([1]);
     expect(lines[2]).toMatchObject({ topic: "t", partition: 0, leader: 2, replicas: [1, 2], commit_index: 10 });
@@ -81,6 +83,7 @@ describe("cluster status", () => {
     expect(t).toMatch(/t\s+0\s+2\s+1,2\s+3\s+10/);
     expect(t).toContain("broker 2 cannot store writes (restart it once fixed): wal: disk full while writing WAL in /data/.wal: ENOSPC\n");
     expect(t).not.toContain("broker 1 cannot");
+    expect(t).toContain("warning: broker 1 holds old/0 (group 9), which this sentinel's map never recorded\n");
   });
 });
 

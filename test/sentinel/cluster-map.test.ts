@@ -22,6 +22,21 @@ describe("ClusterMap", () => {
     expect(m.topic("a")!.partitions[0]!.group).toBe(3);
   });
 
+  test("firstGroup skips groups brokers hold; skipped ones count as never handed out, across snapshot/restore", () => {
+    const m = new ClusterMap();
+    for (const id of [1, 2, 3]) m.apply(reg(id));
+    m.apply(create("a", [[1, 2, 3]])); // group 1
+    m.apply({ ...create("b", [[1, 2, 3], [2, 3, 1]]), firstGroup: 5 } as MapCommand); // groups 5, 6
+    expect(m.topic("b")!.partitions.map((p) => p.group)).toEqual([5, 6]);
+    m.apply({ ...create("c", [[1, 2, 3]]), firstGroup: 3 } as MapCommand); // lower than next: no effect
+    expect(m.topic("c")!.partitions[0]!.group).toBe(7);
+    const copy = new ClusterMap();
+    copy.restore(JSON.parse(JSON.stringify(m.snapshot())));
+    for (const map of [m, copy]) {
+      expect([0, 1, 2, 3, 4, 5, 6, 7, 8].map((g) => map.handedOut(g))).toEqual([false, true, false, false, false, true, true, true, false]);
+    }
+  });
+
   test("refuses duplicates, unknown topics and bad placements with typed codes", () => {
     const m = new ClusterMap();
     m.apply(reg(1));

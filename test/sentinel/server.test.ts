@@ -207,7 +207,8 @@ describe("sentinel topics", () => {
     const b = brokers[0]!;
     await call(s.client, createTopic("t", 1, 1), "createTopicResponse");
     b.hosted.clear(); // e.g. its disk was wiped
-    b.phantom.push(create(PartitionStatusSchema, { topic: "old", partition: 4, group: 99n, role: Role.FOLLOWER }));
+    // Group 1 is t/0's: a group the map handed out, so this copy under another name is stale.
+    b.phantom.push(create(PartitionStatusSchema, { topic: "old", partition: 4, group: 1n, role: Role.FOLLOWER }));
     // Reports missing the partition are ignored only during a short grace after the confirmation
     // (3 keep-alive intervals, for reports already in flight); beats keep coming until it is re-sent.
     await waitFor("re-sent role", async () => {
@@ -216,6 +217,26 @@ describe("sentinel topics", () => {
     });
     await waitFor("removal", () => b.calls.some((c) => c.kind === "removeTopic" && c.topic === "old" && c.partition === 4 && !c.all));
     expect(b.calls.filter((c) => c.kind === "setTopicRole").length).toBe(2);
+  });
+
+  test("a partition under a group the map never handed out is left alone, warned about, and its name and group not reused", async () => {
+    const s = await sentinel({ keepAliveMs: 20 });
+    const { brokers } = await cluster(s, 1);
+    const b = brokers[0]!;
+    // What a broker reports after the sentinel's map lost the records of a topic it created (group 7).
+    b.phantom.push(create(PartitionStatusSchema, { topic: "orders", partition: 0, group: 7n, role: Role.LEADER }));
+    await b.keepAlive();
+    await waitFor("warning", async () => {
+      const st = await call(s.client, { case: "clusterStatus", value: create(ClusterStatusRequestSchema, {}) }, "clusterStatusResponse");
+      return st.warnings.some((w) => w.startsWith("broker 1 holds orders/0 (group 7), which this sentinel's map never recorded"));
+    });
+    const taken = await rejects(call(s.client, createTopic("orders", 1, 1), "createTopicResponse"));
+    expect(taken.code).toBe(ErrorCode.TOPIC_EXISTS);
+    expect(taken.message).toMatch(/partition 0 group 7 on broker 1/);
+    const other = await call(s.client, createTopic("other", 2, 1), "createTopicResponse");
+    expect(other.topic!.partitionMetadata.map((p) => Number(p.group))).toEqual([8, 9]);
+    for (let i = 0; i < 5; i++) await b.keepAlive();
+    expect(b.calls.some((c) => c.kind === "removeTopic")).toBe(false);
   });
 
   test("InitProducer hands out distinct ids", async () => {

@@ -55,6 +55,7 @@ export function statusJsonLines(s: ClusterStatus): string {
     }
   }
   for (const x of s.sentinels) text += jsonLine({ type: "sentinel", id: x.id, address: x.address, is_leader: x.leader });
+  for (const w of s.warnings) text += jsonLine({ type: "warning", message: w });
   return text;
 }
 
@@ -77,5 +78,6 @@ export function statusTables(s: ClusterStatus): string {
   const sentinels = s.sentinels.length
     ? formatTable(["SENTINEL", "ADDRESS", "ROLE"], s.sentinels.map((x) => [x.id, x.address, x.leader ? "leader" : "follower"]))
     : "";
-  return [brokers + failing, parts, sentinels].filter(Boolean).join("\n");
+  const warnings = s.warnings.map((w) => `warning: ${w}\n`).join("");
+  return [brokers + failing, parts, sentinels, warnings].filter(Boolean).join("\n");
 }
