@@ -23,7 +23,7 @@ import {
   type VoteFloor,
 } from "../raft/types";
 import { PartitionLog, Wal, parseFsyncPolicy, realFileLayer, writeFileAtomic, type RecoveredGroup, type StorageLogger } from "../storage";
-import { ClientPool, serve, WireError, type Body, type WireServer } from "../wire";
+import { ClientPool, parseTopicConfig, serve, WireError, type Body, type TopicSettings, type WireServer } from "../wire";
 import type { Logger } from "../log";
 import { assert } from "./assert";
 import { BrokerHandlers } from "./handlers";
@@ -76,6 +76,7 @@ interface PartitionMeta {
   voters: NodeId[]; // the initial replica set (empty when it joined an existing group as a learner)
   learners: NodeId[];
   peers: Record<string, string>; // broker id -> address
+  config?: Record<string, string>; // the topic's config (retention, segment size), as SetTopicRole gave it
   /**
    * An entry this replica may have acknowledged and then lost with its WAL's torn tail (see VoteFloor),
    * kept here until settled: the WAL record itself is overwritten by the next writes, and a second crash
@@ -658,11 +659,30 @@ export class Broker {
    * Trimming the WAL under load is relieveWal's job; a checkpoint costs an fdatasync per partition, so
    * neither runs per partition per second and fsyncs per second do not follow the partition count.
    */
+  /** The topic's config as partition-log options (the sentinel refused configs that do not parse). */
+  private topicSettings(meta: PartitionMeta): TopicSettings {
+    try {
+      return parseTopicConfig(meta.config ?? {});
+    } catch (e) {
+      this.log.error("topic config ignored", { partition: `${meta.topic}/${meta.partition}`, error: (e as Error).message });
+      return {};
+    }
+  }
+
   private async checkpointAll(): Promise<void> {
     const now = Date.now();
     const maxAgeMs = this.opts.checkpointMaxAgeMs ?? CHECKPOINT_MAX_AGE_MS;
     for (const p of [...this.byGroup.values()]) {
       if (this.stopping) return;
+      if (p.retains && !p.failed && !p.installing && !p.removed) {
+        // Each replica deletes its own old segments, as Kafka's do: offsets never shift, and a reader
+        // below the new log start is told the earliest offset there is.
+        try {
+          if ((await p.log.enforceRetention(now)) > 0) this.statusTouched.add(p);
+        } catch (e) {
+          this.log.warn("retention failed", { partition: p.key, error: (e as Error).message });
+        }
+      }
       if (p.log.damagedRanges().length > 0) void this.repair(p);
       if (p.isLeader()) this.unstickSnapshots(p);
       if (p.appliedIndex > p.snapshotIndex && now - p.checkpointedAtMs >= maxAgeMs) await this.checkpoint(p);
@@ -756,9 +776,13 @@ export class Broker {
   private async openPartition(meta: PartitionMeta, recovered: RecoveredGroup | undefined): Promise<Partition> {
     const id: PartitionId = { topic: meta.topic, partition: meta.partition, group: meta.group };
     for (const [bid, addr] of Object.entries(meta.peers)) this.peers.setAddress(Number(bid), addr);
+    const settings = this.topicSettings(meta);
     const log = await PartitionLog.open({
       dir: this.partitionDir(meta.topic, meta.partition),
-      segmentBytes: this.opts.segmentBytes,
+      segmentBytes: settings.segmentBytes ?? this.opts.segmentBytes,
+      segmentMs: settings.segmentMs,
+      retentionBytes: settings.retentionBytes,
+      retentionMs: settings.retentionMs,
       fs: this.opts.fs,
       log: storageLogger(this.log.child({ partition: `${meta.topic}/${meta.partition}` })),
     });
@@ -821,6 +845,7 @@ export class Broker {
     if (log.nextOffset < state.nextOffset) throw new Error(`${id.topic}/${id.partition}: log ends at ${log.nextOffset} before its snapshot (${state.nextOffset})`);
     const node = this.raftNode(id, meta.voters, meta.learners, restart);
     const p: Partition = new Partition(id, node, log, state, applied, () => this.markDirty(p), (e) => this.onPartitionStopped(p, e));
+    p.retains = (settings.retentionMs ?? -1) >= 0 || (settings.retentionBytes ?? -1) >= 0;
     if (meta.voteFloor) this.floored.add(p);
     this.byGroup.set(id.group, p);
     this.ticking.add(p);
@@ -892,7 +917,7 @@ export class Broker {
       const joining = req.role === WireRole.LEARNER;
       const voters = joining ? [] : uniqueSorted([this.opts.id, ...req.followers.map((b) => b.id)]);
       const learners = joining ? [] : uniqueSorted(req.learners.map((b) => b.id).filter((id) => id !== this.opts.id));
-      const meta: PartitionMeta = { topic: req.topic, partition: req.partition, group: Number(req.group), voters, learners, peers };
+      const meta: PartitionMeta = { topic: req.topic, partition: req.partition, group: Number(req.group), voters, learners, peers, config: { ...req.config } };
       const dir = this.partitionDir(req.topic, req.partition);
       const setAside = this.setAside.get(key);
       if (setAside !== undefined) {

@@ -60,6 +60,8 @@ export class Partition {
    * short, until a leader brought it back to the leader's commit index.
    */
   voteFenced = false;
+  /** The topic sets a retention (by age or size): the broker deletes old segments (see checkpointAll). */
+  retains = false;
   leaderCommitSeen = 0;
   /**
    * The group sleeps (see RaftNode.quiesce): the broker does not tick it, so an idle partition costs no

@@ -30,7 +30,7 @@ import {
   type PartitionMetadata,
   type TopicMetadata,
 } from "../proto/goulette_pb";
-import { ClientPool, WireClient, WireError, expectCase, parseAddress, type Body, type BodyOf } from "../wire";
+import { ClientPool, WireClient, WireError, expectCase, parseAddress, parseTopicConfig, type Body, type BodyOf } from "../wire";
 import type { Logger } from "../log";
 import type { ClusterMap, MapCommand, MapResult, PartitionRecord, TopicRecord } from "./cluster-map";
 import { validateTopicName, MAX_PARTITIONS_PER_TOPIC, MAX_REPLICATION_FACTOR } from "./cluster-map";
@@ -366,6 +366,11 @@ export class Sentinel {
           held.map((u) => `partition ${u.partition} group ${u.group} on broker ${u.broker}`).join(", ") +
           "): the map may have lost records; pick another name",
       );
+    }
+    try {
+      parseTopicConfig(req.config);
+    } catch (e) {
+      throw new WireError(ErrorCode.INVALID_ARGUMENT, (e as Error).message);
     }
     const partitions = req.partitions === 0 ? 1 : req.partitions;
     if (partitions > MAX_PARTITIONS_PER_TOPIC) {

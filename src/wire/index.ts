@@ -37,3 +37,4 @@ export {
   type RecordInput,
   type DecodedRecord,
 } from "./batch";
+export { parseTopicConfig, TOPIC_CONFIG_KEYS, type TopicSettings } from "./topic-config";

@@ -155,6 +155,40 @@ describe("against real brokers", () => {
     expect([1, 2, 3]).toContain(row.leader);
   }, 30_000);
 
+  test("CLI topic create --retention-bytes: every replica drops its oldest segments; consumers start at the new log start", async () => {
+    const cli = (args: string[]) =>
+      Bun.spawn([process.execPath, join(import.meta.dir, "../../src/main.ts"), ...args, "--sentinel", sentinel.address], {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, GOULETTE_SENTINEL: "" },
+      });
+    const bad = cli(["topic", "create", "e2e-ret", "--retention-ms", "soon"]);
+    expect(await bad.exited).toBe(2);
+    const made = cli(["topic", "create", "e2e-ret", "--partitions", "1", "--replicas", "3", "--segment-bytes", "4096", "--retention-bytes", "8192"]);
+    expect([await made.exited, await new Response(made.stderr).text()]).toEqual([0, ""]);
+    expect((await admin.describeTopic("e2e-ret")).config).toEqual({ "segment.bytes": "4096", "retention.bytes": "8192" });
+
+    const producer = new Producer({ sentinels: [sentinel.address] });
+    const value = (i: number) => `${i}:`.padEnd(500, "x");
+    for (let i = 0; i < 60; i++) await producer.send("e2e-ret", [{ value: value(i) }]); // 60 batches, ~33 KB
+    await producer.close();
+    const logs = () => brokers.map((b) => b.broker.byName.get("e2e-ret/0")!.log);
+    const until = Date.now() + 10_000;
+    while (!logs().every((l) => l.logStartOffset > 0 && l.sizeBytes <= 8192 + 4096) && Date.now() < until) await Bun.sleep(50);
+    for (const l of logs()) {
+      expect(l.logStartOffset).toBeGreaterThan(0);
+      expect(l.sizeBytes).toBeLessThanOrEqual(8192 + 4096);
+      expect(l.nextOffset).toBe(60);
+    }
+    const c = new Consumer({ sentinels: [sentinel.address], maxWaitMs: 200 });
+    await c.assignTopic("e2e-ret", "beginning");
+    const got = await readAll(c, 60, 3_000);
+    await c.close();
+    const leaderStart = logs().map((l) => l.logStartOffset);
+    expect(leaderStart).toContain(got[0]!.offset);
+    expect(got.map((m) => dec.decode(m.value))).toEqual(Array.from({ length: 60 - got[0]!.offset }, (_, k) => value(got[0]!.offset + k)));
+  }, 30_000);
+
   test("CLI consume --group: a second run resumes where the first one's --max stopped", async () => {
     await createTopic("e2e-resume", 1, 3);
     const producer = new Producer({ sentinels: [sentinel.address] });

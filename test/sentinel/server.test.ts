@@ -239,6 +239,17 @@ describe("sentinel topics", () => {
     expect(b.calls.some((c) => c.kind === "removeTopic")).toBe(false);
   });
 
+  test("a topic config that does not parse is refused before anything is placed", async () => {
+    const s = await sentinel();
+    await cluster(s, 1);
+    const body: Body = { case: "createTopic", value: create(CreateTopicRequestSchema, { name: "r", partitions: 1, replicas: 1, config: { "retention.ms": "soon" } }) };
+    const err = await rejects(call(s.client, body, "createTopicResponse"));
+    expect(err.code).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect(err.message).toMatch(/retention.ms=soon/);
+    const list = await call(s.client, { case: "listTopics", value: create(ListTopicsRequestSchema, {}) }, "listTopicsResponse");
+    expect(list.topics.map((t) => t.name)).toEqual([]);
+  });
+
   test("InitProducer hands out distinct ids", async () => {
     const s = await sentinel();
     const a = await call(s.client, { case: "initProducer", value: create(InitProducerRequestSchema, {}) }, "initProducerResponse");

@@ -21,7 +21,11 @@ export async function run(args: string[], env: Record<string, string | undefined
           .description("create a topic")
           .argument("<name>")
           .addOption(new Option("--partitions <n>", "partitions").default(1).argParser(intOption("--partitions", 1, 10_000)))
-          .addOption(new Option("--replicas <n>", "replicas of each partition").default(3).argParser(intOption("--replicas", 1, 15)));
+          .addOption(new Option("--replicas <n>", "replicas of each partition").default(3).argParser(intOption("--replicas", 1, 15)))
+          .addOption(new Option("--retention-ms <ms>", "delete data older than this (whole segments); default: keep").argParser(intOption("--retention-ms", -1)))
+          .addOption(new Option("--retention-bytes <n>", "per partition, delete the oldest segments beyond this size").argParser(intOption("--retention-bytes", -1)))
+          .addOption(new Option("--segment-bytes <n>", "roll segments at this size (default: the broker's)").argParser(intOption("--segment-bytes", 1024)))
+          .addOption(new Option("--segment-ms <ms>", "roll segments at this age (default 7 days)").argParser(intOption("--segment-ms", 1000)));
         break;
       case "list":
         cmd.description("list topics");
@@ -34,14 +38,29 @@ export async function run(args: string[], env: Record<string, string | undefined
         throw new UsageError(`unknown topic command ${sub}; ${usage}`);
     }
     if (!(await parse(cmd, rest))) return 0;
-    const opts = cmd.opts<{ sentinel?: string; format?: string; partitions: number; replicas: number }>();
+    const opts = cmd.opts<{
+      sentinel?: string;
+      format?: string;
+      partitions: number;
+      replicas: number;
+      retentionMs?: number;
+      retentionBytes?: number;
+      segmentBytes?: number;
+      segmentMs?: number;
+    }>();
     const format = parseFormat(opts.format);
     const name = cmd.args[0] ?? "";
     const admin = new Admin({ sentinels: sentinelAddresses(opts.sentinel, env) });
     try {
       switch (sub) {
         case "create": {
-          const t = await admin.createTopic(name, { partitions: opts.partitions, replicas: opts.replicas });
+          // The topic config under Kafka's names (what SetTopicRole carries to every replica).
+          const config: Record<string, string> = {};
+          if (opts.retentionMs !== undefined) config["retention.ms"] = String(opts.retentionMs);
+          if (opts.retentionBytes !== undefined) config["retention.bytes"] = String(opts.retentionBytes);
+          if (opts.segmentBytes !== undefined) config["segment.bytes"] = String(opts.segmentBytes);
+          if (opts.segmentMs !== undefined) config["segment.ms"] = String(opts.segmentMs);
+          const t = await admin.createTopic(name, { partitions: opts.partitions, replicas: opts.replicas, config });
           if (format === "json") out.write(jsonLine(topicJson(t)));
           else out.write(`created topic ${t.name}: ${t.partitions} partition${t.partitions === 1 ? "" : "s"}, ${t.replicationFactor} replica${t.replicationFactor === 1 ? "" : "s"}\n`);
           break;
@@ -82,12 +101,16 @@ export function topicJson(t: TopicInfo) {
 }
 
 export function describeTable(t: TopicInfo): string {
-  const head = `topic ${t.name}: ${t.partitions} partitions, ${t.replicationFactor} replicas\n`;
+  const config = Object.entries(t.config)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `, ${k}=${v}`)
+    .join("");
+  const head = `topic ${t.name}: ${t.partitions} partitions, ${t.replicationFactor} replicas${config}\n`;
   return (
     head +
     formatTable(
-      ["PARTITION", "LEADER", "REPLICAS", "TERM", "COMMIT", "HIGH-WATERMARK"],
-      t.partitionInfo.map((p) => [p.partition, p.leader || "-", p.replicas.join(",") || "-", p.term, p.commitIndex, p.highWatermark]),
+      ["PARTITION", "LEADER", "REPLICAS", "TERM", "COMMIT", "LOG-START", "HIGH-WATERMARK"],
+      t.partitionInfo.map((p) => [p.partition, p.leader || "-", p.replicas.join(",") || "-", p.term, p.commitIndex, p.logStartOffset, p.highWatermark]),
     )
   );
 }
