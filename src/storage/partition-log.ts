@@ -469,6 +469,9 @@ export class PartitionLog {
       pos += b.length;
       offset += viewOf(b).getUint32(26);
     }
+    // A range repaired at the end of a segment cut short (truncated, or a file rebuilt after a gap) grows
+    // the file: reads are bounded by sizeBytes, so it must grow too or the repaired batches stay unserved.
+    if (pos > seg.sizeBytes) seg.sizeBytes = pos;
     this.damaged = this.damaged.filter((r) => r !== d);
     if (offset < d.toOffset) {
       this.damaged.push({ ...d, position: pos, fromOffset: offset });
@@ -529,8 +532,31 @@ export class PartitionLog {
     }
   }
 
-  /** Deletes whole sealed segments beyond the size or age limits; offsets never shift. */
-  async enforceRetention(nowMs: number): Promise<number> {
+  /** The raftIndex of the newest batch retention would delete now (0: nothing is due). */
+  retentionDue(nowMs: number): number {
+    let total = this.sizeBytes;
+    let due = 0;
+    for (let i = 0; i + 1 < this.segments.length; i++) {
+      const s = this.segments[i]!;
+      if (!s.sealed || !this.expired(s, total, nowMs)) break;
+      total -= s.sizeBytes;
+      due = s.lastRaftIndex;
+    }
+    return due;
+  }
+
+  private expired(s: Segment, totalBytes: number, nowMs: number): boolean {
+    const bySize = this.retentionBytes >= 0 && totalBytes - s.sizeBytes >= this.retentionBytes;
+    const byAge = this.retentionMs >= 0 && s.maxTimestamp >= 0 && s.maxTimestamp < nowMs - this.retentionMs;
+    return bySize || byAge;
+  }
+
+  /**
+   * Deletes whole sealed segments beyond the size or age limits; offsets never shift. Only segments whose
+   * batches all have raftIndex <= maxRaftIndex: the caller's recovery must not need them (a group replays
+   * its WAL from its last snapshot, and without one from the log's first batch).
+   */
+  async enforceRetention(nowMs: number, maxRaftIndex = Number.MAX_SAFE_INTEGER): Promise<number> {
     this.checkWritable();
     await this.sealing.catch(() => {});
     let total = this.sizeBytes;
@@ -538,9 +564,7 @@ export class PartitionLog {
     try {
       while (this.segments.length > 1) {
         const s = this.segments[0]!;
-        const bySize = this.retentionBytes >= 0 && total - s.sizeBytes >= this.retentionBytes;
-        const byAge = this.retentionMs >= 0 && s.maxTimestamp >= 0 && s.maxTimestamp < nowMs - this.retentionMs;
-        if (!s.sealed || !(bySize || byAge)) break;
+        if (!s.sealed || !this.expired(s, total, nowMs) || s.lastRaftIndex > maxRaftIndex) break;
         this.segments.shift();
         this.removeSegmentFiles(s);
         this.damaged = this.damaged.filter((d) => d.file !== s.handle.path);

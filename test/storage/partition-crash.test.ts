@@ -113,6 +113,32 @@ describe("partition log crash recovery", () => {
     await again.close();
   }, 30_000);
 
+  test("a sealed segment cut short is a damaged range to its end; repaired from a peer, it is served at once", async () => {
+    const base = root();
+    const d = join(base, "a");
+    const bs = batchRun(0, 1, 30, 2, 60);
+    const p = await PartitionLog.open({ dir: d, ...opts });
+    for (const b of bs) p.append(b);
+    await p.flush();
+    await p.close();
+    const peer = await PartitionLog.open({ dir: join(base, "peer"), ...opts });
+    for (const b of bs) peer.append(b);
+    const first = logFiles(d)[0]!;
+    truncateSync(join(d, first), 500); // 4 whole batches and part of the 5th
+    const q = await PartitionLog.open({ dir: d, ...opts });
+    const [dr] = q.damagedRanges();
+    expect(dr).toMatchObject({ file: join(d, first), position: 480, fromOffset: 8 });
+    const f = peer.readFragment(dr!.fromOffset, 1 << 20);
+    q.repair(dr!.fromOffset, f.data, f.crc32);
+    expect(q.damagedRanges()).toEqual([]);
+    expect(await readAll(q)).toEqual(concat(bs)); // failed with "segment shorter than its batch"
+    await q.close();
+    await peer.close();
+    const again = await PartitionLog.open({ dir: d, ...opts });
+    expect(await readAll(again)).toEqual(concat(bs));
+    await again.close();
+  }, 30_000);
+
   test("damage found while rebuilding an index is a damaged range, the rest is served", async () => {
     const base = root();
     const d = join(base, "a");
