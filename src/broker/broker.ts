@@ -676,9 +676,13 @@ export class Broker {
       if (this.stopping) return;
       if (p.retains && !p.failed && !p.installing && !p.removed) {
         // Each replica deletes its own old segments, as Kafka's do: offsets never shift, and a reader
-        // below the new log start is told the earliest offset there is.
+        // below the new log start is told the earliest offset there is. Only below a checkpoint: after a
+        // restart the group replays its WAL from its last snapshot (without one, from the log's start,
+        // which would then be in the wrong place), so a checkpoint comes first when retention is due.
         try {
-          if ((await p.log.enforceRetention(now)) > 0) this.statusTouched.add(p);
+          const due = p.log.retentionDue(now);
+          if (due > p.snapshotIndex) await this.checkpoint(p);
+          if (due > 0 && (await p.log.enforceRetention(now, p.snapshotIndex)) > 0) this.statusTouched.add(p);
         } catch (e) {
           this.log.warn("retention failed", { partition: p.key, error: (e as Error).message });
         }

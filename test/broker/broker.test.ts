@@ -715,3 +715,32 @@ describe("broker: an unreadable partition meta file", () => {
     expect(JSON.parse(readFileSync(join(c.dir, "b2", "t", "0", "partition.json"), "utf8")).group).toBe(1);
   });
 });
+
+describe("broker: retention", () => {
+  test("every replica drops its old segments, only below a checkpoint, so a restarted one recovers and follows", async () => {
+    const c = (cluster = new BrokerCluster({ checkpointIntervalMs: 50 }));
+    await c.start(3);
+    await c.assign("t", 0, 1, [0, 1, 2], 0, { "segment.bytes": "2048", "retention.bytes": "4096" });
+    const leader = await c.waitForAgreement("t", 0);
+    for (let i = 0; i < 40; i++) await c.produce(leader, "t", 0, [`v${i}`.padEnd(300, ".")]); // ~14 KB
+    const part = (i: number) => c.brokers[i]!.broker.byName.get("t/0")!;
+    const trimmed = (i: number) => part(i).log.logStartOffset > 0 && part(i).log.sizeBytes <= 4096 + 2048 && part(i).log.nextOffset === 40;
+    await eventually(() => [0, 1, 2].every(trimmed));
+    for (const i of [0, 1, 2]) expect(part(i).snapshotIndex).toBeGreaterThan(0); // checkpointed first (default age: 60 s)
+    // Restarted on a log that no longer starts at 0, the replica rebuilds its state from the WAL's snapshot
+    // (before, it replayed every entry from the new log start and stopped: "log behind state").
+    const f = (leader + 1) % 3;
+    await c.kill(f);
+    await c.restart(f);
+    expect(part(f).failed).toBeUndefined();
+    await c.produce(leader, "t", 0, ["after"]);
+    await eventually(() => part(f).log.nextOffset === 41);
+    expect(part(f).failed).toBeUndefined();
+    const start = part(f).log.logStartOffset;
+    const { decodeBatch, splitBatches } = await import("../../src/wire/batch");
+    const tail = [...splitBatches(part(f).log.read(40, 1 << 20).records)].flatMap((b) => decodeBatch(b));
+    expect(tail.map((r) => `${r.offset}:${new TextDecoder().decode(r.value)}`)).toEqual(["40:after"]);
+    const first = [...splitBatches(part(f).log.read(start, 1 << 20).records)].flatMap((b) => decodeBatch(b))[0]!;
+    expect(new TextDecoder().decode(first.value)).toBe(`v${start}`.padEnd(300, "."));
+  });
+});

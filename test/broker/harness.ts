@@ -71,7 +71,7 @@ export class BrokerCluster {
     await b.broker.crash();
   }
 
-  async assign(topic: string, partition: number, group: number, replicas: number[], leaderHint = replicas[0]!): Promise<void> {
+  async assign(topic: string, partition: number, group: number, replicas: number[], leaderHint = replicas[0]!, config: Record<string, string> = {}): Promise<void> {
     for (const r of replicas) {
       const others = replicas.filter((o) => o !== r).map((o) => create(BrokerInfoSchema, { id: o + 1, address: this.addresses[o]! }));
       await this.pool.get(this.addresses[r]!).call({
@@ -84,6 +84,7 @@ export class BrokerCluster {
           followers: others,
           leaderId: leaderHint + 1,
           leaderAddress: this.addresses[leaderHint]!,
+          config,
         }),
       });
     }
