@@ -191,8 +191,61 @@ describe("partition log crash recovery", () => {
     const logs: string[] = [];
     const q = await PartitionLog.open({ dir: d, ...opts, log: (_l, m) => logs.push(m) });
     expect(logs.some((m) => m.includes("rebuilt"))).toBe(true);
-    // Offsets 10.. of the first segment are gone: the log before the gap is dropped, never served wrong.
-    expect(q.logStartOffset).toBeGreaterThan(9);
+    // Offsets 10..19 of the first segment are gone: a damaged range at its end, never served wrong; the
+    // rest of the log is still served.
+    expect(q.logStartOffset).toBe(0);
+    expect(q.damagedRanges()).toEqual([{ file: join(d, first), position: 600, fromOffset: 10, toOffset: 20 }]);
+    expect(q.read(0, 1 << 20).records).toEqual(concat(bs.slice(0, 5)));
+    expect(() => q.read(10, 1)).toThrow(/damaged range/);
+    expect(q.read(20, 1).records).toEqual(bs[10]!);
+    await q.close();
+  }, 30_000);
+
+  test("a segment file gone from the middle: the offsets it held are damaged, repaired from a peer, the rest served", async () => {
+    const base = root();
+    const d = join(base, "a");
+    const bs = batchRun(0, 1, 30, 2, 60); // 10 batches (20 offsets) per 1,200-byte segment
+    const p = await PartitionLog.open({ dir: d, ...opts });
+    for (const b of bs) p.append(b);
+    await p.flush();
+    await p.close();
+    const peer = await PartitionLog.open({ dir: join(base, "peer"), ...opts });
+    for (const b of bs) peer.append(b);
+    const [first, second] = logFiles(d);
+    unlinkSync(join(d, second!));
+    const q = await PartitionLog.open({ dir: d, ...opts });
+    expect(q.logStartOffset).toBe(0);
+    expect(q.nextOffset).toBe(60);
+    expect(q.damagedRanges()).toEqual([{ file: join(d, first!), position: 1200, fromOffset: 20, toOffset: 40 }]);
+    expect(q.read(0, 1 << 20).records).toEqual(concat(bs.slice(0, 10)));
+    expect(() => q.read(25, 1)).toThrow(/damaged range/);
+    expect(q.read(40, 1).records).toEqual(bs[20]!);
+    const dr = q.damagedRanges()[0]!;
+    const f = peer.readFragment(dr.fromOffset, 1 << 20);
+    q.repair(dr.fromOffset, f.data, f.crc32);
+    expect(q.damagedRanges()).toEqual([]);
+    expect(await readAll(q)).toEqual(concat(bs));
+    await q.close();
+    await peer.close();
+    const again = await PartitionLog.open({ dir: d, ...opts });
+    expect(again.damagedRanges()).toEqual([]);
+    expect(await readAll(again)).toEqual(concat(bs));
+    await again.close();
+  }, 30_000);
+
+  test("a reset a crash interrupted is finished on open, whatever segments it left", async () => {
+    const base = root();
+    const d = join(base, "a");
+    const bs = batchRun(0, 1, 30, 2, 60);
+    const p = await PartitionLog.open({ dir: d, ...opts });
+    for (const b of bs) p.append(b);
+    await p.close();
+    // As if resetTo(500) had written its intent, removed the newest segment, then the machine stopped.
+    writeFileSync(join(d, "reset-to"), "500");
+    unlinkSync(join(d, logFiles(d).at(-1)!));
+    const q = await PartitionLog.open({ dir: d, ...opts });
+    expect([q.logStartOffset, q.nextOffset, q.damagedRanges().length]).toEqual([500, 500, 0]);
+    expect(readdirSync(d).sort()).toEqual(["00000000000000000500.log"]);
     await q.close();
   }, 30_000);
 });
