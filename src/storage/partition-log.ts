@@ -34,6 +34,8 @@ const SCAN_CHUNK_BYTES = 4 * 1024 * 1024;
 // held every broker's WAL fdatasync for 150-220 ms (p999 100-490 ms, 64 KiB 32-47 MB/s). Syncing every
 // 1 MiB: p999 26-33 ms, 1 KiB +10% msg/s, 64 KiB 65-73 MB/s; 4 MiB was between the two.
 const DEFAULT_WRITE_BEHIND_BYTES = 1024 * 1024;
+/** The log's first offset as last recorded (see readLogStart). */
+const LOG_START_FILE = "log-start";
 /** Present only while resetTo runs (see finishReset). */
 const RESET_MARKER = "reset-to";
 
@@ -499,6 +501,7 @@ export class PartitionLog {
       this.segments = [this.newSegment(offset, Date.now())];
       this.damaged = [];
       this.fs.fsyncDir(this.dir);
+      this.recordLogStart(offset);
       this.fs.unlink(this.resetMarker());
       this.fs.fsyncDir(this.dir);
       this.dirDirty = false;
@@ -568,16 +571,21 @@ export class PartitionLog {
     let total = this.sizeBytes;
     let removed = 0;
     try {
-      while (this.segments.length > 1) {
-        const s = this.segments[0]!;
+      while (removed + 1 < this.segments.length) {
+        const s = this.segments[removed]!;
         if (!s.sealed || !this.expired(s, total, nowMs) || s.lastRaftIndex > maxRaftIndex) break;
-        this.segments.shift();
-        this.removeSegmentFiles(s);
-        this.damaged = this.damaged.filter((d) => d.file !== s.handle.path);
         total -= s.sizeBytes;
         removed++;
       }
-      if (removed > 0) this.fs.fsyncDir(this.dir);
+      if (removed > 0) {
+        // The new start first: a missing segment below it is then known to be retention's doing.
+        this.recordLogStart(this.segments[removed]!.baseOffset);
+        for (const s of this.segments.splice(0, removed)) {
+          this.removeSegmentFiles(s);
+          this.damaged = this.damaged.filter((d) => d.file !== s.handle.path);
+        }
+        this.fs.fsyncDir(this.dir);
+      }
     } catch (err) {
       throw this.fail(err, "enforcing retention in");
     }
@@ -612,13 +620,34 @@ export class PartitionLog {
     }
     this.fs.open(this.path(offset, "log"), "create").close();
     this.fs.fsyncDir(this.dir);
+    this.recordLogStart(offset);
     this.fs.unlink(this.resetMarker());
     this.fs.fsyncDir(this.dir);
     this.log("warn", "finished a reset a crash interrupted", { dir: this.dir, offset });
   }
 
+  /**
+   * The first offset this log holds, as last recorded (created, reset, trimmed by retention): a log whose
+   * first segment starts later lost its beginning. Undefined for a log from before the record existed.
+   */
+  private readLogStart(): number | undefined {
+    const path = join(this.dir, LOG_START_FILE);
+    if (!this.fs.exists(path)) return undefined;
+    const text = new TextDecoder().decode(this.fs.readFile(path)).trim();
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
+      this.log("warn", "unreadable log start record ignored", { file: path });
+      return undefined;
+    }
+    return Number(text);
+  }
+
+  private recordLogStart(offset: number): void {
+    writeFileAtomic(this.fs, join(this.dir, LOG_START_FILE), new TextEncoder().encode(String(offset)));
+  }
+
   private recover(): void {
     if (this.fs.exists(this.resetMarker())) this.finishReset();
+    const recorded = this.readLogStart();
     const bases = this.fs
       .readdir(this.dir)
       .map((n) => /^(\d{20})\.log$/.exec(n)?.[1])
@@ -627,7 +656,8 @@ export class PartitionLog {
       .sort((a, b) => a - b);
     const now = Date.now();
     if (bases.length === 0) {
-      this.segments = [this.newSegment(0, now)];
+      this.segments = [this.newSegment(recorded ?? 0, now)];
+      if (recorded === undefined) this.recordLogStart(0);
       return;
     }
     for (let i = 0; i < bases.length; i++) {
@@ -665,6 +695,23 @@ export class PartitionLog {
           seg.nextOffset = next.baseOffset;
         }
       }
+    }
+    if (recorded !== undefined) {
+      // Retention records the new start before deleting: finish a deletion a crash interrupted.
+      while (this.segments.length > 1 && this.segments[1]!.baseOffset <= recorded) {
+        const s = this.segments.shift()!;
+        this.removeSegmentFiles(s);
+        this.damaged = this.damaged.filter((d) => d.file !== s.handle.path);
+      }
+      // Segments missing from the start: an empty one at the recorded start, so the missing offsets
+      // become a gap (below) and are repaired into it.
+      if (this.segments[0]!.baseOffset > recorded) {
+        const first = this.newSegment(recorded, now);
+        first.sealed = true;
+        this.segments.unshift(first);
+      }
+    } else {
+      this.recordLogStart(this.segments[0]!.baseOffset);
     }
     // A segment that ends before the next begins lost batches (its file cut short, or a whole segment
     // file gone): the missing offsets are a damaged range at its end, never served, and repaired from a

@@ -233,6 +233,36 @@ describe("partition log crash recovery", () => {
     await again.close();
   }, 30_000);
 
+  test("the first segments gone: the offsets from the recorded log start are damaged and repaired from a peer", async () => {
+    const base = root();
+    const d = join(base, "a");
+    const bs = batchRun(0, 1, 30, 2, 60);
+    const p = await PartitionLog.open({ dir: d, ...opts });
+    for (const b of bs) p.append(b);
+    await p.flush();
+    await p.close();
+    const peer = await PartitionLog.open({ dir: join(base, "peer"), ...opts });
+    for (const b of bs) peer.append(b);
+    for (const name of readdirSync(d)) if (/^0{20}\./.test(name)) unlinkSync(join(d, name)); // offsets 0..19
+    const q = await PartitionLog.open({ dir: d, ...opts });
+    expect([q.logStartOffset, q.nextOffset]).toEqual([0, 60]); // not a log that starts at 20
+    expect(q.damagedRanges()).toEqual([{ file: join(d, "00000000000000000000.log"), position: 0, fromOffset: 0, toOffset: 20 }]);
+    const dr = q.damagedRanges()[0]!;
+    const f = peer.readFragment(0, 1 << 20);
+    q.repair(dr.fromOffset, f.data, f.crc32);
+    expect(await readAll(q)).toEqual(concat(bs));
+    await q.close();
+    await peer.close();
+    // Retention's deletions are not damage: the start it recorded moves with them.
+    const r = await PartitionLog.open({ dir: d, ...opts, retentionBytes: 1000 });
+    expect(await r.enforceRetention(Date.now())).toBeGreaterThan(0);
+    const start = r.logStartOffset;
+    await r.close();
+    const again = await PartitionLog.open({ dir: d, ...opts });
+    expect([again.logStartOffset, again.damagedRanges()]).toEqual([start, []]);
+    await again.close();
+  }, 30_000);
+
   test("a reset a crash interrupted is finished on open, whatever segments it left", async () => {
     const base = root();
     const d = join(base, "a");
@@ -245,7 +275,7 @@ describe("partition log crash recovery", () => {
     unlinkSync(join(d, logFiles(d).at(-1)!));
     const q = await PartitionLog.open({ dir: d, ...opts });
     expect([q.logStartOffset, q.nextOffset, q.damagedRanges().length]).toEqual([500, 500, 0]);
-    expect(readdirSync(d).sort()).toEqual(["00000000000000000500.log"]);
+    expect(readdirSync(d).sort()).toEqual(["00000000000000000500.log", "log-start"]);
     await q.close();
   }, 30_000);
 });

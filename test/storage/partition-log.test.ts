@@ -236,6 +236,7 @@ describe("PartitionLog", () => {
   test("write-behind: every writeBehindBytes appended start one background fdatasync, no flush needed", async () => {
     const fs = new FaultyFileLayer();
     const p = await PartitionLog.open({ dir: dir(), segmentBytes: 1 << 20, writeBehindBytes: 1000, fs });
+    fs.datasyncs = 0; // opening a new log records its start (one durable file write)
     const bs = batchRun(0, 1, 40, 1, 100); // each batch ~ 160 bytes: 7 of them pass 1000
     const turn = () => new Promise((r) => setImmediate(r));
     for (const b of bs.slice(0, 6)) p.append(b);
@@ -255,6 +256,7 @@ describe("PartitionLog", () => {
   test("write-behind off (0): appends alone never fdatasync", async () => {
     const fs = new FaultyFileLayer();
     const p = await PartitionLog.open({ dir: dir(), segmentBytes: 1 << 20, writeBehindBytes: 0, fs });
+    fs.datasyncs = 0; // opening a new log records its start (one durable file write)
     for (const b of batchRun(0, 1, 40, 1, 100)) p.append(b);
     await new Promise((r) => setImmediate(r));
     expect(fs.datasyncs).toBe(0);
