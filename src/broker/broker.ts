@@ -213,6 +213,11 @@ export class Broker {
         status: () => [...this.byGroup.values()].map((p) => this.status(p)),
         fingerprint: () => this.statusFingerprint(),
         storageError: () => this.storageError(),
+        highestProducerId: () => {
+          let max = 0;
+          for (const p of this.byGroup.values()) max = Math.max(max, p.state.producers.highestId);
+          return max;
+        },
       },
       this.pool,
       this.log,

@@ -26,6 +26,8 @@ export type SequenceVerdict =
 
 export class ProducerTable {
   private producers = new Map<number, ProducerEntry>();
+  /** The highest producer id ever recorded here: the sentinel never hands it out again (see KeepAlive). */
+  highestId = 0;
 
   check(producerId: number, epoch: number, baseSequence: number): SequenceVerdict {
     if (producerId === 0) return { kind: "append" };
@@ -40,6 +42,7 @@ export class ProducerTable {
 
   record(producerId: number, epoch: number, baseSequence: number, recordCount: number, baseOffset: number): void {
     if (producerId === 0) return;
+    if (producerId > this.highestId) this.highestId = producerId;
     let p = this.producers.get(producerId);
     if (p === undefined || epoch > p.epoch) {
       p = { epoch, nextSequence: 0, recent: [] };
@@ -59,6 +62,7 @@ export class ProducerTable {
     const t = new ProducerTable();
     for (const [id, epoch, nextSequence, recent] of raw as [number, number, number, [number, number, number][]][]) {
       t.producers.set(id, { epoch, nextSequence, recent: recent.map(([baseSequence, recordCount, baseOffset]) => ({ baseSequence, recordCount, baseOffset })) });
+      if (id > t.highestId) t.highestId = id;
     }
     return t;
   }

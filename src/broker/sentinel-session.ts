@@ -19,6 +19,8 @@ export interface SessionOptions {
   fsyncPolicy: string;
   /** Why this broker cannot store writes any more, or "" (sent on every beat). */
   storageError?: () => string;
+  /** The highest producer id recorded by any partition here (sent on every beat). */
+  highestProducerId?: () => number;
   version: string;
   status(): PartitionStatus[];
   /** Changes whenever any status would; equal strings let a beat say "unchanged" instead of re-sending. */
@@ -126,6 +128,7 @@ export class SentinelSession {
               address: this.opts.address,
               fsyncPolicy: this.opts.fsyncPolicy,
               storageError: this.opts.storageError?.() ?? "",
+              highestProducerId: BigInt(this.opts.highestProducerId?.() ?? 0),
               ...(unchanged ? { unchanged: true } : { partitions: this.opts.status() }),
             }),
           },

@@ -45,6 +45,13 @@ export type MapCommand =
     }
   | { type: "delete-topic"; name: string }
   | {
+      // A topic the map lost (a damaged or wiped store) but brokers still hold, taken back as they
+      // report it: its groups are ones this map never handed out, and become handed out.
+      type: "adopt-topic";
+      name: string;
+      partitions: { group: number; replicas: BrokerId[] }[]; // by partition index
+    }
+  | {
       type: "set-replicas";
       topic: string;
       partition: number;
@@ -52,7 +59,7 @@ export type MapCommand =
       learners: BrokerId[];
       expectEpoch: number; // refused when the partition changed since: no lost updates between planners
     }
-  | { type: "next-producer-id" }
+  | { type: "next-producer-id"; atLeast?: number } // atLeast: above every id brokers have recorded
   | { type: "set-cluster-id"; clusterId: string }; // once, by the first leader: the same id on every sentinel
 
 export type MapErrorCode = "TOPIC_EXISTS" | "UNKNOWN_TOPIC" | "UNKNOWN_PARTITION" | "INVALID_ARGUMENT" | "CONFLICT";
@@ -232,6 +239,31 @@ export class ClusterMap {
         p.epoch = epoch;
         break;
       }
+      case "adopt-topic": {
+        const bad = validateTopicName(command.name);
+        if (bad) return fail("INVALID_ARGUMENT", bad);
+        if (this.topics.has(command.name)) return fail("TOPIC_EXISTS", `topic "${command.name}" already exists`);
+        const n = command.partitions.length;
+        if (n < 1 || n > MAX_PARTITIONS_PER_TOPIC) return fail("INVALID_ARGUMENT", `partitions must be in [1, ${MAX_PARTITIONS_PER_TOPIC}]`);
+        const groups = command.partitions.map((p) => p.group);
+        if (new Set(groups).size !== n) return fail("INVALID_ARGUMENT", "an adopted topic repeats a group");
+        for (const p of command.partitions) {
+          if (!Number.isSafeInteger(p.group) || p.group < 1) return fail("INVALID_ARGUMENT", `bad group ${p.group}`);
+          if (this.handedOut(p.group)) return fail("CONFLICT", `group ${p.group} was handed out by this map: not a lost topic`);
+          const problem = this.checkReplicaSet(p.replicas, []);
+          if (problem) return fail("INVALID_ARGUMENT", problem);
+        }
+        for (const g of [...groups].sort((a, b) => a - b)) this.claimGroup(g);
+        this.topics.set(command.name, {
+          name: command.name,
+          replicationFactor: Math.max(...command.partitions.map((p) => p.replicas.length)),
+          config: {},
+          partitions: command.partitions.map((p, i) => ({ partition: i, group: p.group, replicas: [...p.replicas], learners: [], epoch })),
+          createdEpoch: epoch,
+        });
+        this.epoch = epoch;
+        return { ok: true, epoch, topic: this.topics.get(command.name) };
+      }
       case "set-cluster-id": {
         if (this.cluster !== "") return { ok: true, epoch: this.epoch }; // first one wins, everywhere
         if (command.clusterId.length === 0 || command.clusterId.length > 64) return fail("INVALID_ARGUMENT", "bad cluster id");
@@ -239,6 +271,7 @@ export class ClusterMap {
         break;
       }
       case "next-producer-id": {
+        if (command.atLeast !== undefined && command.atLeast > this.nextProducerId) this.nextProducerId = command.atLeast;
         const producerId = this.nextProducerId++;
         this.epoch = epoch;
         return { ok: true, epoch, producerId };
@@ -280,6 +313,22 @@ export class ClusterMap {
       }
       this.topics.set(t.name, t);
     }
+  }
+
+  /** Marks a group this map never handed out (at or past nextGroup, or in a skipped range) as handed out. */
+  private claimGroup(g: number): void {
+    if (g >= this.nextGroup) {
+      if (g > this.nextGroup) this.skippedGroups.push([this.nextGroup, g]);
+      this.nextGroup = g + 1;
+      return;
+    }
+    const i = this.skippedGroups.findIndex(([from, to]) => g >= from && g < to);
+    if (i < 0) return;
+    const [from, to] = this.skippedGroups[i]!;
+    const rest: [number, number][] = [];
+    if (g > from) rest.push([from, g]);
+    if (g + 1 < to) rest.push([g + 1, to]);
+    this.skippedGroups.splice(i, 1, ...rest);
   }
 
   private checkReplicaSet(replicas: BrokerId[], learners: BrokerId[]): string | undefined {

@@ -115,7 +115,9 @@ export class Notifier {
 
   /** Partitions brokers hold under group ids the map never allocated, as of their latest reports. */
   unknownPartitions(): UnknownPartition[] {
-    return [...this.unknown.values()].flat();
+    const map = this.deps.map();
+    // Filtered again: a group adopted since the broker's last report is no longer unknown.
+    return [...this.unknown.values()].flat().filter((u) => !map.handedOut(u.group));
   }
 
   /** A broker that left or re-registered reports afresh. */

@@ -49,7 +49,9 @@ export const CREATE_TOPIC_CONFIRM_TIMEOUT_MS = 3_000; // create waits this long 
 export const MAX_UNREACHABLE_REPORTED = 16;
 export const LEADER_WAIT_MS = 1_000; // GetTopicLeader waits this long for an election to finish
 const LEADER_REPROBE_MS = 50;
-export const STALL_TOLERANCE_MS = 250; // tick lateness beyond which the sentinel counts itself as stalled
+export /** Keep-alive intervals a lost topic must be reported for before it is adopted: every broker has spoken. */
+const ADOPT_AFTER_BEATS = 10;
+const STALL_TOLERANCE_MS = 250; // tick lateness beyond which the sentinel counts itself as stalled
 /**
  * The notifier's and failover's scans look at every partition. With nothing happening (an idle cluster
  * of many partitions) they run this often; for BUSY_SCAN_FOR_MS after anything happens (a map change, a
@@ -77,6 +79,11 @@ export class Sentinel {
   readonly health: HealthTracker;
   readonly ring: HashRing;
   readonly reports = new ReportTable();
+  /** The highest producer id any broker reported recording: never handed out again (see initProducer). */
+  private highestProducerIdSeen = 0;
+  /** Lost topics (see adoptLostTopics) by name: when brokers were first seen holding them. */
+  private readonly lostSeenAtMs = new Map<string, number>();
+  private adopting = false;
   /** Per broker, why it said it can no longer store writes (soft state: every beat says it again). */
   private readonly storageErrors = new Map<number, string>();
   readonly notifier: Notifier;
@@ -176,6 +183,75 @@ export class Sentinel {
       this.scannedMapVersion = this.map.version;
       this.notifier.run(now);
       this.failover.run();
+      void this.adoptLostTopics(now);
+    }
+  }
+
+  /**
+   * Takes back topics the map lost (a damaged or wiped store) from what brokers report holding: once a
+   * name has been reported for a while (every live broker has beaten several times) with every partition
+   * from 0 up held under one group each, it becomes a topic again with those groups and, per partition,
+   * the voters its most recent report names. Its config is not known any more (the brokers keep applying
+   * theirs). Until then, and for anything that does not add up, cluster status warns.
+   */
+  private async adoptLostTopics(now: number): Promise<void> {
+    const lost = this.notifier.unknownPartitions();
+    if (lost.length === 0) {
+      this.lostSeenAtMs.clear();
+      return;
+    }
+    if (this.adopting) return;
+    this.adopting = true;
+    try {
+      const byTopic = new Map<string, Map<number, Set<number>>>(); // topic -> partition -> groups
+      for (const u of lost) {
+        let parts = byTopic.get(u.topic);
+        if (!parts) byTopic.set(u.topic, (parts = new Map()));
+        let groups = parts.get(u.partition);
+        if (!groups) parts.set(u.partition, (groups = new Set()));
+        groups.add(u.group);
+      }
+      for (const name of [...this.lostSeenAtMs.keys()]) if (!byTopic.has(name)) this.lostSeenAtMs.delete(name);
+      for (const [name, parts] of byTopic) {
+        if (this.map.topic(name)) continue; // the name was taken again: nothing to adopt into
+        const seen = this.lostSeenAtMs.get(name) ?? now;
+        this.lostSeenAtMs.set(name, seen);
+        if (now - seen < ADOPT_AFTER_BEATS * this.deps.opts.keepAliveMs) continue;
+        const count = Math.max(...parts.keys()) + 1;
+        const partitions: { group: number; replicas: BrokerId[] }[] = [];
+        for (let i = 0; i < count; i++) {
+          const groups = parts.get(i);
+          if (!groups || groups.size !== 1) break; // a partition nobody holds, or two incarnations of it
+          const group = [...groups][0]!;
+          let best: { term: bigint; voters: number[] } | undefined;
+          const holders: BrokerId[] = [];
+          for (const b of this.map.allBrokers()) {
+            const r = this.reports.get(b.id, name, i);
+            if (!r || Number(r.status.group) !== group) continue;
+            holders.push(b.id);
+            if (!best || r.status.term > best.term) best = { term: r.status.term, voters: [...r.status.voters] };
+          }
+          const voters = best && best.voters.length > 0 ? best.voters : holders;
+          partitions.push({ group, replicas: voters.filter((v) => this.map.broker(v) !== undefined) });
+        }
+        if (partitions.length !== count || partitions.some((p) => p.replicas.length === 0)) continue;
+        const r = await this.propose({ type: "adopt-topic", name, partitions });
+        if (!r.ok) {
+          this.deps.log.warn("sentinel could not adopt a lost topic", { topic: name, code: r.code, error: r.message });
+          continue;
+        }
+        this.lostSeenAtMs.delete(name);
+        this.deps.log.warn("sentinel adopted a topic its map had lost, from the brokers' reports", {
+          topic: name,
+          partitions: partitions.map((p, i) => ({ partition: i, group: p.group, replicas: p.replicas })),
+        });
+        this.groups.topicsChanged([name]);
+        this.activity();
+      }
+    } catch (e) {
+      this.deps.log.warn("sentinel adoption of lost topics failed", { error: (e as Error).message });
+    } finally {
+      this.adopting = false;
     }
   }
 
@@ -315,6 +391,7 @@ export class Sentinel {
       throw new WireError(ErrorCode.UNKNOWN_BROKER, `broker ${id} is not registered with this sentinel; register again`);
     }
     const now = performance.now();
+    if (Number(req.highestProducerId) > this.highestProducerIdSeen) this.highestProducerIdSeen = Number(req.highestProducerId);
     if (req.storageError !== "") {
       if (this.storageErrors.get(id) !== req.storageError) this.deps.log.warn("broker cannot store writes", { broker: id, error: req.storageError });
       this.storageErrors.set(id, req.storageError);
@@ -622,7 +699,9 @@ export class Sentinel {
   // ---- producers and groups ------------------------------------------------------------------------------
 
   private async initProducer(): Promise<Body> {
-    const r = await this.propose({ type: "next-producer-id" });
+    // Normally the map's own counter is ahead of every id in use; after the map lost records it is not,
+    // and an id some partition still remembers would turn a new producer's batches into "duplicates".
+    const r = await this.propose({ type: "next-producer-id", atLeast: this.highestProducerIdSeen + 1 });
     if (!r.ok || r.producerId === undefined) throw new WireError(ErrorCode.UNKNOWN, "could not allocate a producer id");
     return {
       case: "initProducerResponse",

@@ -37,6 +37,29 @@ describe("ClusterMap", () => {
     }
   });
 
+  test("adopt-topic takes back groups never handed out, and refuses ones that were", () => {
+    const m = new ClusterMap();
+    for (const id of [1, 2, 3]) m.apply(reg(id));
+    m.apply(create("a", [[1, 2, 3]])); // group 1
+    expect(m.apply({ type: "adopt-topic", name: "lost", partitions: [{ group: 1, replicas: [1, 2, 3] }] })).toMatchObject({ ok: false, code: "CONFLICT" });
+    expect(m.apply({ type: "adopt-topic", name: "lost", partitions: [{ group: 6, replicas: [1, 2] }, { group: 4, replicas: [2, 3] }] }).ok).toBe(true);
+    expect(m.topic("lost")!.partitions.map((p) => [p.partition, p.group])).toEqual([[0, 6], [1, 4]]);
+    // 2, 3 and 5 were skipped: still never handed out, so another lost topic may claim 3.
+    expect([1, 2, 3, 4, 5, 6, 7].map((g) => m.handedOut(g))).toEqual([true, false, false, true, false, true, false]);
+    expect(m.apply({ type: "adopt-topic", name: "lost2", partitions: [{ group: 3, replicas: [1] }] }).ok).toBe(true);
+    expect([2, 3, 5].map((g) => m.handedOut(g))).toEqual([false, true, false]);
+    m.apply(create("b", [[1, 2, 3]]));
+    expect(m.topic("b")!.partitions[0]!.group).toBe(7);
+    expect(m.apply({ type: "adopt-topic", name: "a", partitions: [{ group: 9, replicas: [1] }] })).toMatchObject({ ok: false, code: "TOPIC_EXISTS" });
+  });
+
+  test("next-producer-id never goes below atLeast, and never back", () => {
+    const m = new ClusterMap();
+    expect(m.apply({ type: "next-producer-id" })).toMatchObject({ ok: true, producerId: 1 });
+    expect(m.apply({ type: "next-producer-id", atLeast: 10 })).toMatchObject({ ok: true, producerId: 10 });
+    expect(m.apply({ type: "next-producer-id", atLeast: 3 })).toMatchObject({ ok: true, producerId: 11 });
+  });
+
   test("refuses duplicates, unknown topics and bad placements with typed codes", () => {
     const m = new ClusterMap();
     m.apply(reg(1));

@@ -74,6 +74,8 @@ export class FakeBroker {
   readonly hosted = new Set<string>();
   /** Extra partitions this broker claims in KeepAlive (to test drift repair). */
   readonly phantom: PartitionStatus[] = [];
+  /** What this broker claims as the highest producer id its partitions recorded. */
+  highestProducerId = 0n;
   failSetTopicRole = 0; // answer this many SetTopicRole calls with an error first
   private server: WireServer | undefined;
   private client: WireClient;
@@ -124,7 +126,7 @@ export class FakeBroker {
     const partitions = [...this.statuses(), ...this.phantom];
     const res = await this.client.call({
       case: "keepAlive",
-      value: create(KeepAliveRequestSchema, { brokerId: this.id, address: this.address, partitions, fsyncPolicy: "always" }),
+      value: create(KeepAliveRequestSchema, { brokerId: this.id, address: this.address, partitions, fsyncPolicy: "always", highestProducerId: this.highestProducerId }),
     });
     try {
       expectCase(res, "keepAliveResponse");

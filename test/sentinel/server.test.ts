@@ -220,7 +220,7 @@ describe("sentinel topics", () => {
   });
 
   test("a partition under a group the map never handed out is left alone, warned about, and its name and group not reused", async () => {
-    const s = await sentinel({ keepAliveMs: 20 });
+    const s = await sentinel({ keepAliveMs: 1_000 }); // beats are sent by hand; adoption waits ten intervals
     const { brokers } = await cluster(s, 1);
     const b = brokers[0]!;
     // What a broker reports after the sentinel's map lost the records of a topic it created (group 7).
@@ -239,6 +239,32 @@ describe("sentinel topics", () => {
     expect(b.calls.some((c) => c.kind === "removeTopic")).toBe(false);
   });
 
+  test("a lost topic whose every partition brokers report is adopted back, with their groups and voters", async () => {
+    const s = await sentinel({ keepAliveMs: 20 });
+    const { brokers } = await cluster(s, 3, 20);
+    // What the brokers report after the sentinel's map lost the records of a two-partition topic.
+    for (const b of brokers) {
+      b.phantom.push(create(PartitionStatusSchema, { topic: "orders", partition: 0, group: 7n, term: 3n, role: Role.FOLLOWER, voters: [1, 2, 3] }));
+      b.phantom.push(create(PartitionStatusSchema, { topic: "orders", partition: 1, group: 5n, term: 2n, role: Role.FOLLOWER, voters: [3, 1, 2] }));
+    }
+    const listed = async () => (await call(s.client, { case: "listTopics", value: create(ListTopicsRequestSchema, {}) }, "listTopicsResponse")).topics;
+    await waitFor("adoption", async () => (await listed()).some((t) => t.name === "orders"));
+    const t = (await listed()).find((x) => x.name === "orders")!;
+    expect(t.partitionMetadata.map((p) => [Number(p.group), [...p.replicas]])).toEqual([
+      [7, [1, 2, 3]],
+      [5, [3, 1, 2]],
+    ]);
+    await waitFor("no warnings", async () => {
+      const st = await call(s.client, { case: "clusterStatus", value: create(ClusterStatusRequestSchema, {}) }, "clusterStatusResponse");
+      return st.warnings.length === 0;
+    });
+    expect((await rejects(call(s.client, createTopic("orders", 1, 3), "createTopicResponse"))).message).toMatch(/already exists/);
+    // Groups 1-4 and 6 were never handed out; the next topic's groups come after every group held.
+    const other = await call(s.client, createTopic("other", 1, 3), "createTopicResponse");
+    expect(Number(other.topic!.partitionMetadata[0]!.group)).toBe(8);
+    expect(brokers.some((b) => b.calls.some((c) => c.kind === "removeTopic"))).toBe(false);
+  });
+
   test("a topic config that does not parse is refused before anything is placed", async () => {
     const s = await sentinel();
     await cluster(s, 1);
@@ -248,6 +274,17 @@ describe("sentinel topics", () => {
     expect(err.message).toMatch(/retention.ms=soon/);
     const list = await call(s.client, { case: "listTopics", value: create(ListTopicsRequestSchema, {}) }, "listTopicsResponse");
     expect(list.topics.map((t) => t.name)).toEqual([]);
+  });
+
+  test("InitProducer never hands out an id a broker reports having recorded (a map that lost records)", async () => {
+    const s = await sentinel();
+    const { brokers } = await cluster(s, 2);
+    const init = () => call(s.client, { case: "initProducer", value: create(InitProducerRequestSchema, {}) }, "initProducerResponse");
+    expect((await init()).producerId).toBe(1n);
+    brokers[1]!.highestProducerId = 41n;
+    await brokers[1]!.keepAlive();
+    expect((await init()).producerId).toBe(42n);
+    expect((await init()).producerId).toBe(43n);
   });
 
   test("InitProducer hands out distinct ids", async () => {
