@@ -5,7 +5,7 @@
 //
 // One sentinel (the embedded default) or three replicating the map as one Raft group (`--peers`/`--id`);
 // brokers and clients are given every sentinel address and follow NOT_SENTINEL_LEADER to the leader.
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, truncateSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -245,6 +245,53 @@ export class Cluster {
     return r;
   }
 
+  /**
+   * kill -9, then damage one sealed segment of one of the broker's partitions as a disk or an operator
+   * might (a flipped byte, the file cut short, the file gone), then restart: the broker must find the
+   * damage and repair it from a peer, so the end-of-run check sees identical replicas. `random` draws
+   * in [0, 1) decide which partition, which segment and where.
+   */
+  async restartWithDamagedSegment(n: Node, how: "flip" | "cut" | "delete", random: () => number): Promise<SegmentDamage | undefined> {
+    await this.kill9(n);
+    try {
+      const dirs: string[] = [];
+      for (const topic of readdirSync(n.dataDir).filter((t) => !t.startsWith(".")).sort()) {
+        const tdir = join(n.dataDir, topic);
+        if (!statSync(tdir).isDirectory()) continue;
+        for (const part of readdirSync(tdir).sort()) dirs.push(join(tdir, part));
+      }
+      const pickDir = dirs[Math.floor(random() * dirs.length)];
+      if (pickDir === undefined) return undefined;
+      const logs = readdirSync(pickDir).filter((f) => /^\d{20}\.log$/.test(f)).sort();
+      const sealed = logs.slice(0, -1); // the newest is the active one
+      const name = sealed[Math.floor(random() * sealed.length)];
+      if (name === undefined) return undefined;
+      const file = join(pickDir, name);
+      const size = statSync(file).size;
+      const at = Math.floor(random() * size);
+      if (how === "delete") {
+        for (const ext of [".log", ".index", ".timeindex"]) rmSync(file.replace(/\.log$/, ext), { force: true });
+        return { file: file.slice(n.dataDir.length + 1), size };
+      }
+      if (how === "cut") {
+        truncateSync(file, at);
+        return { file: file.slice(n.dataDir.length + 1), at, size };
+      }
+      const fd = openSync(file, "r+");
+      try {
+        const b = Buffer.alloc(1);
+        readSync(fd, b, 0, 1, at);
+        b[0] = b[0]! ^ 0x5a;
+        writeSync(fd, b, 0, 1, at);
+      } finally {
+        closeSync(fd);
+      }
+      return { file: file.slice(n.dataDir.length + 1), at, size };
+    } finally {
+      this.spawn(n);
+    }
+  }
+
   /** Heals the network and wakes every paused process; starts any process that is down. */
   healAll(): void {
     this.net.healAll();
@@ -348,6 +395,13 @@ export interface TearResult {
  * would leave it (segments are preallocated with zeros, so a torn record ends in zeros). Walks records by
  * their length field only; checksums are the broker's business. Returns undefined when the WAL has no record.
  */
+/** What restartWithDamagedSegment did: the file (under the data dir), and where unless it was deleted. */
+export interface SegmentDamage {
+  file: string;
+  size: number;
+  at?: number;
+}
+
 export function tearLastWalRecord(walDir: string, cutBytes: number): TearResult | undefined {
   if (!existsSync(walDir)) return undefined;
   const segs = readdirSync(walDir).filter((n) => /^\d{16}\.wal$/.test(n)).sort();

@@ -10,9 +10,10 @@ export type FaultKind =
   | "pause" // SIGSTOP a broker, SIGCONT later
   | "partition" // drop or stall frames between one broker and the others, one way or both
   | "sentinel-kill" // kill -9 a sentinel (the only one, or one of three), restart it later with its data
-  | "torn-wal"; // kill -9 a broker, tear its newest WAL record, restart it
+  | "torn-wal" // kill -9 a broker, tear its newest WAL record, restart it
+  | "damaged-segment"; // kill -9 a broker, flip a byte in / cut short / delete one sealed partition segment, restart it
 
-export const ALL_FAULTS: readonly FaultKind[] = ["kill9", "pause", "partition", "sentinel-kill", "torn-wal"];
+export const ALL_FAULTS: readonly FaultKind[] = ["kill9", "pause", "partition", "sentinel-kill", "torn-wal", "damaged-segment"];
 
 export interface FaultEvent {
   kind: FaultKind;
@@ -142,6 +143,12 @@ export class Nemesis {
             await this.sleep(holdMs);
             c.start(sentinel!);
             break;
+          case "damaged-segment": {
+            const how = (["flip", "cut", "delete"] as const)[this.rng.int(3)]!;
+            const r = await c.restartWithDamagedSegment(b, how, () => this.rng.float());
+            ev.detail += r ? ` ${how} ${r.file}${r.at !== undefined ? ` at ${r.at} of ${r.size}B` : ""}` : ` ${how}: no sealed segment yet`;
+            break;
+          }
           case "torn-wal": {
             const cut = 1 + this.rng.int(8);
             const r = await c.restartWithTornWal(b, cut);

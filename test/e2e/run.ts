@@ -8,6 +8,9 @@ import { ClientPool, WireError, expectCase } from "../../src/wire/index";
 import { checkRun, type CheckResult } from "./checker";
 import { Cluster } from "./harness";
 import { Nemesis, type FaultKind } from "./nemesis";
+
+/** Partition segment size of the fault-run brokers (the broker's minimum is 64 KiB). */
+const SEGMENT_BYTES = 256 * 1024;
 import { Workload } from "./workload";
 
 export interface RunOptions {
@@ -115,7 +118,8 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
   const seconds = opts.durationMs / 1000;
   const minAcks = opts.minAcks ?? Math.round(seconds * 20);
   const minFaults = opts.minFaults ?? Math.max(1, Math.floor(seconds / 6));
-  const cluster = await Cluster.start({ keep: opts.keep, sentinels: opts.sentinels });
+  // Small partition segments, so a run seals many and the damaged-segment fault has some to damage.
+  const cluster = await Cluster.start({ keep: opts.keep, sentinels: opts.sentinels, brokerArgs: ["--segment-bytes", String(SEGMENT_BYTES)] });
   const sentinels = cluster.sentinelAddresses;
   let nemesis: Nemesis | undefined;
   let workload: Workload | undefined;
