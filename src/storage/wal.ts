@@ -871,8 +871,12 @@ class ReplayGroup {
     this.snapshot = m;
     if (same) return;
     // Keep the suffix only if the log agrees with the snapshot at its index (compaction); otherwise the
-    // snapshot replaces the whole log (installed from a leader), as Raft requires.
+    // snapshot replaces the whole log (installed from a leader), as Raft requires. When every entry kept
+    // lies after the snapshot, its own entry went with an older segment, and a segment is dropped only
+    // once all of it was released, i.e. applied, i.e. committed: it agrees with any snapshot there, so
+    // the entries after it stay (a checkpoint's snapshot written after entries beyond it, as under load).
     const first = this.entries[0];
+    if (first && m.index < first.index) return;
     const at = first ? this.entries[m.index - first.index] : undefined;
     this.entries = at && at.term === m.term ? this.entries.slice(m.index - first!.index + 1) : [];
   }

@@ -92,6 +92,37 @@ describe("WAL", () => {
     await again.close();
   });
 
+  test("a snapshot written after entries beyond it, once the segment holding its own entry is gone, keeps them", async () => {
+    // Seen after kill -9 of a loaded cluster (64 KiB messages): the newest segment held entries 163..166,
+    // then the checkpoint's snapshot at 162 (whose entry was in the older segment, released and dropped),
+    // then 167..238. Recovery took the snapshot for an install that disagreed with the log, dropped
+    // 163..166, and gave Raft nothing after 162 ("stored commit beyond the recovered log") on every
+    // replica that checkpointed at that point.
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
+    let k = 0;
+    while (wal.stats().segments < 2) {
+      wal.appendEntries(1, [entry(++k, 1, 100)]);
+      await wal.sync();
+    }
+    // Entry k opened the second segment. Entries up to k + 3 are written, then a checkpoint at k - 1.
+    wal.appendEntries(1, entries(k + 1, k + 3, 1, 100));
+    await wal.sync();
+    wal.setSnapshot(1, { index: k - 1, term: 1, conf: { voters: [1], learners: [] }, data: new Uint8Array(0) });
+    wal.release(1, k - 1);
+    await wal.sync();
+    wal.appendEntries(1, entries(k + 4, k + 10, 1, 100));
+    await wal.sync();
+    expect(wal.stats().segments).toBe(1); // the first segment, all of it released, is gone
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
+    const r = again.recovered.get(1)!;
+    expect(r.snapshot!.index).toBe(k - 1);
+    expect(r.entries.map((e) => e.index)).toEqual(Array.from({ length: 11 }, (_, i) => k + i));
+    expect(r.damaged).toBeUndefined();
+    await again.close();
+  });
+
   test("one fdatasync per sync whatever the number of groups", async () => {
     const wal = await Wal.open({ dir: dir(), fsync: "always", segmentBytes: 1 << 20 });
     for (let g = 0; g < 1000; g++) wal.appendEntries(g, [entry(1)]);
