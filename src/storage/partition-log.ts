@@ -641,8 +641,27 @@ export class PartitionLog {
     return Number(text);
   }
 
-  private recordLogStart(offset: number): void {
-    writeFileAtomic(this.fs, join(this.dir, LOG_START_FILE), new TextEncoder().encode(String(offset)));
+  /**
+   * Durably (atomic replace, two fsyncs) when the start moves: retention, reset. A new log's start, or
+   * an older log's adopted one, is written without an fsync: if a crash loses it, the next open takes
+   * the first segment's base again, which is what it said. (Durable at creation too, 2,000 more fsyncs
+   * per broker, creating and electing 1,000 partitions took 8.1 s; without them 6.1 s; before the record
+   * existed 4.6 s: single runs of `bench scale --scale 0.2`.)
+   */
+  private recordLogStart(offset: number, durable = true): void {
+    const path = join(this.dir, LOG_START_FILE);
+    const bytes = new TextEncoder().encode(String(offset));
+    if (durable) {
+      writeFileAtomic(this.fs, path, bytes);
+      return;
+    }
+    const h = this.fs.open(path, "create");
+    try {
+      h.write(bytes, 0);
+      h.truncate(bytes.length);
+    } finally {
+      h.close();
+    }
   }
 
   private recover(): void {
@@ -657,7 +676,7 @@ export class PartitionLog {
     const now = Date.now();
     if (bases.length === 0) {
       this.segments = [this.newSegment(recorded ?? 0, now)];
-      if (recorded === undefined) this.recordLogStart(0);
+      if (recorded === undefined) this.recordLogStart(0, false);
       return;
     }
     for (let i = 0; i < bases.length; i++) {
@@ -711,7 +730,7 @@ export class PartitionLog {
         this.segments.unshift(first);
       }
     } else {
-      this.recordLogStart(this.segments[0]!.baseOffset);
+      this.recordLogStart(this.segments[0]!.baseOffset, false);
     }
     // A segment that ends before the next begins lost batches (its file cut short, or a whole segment
     // file gone): the missing offsets are a damaged range at its end, never served, and repaired from a
