@@ -1,41 +1,23 @@
 // A producer keeps sending while the partition leader's disk fills: every send still succeeds, once, through
 // the replica that takes over, and a consumer reads each value at the offset it was acknowledged with.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { startSentinel, sentinelDefaults, type RunningSentinel } from "../../src/sentinel/index";
-import { startBroker, brokerDefaults, type RunningBroker } from "../../src/broker/index";
-import { silentLogger } from "../../src/log";
 import { FaultyFileLayer } from "../../src/storage";
-import { Admin, Consumer, ErrorCode, Producer, type ConsumedMessage } from "../../src/client/index";
-import { codeOf } from "../../src/client/errors";
+import { Consumer, Producer, type ConsumedMessage } from "../../src/client/index";
+import { createTopicWhenReady, startInProcessCluster, type InProcessCluster } from "../in-process-cluster";
 
-const dir = mkdtempSync(join(tmpdir(), "goulette-disk-full-"));
-let sentinel: RunningSentinel;
-const brokers: RunningBroker[] = [];
-const disks: FaultyFileLayer[] = [];
-let admin: Admin;
+const disks = [new FaultyFileLayer(), new FaultyFileLayer(), new FaultyFileLayer()];
+let cluster: InProcessCluster;
 
 beforeAll(async () => {
-  sentinel = await startSentinel({ ...sentinelDefaults, listen: "127.0.0.1:0", dataDir: join(dir, "s"), logLevel: "error" });
-  for (let id = 1; id <= 3; id++) {
-    const fs = new FaultyFileLayer();
-    disks.push(fs);
-    const opts = { ...brokerDefaults, id, listen: "127.0.0.1:0", sentinels: [sentinel.address], dataDir: join(dir, `b${id}`), logLevel: "error" as const, fs };
-    brokers.push(await startBroker(opts, silentLogger));
-  }
-  admin = new Admin({ sentinels: [sentinel.address] });
+  cluster = await startInProcessCluster("goulette-disk-full-", { disks });
 });
 
 afterAll(async () => {
-  await admin?.close();
-  for (const b of brokers) await b.stop();
-  await sentinel?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await cluster?.stop();
 });
 
 async function leaderOf(topic: string): Promise<number> {
+  const { admin } = cluster;
   const until = Date.now() + 10_000;
   for (;;) {
     const leader = (await admin.describeTopic(topic)).partitionInfo[0]!.leader;
@@ -46,16 +28,8 @@ async function leaderOf(topic: string): Promise<number> {
 }
 
 test("sends in flight when the leader's disk fills are delivered once, through another replica", async () => {
-  const until = Date.now() + 15_000;
-  for (;;) {
-    try {
-      await admin.createTopic("df", { partitions: 1, replicas: 3 });
-      break;
-    } catch (e) {
-      if (codeOf(e) !== ErrorCode.NOT_ENOUGH_BROKERS || Date.now() > until) throw e;
-      await Bun.sleep(50);
-    }
-  }
+  const { admin, sentinel } = cluster;
+  await createTopicWhenReady(admin, "df", 1, 3);
   const leader = await leaderOf("df");
   const producer = new Producer({ sentinels: [sentinel.address], deliveryTimeoutMs: 15_000 });
   const offsets = new Map<string, number>();

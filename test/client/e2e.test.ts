@@ -1,34 +1,21 @@
 // The client library against a real sentinel and three real brokers, started in-process on loopback.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startSentinel, sentinelDefaults, type RunningSentinel } from "../../src/sentinel/index";
-import { startBroker, brokerDefaults, type RunningBroker } from "../../src/broker/index";
-import { silentLogger } from "../../src/log";
-import { Admin, Consumer, ErrorCode, Producer, type ConsumedMessage } from "../../src/client/index";
-import { codeOf } from "../../src/client/errors";
+import type { RunningSentinel } from "../../src/sentinel/index";
+import type { RunningBroker } from "../../src/broker/index";
+import { Admin, Consumer, Producer, type ConsumedMessage } from "../../src/client/index";
 import { memorySink, setIO } from "../../src/cli/output";
 import { run as consumeRun } from "../../src/cli/commands/consume";
+import { createTopicWhenReady, startInProcessCluster, type InProcessCluster } from "../in-process-cluster";
 
-const dir = mkdtempSync(join(tmpdir(), "goulette-client-e2e-"));
+let cluster: InProcessCluster;
 let sentinel: RunningSentinel;
-const brokers: RunningBroker[] = [];
+let brokers: RunningBroker[];
 let admin: Admin;
 const dec = new TextDecoder();
 
 async function createTopic(name: string, partitions: number, replicas: number): Promise<void> {
-  const until = Date.now() + 15_000;
-  for (;;) {
-    try {
-      await admin.createTopic(name, { partitions, replicas });
-      return;
-    } catch (e) {
-      // Refused until enough brokers have registered.
-      if (codeOf(e) !== ErrorCode.NOT_ENOUGH_BROKERS || Date.now() > until) throw e;
-      await Bun.sleep(50);
-    }
-  }
+  await createTopicWhenReady(admin, name, partitions, replicas);
 }
 
 async function readAll(c: Consumer, n: number, withinMs = 10_000): Promise<ConsumedMessage[]> {
@@ -39,23 +26,12 @@ async function readAll(c: Consumer, n: number, withinMs = 10_000): Promise<Consu
 }
 
 beforeAll(async () => {
-  sentinel = await startSentinel({ ...sentinelDefaults, listen: "127.0.0.1:0", dataDir: join(dir, "s"), logLevel: "error" });
-  for (let id = 1; id <= 3; id++) {
-    brokers.push(
-      await startBroker(
-        { ...brokerDefaults, id, listen: "127.0.0.1:0", sentinels: [sentinel.address], dataDir: join(dir, `b${id}`), logLevel: "error" },
-        silentLogger,
-      ),
-    );
-  }
-  admin = new Admin({ sentinels: [sentinel.address] });
+  cluster = await startInProcessCluster("goulette-client-e2e-");
+  ({ sentinel, brokers, admin } = cluster);
 });
 
 afterAll(async () => {
-  await admin?.close();
-  for (const b of brokers) await b.stop();
-  await sentinel?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await cluster?.stop();
 });
 
 describe("against real brokers", () => {

@@ -2,65 +2,38 @@
 // single sentinel's map WAL used to make it remove every topic it no longer knew from every broker. Now
 // the data stays, and the topic is adopted back from what the brokers report.
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startSentinel, sentinelDefaults, type RunningSentinel } from "../../src/sentinel/index";
-import { startBroker, brokerDefaults, type RunningBroker } from "../../src/broker/index";
-import { silentLogger } from "../../src/log";
-import { Admin, Consumer, ErrorCode, Producer } from "../../src/client/index";
-import { codeOf } from "../../src/client/errors";
+import { Consumer, Producer } from "../../src/client/index";
+import { createTopicWhenReady, startInProcessCluster, type InProcessCluster } from "../in-process-cluster";
 
-const dir = mkdtempSync(join(tmpdir(), "goulette-damaged-map-"));
-let sentinel: RunningSentinel | undefined;
-const brokers: RunningBroker[] = [];
-let admin: Admin | undefined;
+let cluster: InProcessCluster | undefined;
 
 afterAll(async () => {
-  await admin?.close();
-  for (const b of brokers) await b.stop();
-  await sentinel?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await cluster?.stop();
 });
 
-const sentinelOpts = (listen: string) => ({ ...sentinelDefaults, listen, dataDir: join(dir, "s"), keepAliveMs: 50, logLevel: "error" as const });
-
 test("a sentinel restarted on a map WAL with a corrupt record keeps the brokers' partitions and adopts the lost topic back", async () => {
-  sentinel = await startSentinel(sentinelOpts("127.0.0.1:0"));
-  const address = sentinel.address;
-  for (let id = 1; id <= 3; id++) {
-    const opts = { ...brokerDefaults, id, listen: "127.0.0.1:0", sentinels: [address], dataDir: join(dir, `b${id}`), logLevel: "error" as const };
-    brokers.push(await startBroker(opts, silentLogger));
-  }
-  admin = new Admin({ sentinels: [address] });
-  const until = Date.now() + 15_000;
-  for (;;) {
-    try {
-      await admin.createTopic("orders", { partitions: 1, replicas: 3 });
-      break;
-    } catch (e) {
-      if (codeOf(e) !== ErrorCode.NOT_ENOUGH_BROKERS || Date.now() > until) throw e;
-      await Bun.sleep(20);
-    }
-  }
+  const c = (cluster = await startInProcessCluster("goulette-damaged-map-", { sentinel: { keepAliveMs: 50 } }));
+  const { brokers } = c;
+  const address = c.sentinel.address;
+  await createTopicWhenReady(c.admin, "orders", 1, 3);
   const producer = new Producer({ sentinels: [address] });
   await producer.send("orders", Array.from({ length: 50 }, (_, i) => ({ value: `m${i}` })));
   await producer.close();
-  await admin.close();
 
   // Damage the record that created the topic: recovery cuts the map's log there (records lost mid-log).
-  await sentinel.stop();
-  sentinel = undefined;
-  const walDir = join(dir, "s", "map-wal");
-  const file = join(walDir, readdirSync(walDir).filter((f) => f.endsWith(".wal") && !f.startsWith("spare")).sort()[0]!);
-  const bytes = readFileSync(file);
-  const at = bytes.indexOf("orders");
+  let at = -1;
+  await c.restartSentinel(() => {
+    const walDir = join(c.dir, "s", "map-wal");
+    const file = join(walDir, readdirSync(walDir).filter((f) => f.endsWith(".wal") && !f.startsWith("spare")).sort()[0]!);
+    const bytes = readFileSync(file);
+    at = bytes.indexOf("orders");
+    if (at > 0) bytes[at] = bytes[at]! ^ 0xff;
+    writeFileSync(file, bytes);
+  });
   expect(at).toBeGreaterThan(0);
-  bytes[at] = bytes[at]! ^ 0xff;
-  writeFileSync(file, bytes);
-
-  sentinel = await startSentinel(sentinelOpts(address));
-  admin = new Admin({ sentinels: [address] });
+  const admin = c.admin;
   // The restarted map has no topic "orders", but every broker reports holding it: it is left alone (it
   // used to be removed from all three at once), then adopted back once the brokers have reported a while.
   const adopted = Date.now() + 15_000;

@@ -35,6 +35,36 @@ async function readAll(p: PartitionLog): Promise<Uint8Array> {
   return concat(parts);
 }
 
+/** `count` batches of 2 records (120 bytes each: 10 batches, 20 offsets, per 1,200-byte segment) in a closed log. */
+async function writtenLog(count = 30): Promise<{ base: string; d: string; bs: Uint8Array[] }> {
+  const base = root();
+  const d = join(base, "a");
+  const bs = batchRun(0, 1, count, 2, 60);
+  const p = await PartitionLog.open({ dir: d, ...opts });
+  for (const b of bs) p.append(b);
+  await p.flush();
+  await p.close();
+  return { base, d, bs };
+}
+
+/** writtenLog(), and a peer log holding the same batches, open: damage `d`, repair from `peer`. */
+async function logWithPeer(): Promise<{ d: string; bs: Uint8Array[]; peer: PartitionLog }> {
+  const { base, d, bs } = await writtenLog();
+  const peer = await PartitionLog.open({ dir: join(base, "peer"), ...opts });
+  for (const b of bs) peer.append(b);
+  return { d, bs, peer };
+}
+
+/** Closes both logs, reopens the repaired one: all of `bs`, no damage left. */
+async function reopenedWhole(q: PartitionLog, peer: PartitionLog, d: string, bs: Uint8Array[]): Promise<void> {
+  await q.close();
+  await peer.close();
+  const again = await PartitionLog.open({ dir: d, ...opts });
+  expect(again.damagedRanges()).toEqual([]);
+  expect(await readAll(again)).toEqual(concat(bs));
+  await again.close();
+}
+
 describe("partition log crash recovery", () => {
   test("an active segment cut at every byte keeps exactly the whole batches", async () => {
     const base = root();
@@ -68,15 +98,7 @@ describe("partition log crash recovery", () => {
   }, 30_000);
 
   test("a flipped bit in a sealed segment is refused with file and position, and repaired from a peer", async () => {
-    const base = root();
-    const d = join(base, "a");
-    const bs = batchRun(0, 1, 30, 2, 60);
-    const p = await PartitionLog.open({ dir: d, ...opts });
-    for (const b of bs) p.append(b);
-    await p.flush();
-    await p.close();
-    const peer = await PartitionLog.open({ dir: join(base, "peer"), ...opts });
-    for (const b of bs) peer.append(b);
+    const { d, bs, peer } = await logWithPeer();
     const first = logFiles(d)[0]!;
     const buf = readFileSync(join(d, first));
     const pos = 3 * 120 + 70; // inside the 4th batch (offsets 6..7)
@@ -106,23 +128,11 @@ describe("partition log crash recovery", () => {
     q.repair(dr!.fromOffset, f.data, f.crc32);
     expect(q.damagedRanges()).toEqual([]);
     expect(q.read(6, 1).records).toEqual(bs[3]!);
-    await q.close();
-    await peer.close();
-    const again = await PartitionLog.open({ dir: d, ...opts });
-    expect(await readAll(again)).toEqual(concat(bs));
-    await again.close();
+    await reopenedWhole(q, peer, d, bs);
   }, 30_000);
 
   test("a sealed segment cut short is a damaged range to its end; repaired from a peer, it is served at once", async () => {
-    const base = root();
-    const d = join(base, "a");
-    const bs = batchRun(0, 1, 30, 2, 60);
-    const p = await PartitionLog.open({ dir: d, ...opts });
-    for (const b of bs) p.append(b);
-    await p.flush();
-    await p.close();
-    const peer = await PartitionLog.open({ dir: join(base, "peer"), ...opts });
-    for (const b of bs) peer.append(b);
+    const { d, bs, peer } = await logWithPeer();
     const first = logFiles(d)[0]!;
     truncateSync(join(d, first), 500); // 4 whole batches and part of the 5th
     const q = await PartitionLog.open({ dir: d, ...opts });
@@ -132,20 +142,11 @@ describe("partition log crash recovery", () => {
     q.repair(dr!.fromOffset, f.data, f.crc32);
     expect(q.damagedRanges()).toEqual([]);
     expect(await readAll(q)).toEqual(concat(bs)); // failed with "segment shorter than its batch"
-    await q.close();
-    await peer.close();
-    const again = await PartitionLog.open({ dir: d, ...opts });
-    expect(await readAll(again)).toEqual(concat(bs));
-    await again.close();
+    await reopenedWhole(q, peer, d, bs);
   }, 30_000);
 
   test("damage found while rebuilding an index is a damaged range, the rest is served", async () => {
-    const base = root();
-    const d = join(base, "a");
-    const bs = batchRun(0, 1, 30, 2, 60);
-    const p = await PartitionLog.open({ dir: d, ...opts });
-    for (const b of bs) p.append(b);
-    await p.close();
+    const { d, bs } = await writtenLog();
     const first = logFiles(d)[0]!;
     unlinkSync(join(d, first.replace(".log", ".index")));
     const buf = readFileSync(join(d, first));
@@ -161,12 +162,7 @@ describe("partition log crash recovery", () => {
   }, 30_000);
 
   test("a flipped bit in the middle of the active segment keeps the good batches after it", async () => {
-    const base = root();
-    const d = join(base, "a");
-    const bs = batchRun(0, 1, 6, 2, 60);
-    const p = await PartitionLog.open({ dir: d, ...opts });
-    for (const b of bs) p.append(b);
-    await p.close();
+    const { d, bs } = await writtenLog(6);
     const name = logFiles(d)[0]!;
     const buf = readFileSync(join(d, name));
     buf[120 + 90]! ^= 2; // 2nd batch
@@ -180,12 +176,7 @@ describe("partition log crash recovery", () => {
   }, 30_000);
 
   test("a stale index that no longer matches its segment is rebuilt", async () => {
-    const base = root();
-    const d = join(base, "a");
-    const bs = batchRun(0, 1, 30, 2, 60);
-    const p = await PartitionLog.open({ dir: d, ...opts });
-    for (const b of bs) p.append(b);
-    await p.close();
+    const { d, bs } = await writtenLog();
     const first = logFiles(d)[0]!;
     truncateSync(join(d, first), 600); // the index describes 1200 bytes
     const logs: string[] = [];
@@ -202,15 +193,7 @@ describe("partition log crash recovery", () => {
   }, 30_000);
 
   test("a segment file gone from the middle: the offsets it held are damaged, repaired from a peer, the rest served", async () => {
-    const base = root();
-    const d = join(base, "a");
-    const bs = batchRun(0, 1, 30, 2, 60); // 10 batches (20 offsets) per 1,200-byte segment
-    const p = await PartitionLog.open({ dir: d, ...opts });
-    for (const b of bs) p.append(b);
-    await p.flush();
-    await p.close();
-    const peer = await PartitionLog.open({ dir: join(base, "peer"), ...opts });
-    for (const b of bs) peer.append(b);
+    const { d, bs, peer } = await logWithPeer();
     const [first, second] = logFiles(d);
     unlinkSync(join(d, second!));
     const q = await PartitionLog.open({ dir: d, ...opts });
@@ -225,24 +208,11 @@ describe("partition log crash recovery", () => {
     q.repair(dr.fromOffset, f.data, f.crc32);
     expect(q.damagedRanges()).toEqual([]);
     expect(await readAll(q)).toEqual(concat(bs));
-    await q.close();
-    await peer.close();
-    const again = await PartitionLog.open({ dir: d, ...opts });
-    expect(again.damagedRanges()).toEqual([]);
-    expect(await readAll(again)).toEqual(concat(bs));
-    await again.close();
+    await reopenedWhole(q, peer, d, bs);
   }, 30_000);
 
   test("the first segments gone: the offsets from the recorded log start are damaged and repaired from a peer", async () => {
-    const base = root();
-    const d = join(base, "a");
-    const bs = batchRun(0, 1, 30, 2, 60);
-    const p = await PartitionLog.open({ dir: d, ...opts });
-    for (const b of bs) p.append(b);
-    await p.flush();
-    await p.close();
-    const peer = await PartitionLog.open({ dir: join(base, "peer"), ...opts });
-    for (const b of bs) peer.append(b);
+    const { d, bs, peer } = await logWithPeer();
     for (const name of readdirSync(d)) if (/^0{20}\./.test(name)) unlinkSync(join(d, name)); // offsets 0..19
     const q = await PartitionLog.open({ dir: d, ...opts });
     expect([q.logStartOffset, q.nextOffset]).toEqual([0, 60]); // not a log that starts at 20
@@ -264,12 +234,7 @@ describe("partition log crash recovery", () => {
   }, 30_000);
 
   test("a reset a crash interrupted is finished on open, whatever segments it left", async () => {
-    const base = root();
-    const d = join(base, "a");
-    const bs = batchRun(0, 1, 30, 2, 60);
-    const p = await PartitionLog.open({ dir: d, ...opts });
-    for (const b of bs) p.append(b);
-    await p.close();
+    const { d, bs } = await writtenLog();
     // As if resetTo(500) had written its intent, removed the newest segment, then the machine stopped.
     writeFileSync(join(d, "reset-to"), "500");
     unlinkSync(join(d, logFiles(d).at(-1)!));

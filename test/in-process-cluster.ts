@@ -1,0 +1,68 @@
+// A real sentinel and three real brokers in this process, on loopback ports the OS picks, over a temp
+// dir: what client-level tests run against. `disks` (optional) gives broker i its file layer (faults).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startSentinel, sentinelDefaults, type RunningSentinel } from "../src/sentinel/index";
+import type { SentinelOptions } from "../src/sentinel/options";
+import { startBroker, brokerDefaults, type RunningBroker } from "../src/broker/index";
+import { silentLogger } from "../src/log";
+import { Admin, ErrorCode, type TopicInfo } from "../src/client/index";
+import { codeOf } from "../src/client/errors";
+import type { FileLayer } from "../src/storage";
+
+export interface InProcessCluster {
+  dir: string;
+  sentinel: RunningSentinel;
+  brokers: RunningBroker[];
+  admin: Admin;
+  /** Stops the sentinel, runs `whileStopped` (to damage its files), starts it on the same address and dir. */
+  restartSentinel(whileStopped?: () => void): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startInProcessCluster(
+  prefix: string,
+  opts: { disks?: FileLayer[]; sentinel?: Partial<SentinelOptions> } = {},
+): Promise<InProcessCluster> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const sentinelOpts = (listen: string): SentinelOptions => ({ ...sentinelDefaults, listen, dataDir: join(dir, "s"), logLevel: "error", ...opts.sentinel });
+  const c: InProcessCluster = {
+    dir,
+    sentinel: await startSentinel(sentinelOpts("127.0.0.1:0")),
+    brokers: [],
+    admin: undefined as unknown as Admin,
+    async restartSentinel(whileStopped) {
+      const address = c.sentinel.address;
+      await c.sentinel.stop();
+      whileStopped?.();
+      c.sentinel = await startSentinel(sentinelOpts(address));
+    },
+    async stop() {
+      await c.admin.close();
+      for (const b of c.brokers) await b.stop();
+      await c.sentinel.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  for (let id = 1; id <= 3; id++) {
+    const fs = opts.disks?.[id - 1];
+    const b = { ...brokerDefaults, id, listen: "127.0.0.1:0", sentinels: [c.sentinel.address], dataDir: join(dir, `b${id}`), logLevel: "error" as const };
+    c.brokers.push(await startBroker(fs ? { ...b, fs } : b, silentLogger));
+  }
+  c.admin = new Admin({ sentinels: [c.sentinel.address] });
+  return c;
+}
+
+/** Creates a topic, retrying while the sentinel refuses for want of registered brokers (just started). */
+export async function createTopicWhenReady(admin: Admin, name: string, partitions: number, replicas: number): Promise<TopicInfo> {
+  const until = Date.now() + 15_000;
+  for (;;) {
+    try {
+      return await admin.createTopic(name, { partitions, replicas });
+    } catch (e) {
+      if (codeOf(e) !== ErrorCode.NOT_ENOUGH_BROKERS || Date.now() > until) throw e;
+      await Bun.sleep(50);
+    }
+  }
+}
