@@ -658,12 +658,6 @@ export class Broker {
     }
   }
 
-  /**
-   * Housekeeping every checkpoint interval: repair damaged ranges, re-offer unanswered snapshots, and
-   * checkpoint any partition not checkpointed for a long while (which bounds the replay on restart).
-   * Trimming the WAL under load is relieveWal's job; a checkpoint costs an fdatasync per partition, so
-   * neither runs per partition per second and fsyncs per second do not follow the partition count.
-   */
   /** The topic's config as partition-log options (the sentinel refused configs that do not parse). */
   private topicSettings(meta: PartitionMeta): TopicSettings {
     try {
@@ -674,6 +668,13 @@ export class Broker {
     }
   }
 
+  /**
+   * Housekeeping every checkpoint interval: retention, repair damaged ranges, re-offer unanswered
+   * snapshots, and checkpoint any partition not checkpointed for a long while (which bounds the replay
+   * on restart).
+   * Trimming the WAL under load is relieveWal's job; a checkpoint costs an fdatasync per partition, so
+   * neither runs per partition per second and fsyncs per second do not follow the partition count.
+   */
   private async checkpointAll(): Promise<void> {
     const now = Date.now();
     const maxAgeMs = this.opts.checkpointMaxAgeMs ?? CHECKPOINT_MAX_AGE_MS;
@@ -882,21 +883,14 @@ export class Broker {
         try {
           meta = parseMeta(readFileSync(file, "utf8"));
         } catch (e) {
-          // One unreadable partition must not keep the broker, and every other partition on it, down.
-          // Its files stay as they are; the sentinel sees it missing and assigns it again (setTopicRole).
-          const key = `${topic}/${part}`;
-          const error = `${file}: ${(e as Error).message}`;
-          this.setAside.set(key, error);
-          this.log.error("partition set aside: its meta file is unreadable; waiting for the sentinel to assign it again", { partition: key, error });
+          this.putAside(`${topic}/${part}`, `${file}: ${(e as Error).message}`);
           continue;
         }
         let p: Partition;
         try {
           p = await this.openPartition(meta, this.wal.recovered.get(meta.group));
         } catch (e) {
-          const key = `${meta.topic}/${meta.partition}`;
-          this.setAside.set(key, (e as Error).message);
-          this.log.error("partition set aside: it could not be opened; waiting for the sentinel to assign it again", { partition: key, error: (e as Error).message });
+          this.putAside(`${meta.topic}/${meta.partition}`, (e as Error).message);
           continue;
         }
         // Which groups lost records to a mid-log cut is unknown (the damaged record named its group in a
@@ -906,6 +900,15 @@ export class Broker {
         this.markDirty(p);
       }
     }
+  }
+
+  /**
+   * One partition whose files could not be read or opened must not keep the broker, and every other
+   * partition on it, down. Its files stay as they are; the sentinel sees it missing and assigns it again.
+   */
+  private putAside(key: string, error: string): void {
+    this.setAside.set(key, error);
+    this.log.error("partition set aside: its files could not be read; waiting for the sentinel to assign it again", { partition: key, error });
   }
 
   private saveMeta(meta: PartitionMeta): void {
@@ -929,17 +932,19 @@ export class Broker {
       const meta: PartitionMeta = { topic: req.topic, partition: req.partition, group: Number(req.group), voters, learners, peers, config: { ...req.config } };
       const dir = this.partitionDir(req.topic, req.partition);
       const setAside = this.setAside.get(key);
-      if (setAside !== undefined) {
-        // The group this broker held but could not read its meta for: its log and its WAL records (term,
-        // vote, entries) are kept, the meta is rebuilt from the sentinel's map. The vote floor the lost
-        // meta may have held is unknown, so the replica votes again only once a leader has brought it
-        // back to the commit index.
-        p = await this.openPartition(meta, this.wal.recovered.get(meta.group));
+      const recovered = this.wal.recovered.get(meta.group);
+      if (setAside !== undefined && recovered && (recovered.hardState || recovered.snapshot || recovered.entries.length > 0)) {
+        // The group this broker held but could not read its meta for (the WAL knows the group the map
+        // names, so the files are this incarnation's): its log and its WAL records (term, vote, entries)
+        // are kept, the meta is rebuilt from the sentinel's map. The vote floor the lost meta may have
+        // held is unknown, so the replica votes again only once a leader brought it to the commit index.
+        p = await this.openPartition(meta, recovered);
         p.voteFenced = true;
         this.setAside.delete(key);
         this.log.warn("partition restored from the sentinel's map; its meta file was unreadable", { partition: key, group: meta.group, error: setAside });
       } else {
         rmSync(dir, { recursive: true, force: true }); // leftovers of a removed incarnation must not leak in
+        this.setAside.delete(key);
         p = await this.openPartition(meta, undefined);
       }
       this.saveMeta(meta);

@@ -49,9 +49,9 @@ export const CREATE_TOPIC_CONFIRM_TIMEOUT_MS = 3_000; // create waits this long 
 export const MAX_UNREACHABLE_REPORTED = 16;
 export const LEADER_WAIT_MS = 1_000; // GetTopicLeader waits this long for an election to finish
 const LEADER_REPROBE_MS = 50;
-export /** Keep-alive intervals a lost topic must be reported for before it is adopted: every broker has spoken. */
+export const STALL_TOLERANCE_MS = 250; // tick lateness beyond which the sentinel counts itself as stalled
+/** Keep-alive intervals a lost topic must be reported for before it is adopted: every broker has spoken. */
 const ADOPT_AFTER_BEATS = 10;
-const STALL_TOLERANCE_MS = 250; // tick lateness beyond which the sentinel counts itself as stalled
 /**
  * The notifier's and failover's scans look at every partition. With nothing happening (an idle cluster
  * of many partitions) they run this often; for BUSY_SCAN_FOR_MS after anything happens (a map change, a
@@ -378,6 +378,7 @@ export class Sentinel {
     if (t) this.onTransition(t);
     this.reports.dropBroker(req.brokerId);
     this.notifier.forgetUnknown(req.brokerId);
+    this.storageErrors.delete(req.brokerId);
     this.deps.log.info("sentinel broker unregistered", { broker: req.brokerId });
     return { case: "unregisterBrokerResponse", value: create(UnregisterBrokerResponseSchema, {}) };
   }
