@@ -85,6 +85,11 @@ interface PartitionMeta {
   voteFloor?: VoteFloor;
 }
 
+/** The WAL recovered something of this group: a hard state, a snapshot or entries. */
+function holdsState(recovered: RecoveredGroup | undefined): recovered is RecoveredGroup {
+  return recovered !== undefined && (recovered.hardState !== undefined || recovered.snapshot !== undefined || recovered.entries.length > 0);
+}
+
 /** A partition's meta file, checked field by field: a damaged file must not become a wrong group. */
 function parseMeta(text: string): PartitionMeta {
   const m = JSON.parse(text) as Partial<PartitionMeta> | null;
@@ -799,7 +804,7 @@ export class Broker {
     let restart: RestartState | undefined;
     let state = new PartitionState(log.logStartOffset);
     let applied = 0;
-    if (recovered && (recovered.hardState || recovered.snapshot || recovered.entries.length > 0)) {
+    if (holdsState(recovered)) {
       let hs = recovered.hardState ?? { term: 0, vote: 0, commit: 0 };
       const lastTerm = recovered.entries.at(-1)?.term ?? recovered.snapshot?.term ?? 0;
       if (lastTerm > hs.term) {
@@ -933,7 +938,7 @@ export class Broker {
       const dir = this.partitionDir(req.topic, req.partition);
       const setAside = this.setAside.get(key);
       const recovered = this.wal.recovered.get(meta.group);
-      if (setAside !== undefined && recovered && (recovered.hardState || recovered.snapshot || recovered.entries.length > 0)) {
+      if (setAside !== undefined && holdsState(recovered)) {
         // The group this broker held but could not read its meta for (the WAL knows the group the map
         // names, so the files are this incarnation's): its log and its WAL records (term, vote, entries)
         // are kept, the meta is rebuilt from the sentinel's map. The vote floor the lost meta may have

@@ -580,10 +580,7 @@ export class PartitionLog {
       if (removed > 0) {
         // The new start first: a missing segment below it is then known to be retention's doing.
         this.recordLogStart(this.segments[removed]!.baseOffset);
-        for (const s of this.segments.splice(0, removed)) {
-          this.removeSegmentFiles(s);
-          this.damaged = this.damaged.filter((d) => d.file !== s.handle.path);
-        }
+        for (const s of this.segments.splice(0, removed)) this.dropSegment(s);
         this.fs.fsyncDir(this.dir);
       }
     } catch (err) {
@@ -591,6 +588,12 @@ export class PartitionLog {
     }
     if (removed > 0) this.log("info", "retention removed segments", { dir: this.dir, removed, logStartOffset: this.logStartOffset });
     return removed;
+  }
+
+  /** Deletes a segment taken out of `segments`, and forgets the damage found in it. */
+  private dropSegment(s: Segment): void {
+    this.removeSegmentFiles(s);
+    this.damaged = this.damaged.filter((d) => d.file !== s.handle.path);
   }
 
   private removeSegmentFiles(s: Segment): void {
@@ -610,11 +613,8 @@ export class PartitionLog {
 
   /** A resetTo that a crash interrupted: remove whatever segments are left and start empty at its offset. */
   private finishReset(): void {
-    const text = new TextDecoder().decode(this.fs.readFile(this.resetMarker())).trim();
-    const offset = Number(text);
-    if (!/^\d+$/.test(text) || !Number.isSafeInteger(offset)) {
-      throw new StorageError("CORRUPT_DATA", `unreadable reset marker ${this.resetMarker()}: "${text.slice(0, 40)}"`, {});
-    }
+    const offset = this.readOffsetFile(this.resetMarker());
+    if (offset === undefined) throw new StorageError("CORRUPT_DATA", `unreadable reset marker ${this.resetMarker()}`, {});
     for (const name of this.fs.readdir(this.dir)) {
       if (/^\d{20}\.(log|index|timeindex)$/.test(name)) this.fs.unlink(join(this.dir, name));
     }
@@ -633,12 +633,15 @@ export class PartitionLog {
   private readLogStart(): number | undefined {
     const path = join(this.dir, LOG_START_FILE);
     if (!this.fs.exists(path)) return undefined;
+    const offset = this.readOffsetFile(path);
+    if (offset === undefined) this.log("warn", "unreadable log start record ignored", { file: path });
+    return offset;
+  }
+
+  /** The offset a small record file (log-start, reset-to) holds as decimal text, or undefined if garbled. */
+  private readOffsetFile(path: string): number | undefined {
     const text = new TextDecoder().decode(this.fs.readFile(path)).trim();
-    if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
-      this.log("warn", "unreadable log start record ignored", { file: path });
-      return undefined;
-    }
-    return Number(text);
+    return /^\d+$/.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : undefined;
   }
 
   /**
@@ -717,11 +720,7 @@ export class PartitionLog {
     }
     if (recorded !== undefined) {
       // Retention records the new start before deleting: finish a deletion a crash interrupted.
-      while (this.segments.length > 1 && this.segments[1]!.baseOffset <= recorded) {
-        const s = this.segments.shift()!;
-        this.removeSegmentFiles(s);
-        this.damaged = this.damaged.filter((d) => d.file !== s.handle.path);
-      }
+      while (this.segments.length > 1 && this.segments[1]!.baseOffset <= recorded) this.dropSegment(this.segments.shift()!);
       // Segments missing from the start: an empty one at the recorded start, so the missing offsets
       // become a gap (below) and are repaired into it.
       if (this.segments[0]!.baseOffset > recorded) {
@@ -750,8 +749,7 @@ export class PartitionLog {
       const prev = this.segments[i - 1]!;
       if (prev.nextOffset > this.segments[i]!.baseOffset) {
         const dropped = this.segments.splice(0, i);
-        for (const s of dropped) this.removeSegmentFiles(s);
-        this.damaged = this.damaged.filter((d) => !dropped.some((s) => s.handle.path === d.file));
+        for (const s of dropped) this.dropSegment(s);
         this.log("warn", "dropped segments overlapping a newer one", { dir: this.dir, count: dropped.length });
         break;
       }
