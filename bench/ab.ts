@@ -17,8 +17,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { emit, errorText, progress, round } from "./lib/emit";
 import { listening } from "./lib/cluster";
-import { jsonLines, runToEnd, spawn, stop, stopAll } from "./lib/proc";
-import { deviceFlushes } from "./lib/procfs";
+import { type Child, jsonLines, runToEnd, spawn, stop, stopAll } from "./lib/proc";
+import { cpuSplit, deviceFlushes } from "./lib/procfs";
 
 interface Build {
   name: string;
@@ -26,6 +26,8 @@ interface Build {
   msgsPerS: number[];
   latency: [number, number, number][];
   flushesPer1k: number[];
+  /** Per run: the three brokers' user and system CPU seconds together, per 100,000 messages. */
+  cpuPer100k: [number, number][];
 }
 
 function parse(argv: string[]): { rounds: number; count: number; warmup: number; runs: number; client?: string; builds: Build[]; extra: string[] } {
@@ -47,7 +49,7 @@ function parse(argv: string[]): { rounds: number; count: number; warmup: number;
     else if (a === "--client") o.client = args[++i];
     else if (/^[\w.-]+=.+/.test(a)) {
       const at = a.indexOf("=");
-      o.builds.push({ name: a.slice(0, at), binary: a.slice(at + 1), msgsPerS: [], latency: [], flushesPer1k: [] });
+      o.builds.push({ name: a.slice(0, at), binary: a.slice(at + 1), msgsPerS: [], latency: [], flushesPer1k: [], cpuPer100k: [] });
     } else throw new Error(`unknown argument ${a} (builds are NAME=BINARY)`);
   }
   if (o.builds.length < 2) throw new Error("give at least two builds as NAME=BINARY");
@@ -68,6 +70,21 @@ async function bench(client: string, sentinel: string, count: number, extra: str
   const line = jsonLines(r.stdout).find((l) => l.system === "goulette");
   if (!line) throw new Error(`goulette bench failed (code ${r.code}): ${r.stderrTail}`);
   return line;
+}
+
+/** The brokers' CPU so far, summed (a broker that already exited counts nothing: its run is failing anyway). */
+function brokersCpu(brokers: Child[]): { user: number; system: number } {
+  const sum = { user: 0, system: 0 };
+  for (const c of brokers) {
+    try {
+      const s = cpuSplit(c.proc.pid);
+      sum.user += s.user;
+      sum.system += s.system;
+    } catch {
+      // gone
+    }
+  }
+  return sum;
 }
 
 const median = (v: number[]) => {
@@ -97,8 +114,11 @@ async function main(): Promise<void> {
           if (o.warmup > 0) await bench(client, sentinel, o.warmup, o.extra);
           for (let k = 0; k < o.runs; k++) {
             const f0 = diskFlushes();
+            const c0 = brokersCpu(brokers);
             const line = await bench(client, sentinel, o.count, o.extra);
             const f1 = diskFlushes();
+            const c1 = brokersCpu(brokers);
+            b.cpuPer100k.push([((c1.user - c0.user) * 100_000) / o.count, ((c1.system - c0.system) * 100_000) / o.count]);
             b.msgsPerS.push(Number(line.msgs_per_s));
             b.latency.push([Number(line.p50_ms), Number(line.p99_ms), Number(line.p999_ms)]);
             b.flushesPer1k.push(((f1 - f0) * 1000) / o.count);
@@ -119,6 +139,7 @@ async function main(): Promise<void> {
         msgs_per_s_mean: round(b.msgsPerS.reduce((a, x) => a + x, 0) / b.msgsPerS.length, 0),
         p50_p99_p999_ms_median: [0, 1, 2].map((i) => round(median(b.latency.map((l) => l[i]!)), 2)),
         disk_flushes_per_1k_msgs: round(median(b.flushesPer1k), 1),
+        broker_cpu_s_per_100k_msgs_median: { user: round(median(b.cpuPer100k.map((c) => c[0])), 2), system: round(median(b.cpuPer100k.map((c) => c[1])), 2) },
         bench_args: o.extra,
       });
     }

@@ -47,15 +47,21 @@ const clockTicksPerS = (() => {
   return Number.isFinite(n) && n > 0 ? n : 100;
 })();
 
-/** User + system CPU seconds of every thread of the process so far. */
-export function cpuSeconds(pid: number): number {
+/** User and system CPU seconds of every thread of the process so far. */
+export function cpuSplit(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
   const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const utime = Number(rest[11]);
   const stime = Number(rest[12]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`cannot parse /proc/${pid}/stat`);
-  return (utime + stime) / clockTicksPerS;
+  return { user: utime / clockTicksPerS, system: stime / clockTicksPerS };
+}
+
+/** User + system CPU seconds of every thread of the process so far. */
+export function cpuSeconds(pid: number): number {
+  const { user, system } = cpuSplit(pid);
+  return user + system;
 }
 
 export function rssBytes(pid: number): number {
