@@ -106,6 +106,8 @@ export class FaultyFileLayer implements FileLayer {
   pathContains = "";
   bytesWritten = 0;
   datasyncs = 0;
+  /** Every file fdatasync'd on the event loop (datasyncSync), in order: work that should not block it shows here. */
+  readonly inlineDatasyncPaths: string[] = [];
 
   constructor(private readonly inner: FileLayer = realFileLayer) {}
 
@@ -150,6 +152,7 @@ export class FaultyFileLayer implements FileLayer {
           throw osError(layer.datasyncFailCode, "fdatasync", path);
         }
         layer.datasyncs++;
+        layer.inlineDatasyncPaths.push(path);
         h.datasyncSync();
       },
       truncate(lengthBytes: number): void {

@@ -2,7 +2,7 @@
 // segment with a sparse offset index and a time index beside it. Appends go to the page cache without an
 // fsync (the shared WAL made them durable); flush() makes them durable here so the WAL can let go.
 // Batches are stored and served byte-for-byte; every read verifies their checksum.
-import { writeFileAtomic, writeFileDurable } from "./atomic-file";
+import { writeFileAtomic, writeFileDurable, writeFileDurableAsync } from "./atomic-file";
 import { join } from "node:path";
 import {
   BATCH_HEADER_BYTES,
@@ -201,7 +201,7 @@ export class PartitionLog {
     this.sealing = this.sealing.then(async () => {
       if (this.closed) return;
       await old.handle.datasync();
-      this.writeIndexFiles(old.baseOffset, old.index, summary);
+      for (const [path, bytes] of this.indexFiles(old.baseOffset, old.index, summary)) await writeFileDurableAsync(this.fs, path, bytes);
     });
     this.sealing.catch((err: unknown) => this.fail(err, "sealing a segment of"));
     return next;
@@ -239,14 +239,15 @@ export class PartitionLog {
     seg.writable = true;
   }
 
-  private writeIndexFiles(baseOffset: number, index: SegmentIndex, s: Omit<Segment, "handle" | "index">): void {
-    for (const [ext, bytes] of [
-      ["index", index.encodeOffsets(s)],
-      ["timeindex", index.encodeTimes()],
-    ] as const) {
-      // Not atomic on purpose: an index carries its own checksum and is rebuilt when it does not verify.
-      writeFileDurable(this.fs, this.path(baseOffset, ext), bytes);
-    }
+  /**
+   * A sealed segment's index files, path and bytes. They are written durably but not atomically, on
+   * purpose: an index carries its own checksum and is rebuilt when it does not verify.
+   */
+  private indexFiles(baseOffset: number, index: SegmentIndex, s: Omit<Segment, "handle" | "index">): [string, Uint8Array][] {
+    return [
+      [this.path(baseOffset, "index"), index.encodeOffsets(s)],
+      [this.path(baseOffset, "timeindex"), index.encodeTimes()],
+    ];
   }
 
   /**
@@ -703,7 +704,7 @@ export class PartitionLog {
       if (!isActive && this.loadIndex(seg)) continue;
       this.rescan(seg, isActive);
       if (!isActive) {
-        this.writeIndexFiles(seg.baseOffset, seg.index, seg);
+        for (const [path, bytes] of this.indexFiles(seg.baseOffset, seg.index, seg)) writeFileDurable(this.fs, path, bytes);
         this.log("warn", "rebuilt missing or damaged segment index", { file: handle.path });
       }
     }

@@ -94,6 +94,26 @@ describe("PartitionLog", () => {
     await q.close();
   });
 
+  test("sealing writes and syncs the index files off the event loop, and reopen uses them", async () => {
+    const d = dir();
+    const fs = new FaultyFileLayer();
+    const p = await PartitionLog.open({ dir: d, ...small, fs });
+    const bs = batchRun(0, 1, 60, 2, 100);
+    for (const b of bs) p.append(b);
+    expect(await p.flush()).toBe(60);
+    await p.close();
+    const sealed = readdirSync(d).filter((n) => n.endsWith(".log")).length - 1;
+    expect(sealed).toBeGreaterThan(3);
+    expect(readdirSync(d).filter((n) => n.endsWith(".index")).length).toBe(sealed);
+    expect(readdirSync(d).filter((n) => n.endsWith(".timeindex")).length).toBe(sealed);
+    expect(fs.inlineDatasyncPaths.filter((path) => path.endsWith("index"))).toEqual([]);
+    const logs: string[] = [];
+    const q = await PartitionLog.open({ dir: d, ...small, log: (_l, m) => logs.push(m) });
+    expect(logs.filter((m) => m.includes("rebuilt"))).toEqual([]);
+    for (let o = 0; o < 120; o += 7) expect(q.read(o, 1).records).toEqual(bs[o >> 1]!);
+    await q.close();
+  });
+
   test("retention by size and by age drops whole old segments; offsets never shift", async () => {
     const d = dir();
     const p = await PartitionLog.open({ dir: d, ...small, retentionBytes: 4000 });
