@@ -29,7 +29,7 @@ Servers:
   broker     run a broker: partitions, one Raft group each
   dev        a sentinel and N brokers on loopback as child processes
 Clients:
-  topic      create NAME | list | describe NAME | delete NAME
+  topic      create NAME | alter NAME | list | describe NAME | delete NAME
   produce    TOPIC: one message per stdin line
   consume    TOPIC: print messages
   cluster    status: brokers, health, partition leaders

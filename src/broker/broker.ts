@@ -22,7 +22,7 @@ import {
   type SoftState,
   type VoteFloor,
 } from "../raft/types";
-import { PartitionLog, Wal, parseFsyncPolicy, realFileLayer, writeFileAtomic, type RecoveredGroup, type StorageLogger } from "../storage";
+import { PartitionLog, Wal, parseFsyncPolicy, realFileLayer, writeFileAtomic, type PartitionLogSettings, type RecoveredGroup, type StorageLogger } from "../storage";
 import { ClientPool, parseTopicConfig, serve, WireError, type Body, type TopicSettings, type WireServer } from "../wire";
 import type { Logger } from "../log";
 import { assert } from "./assert";
@@ -673,6 +673,28 @@ export class Broker {
     }
   }
 
+  /** The partition log's share of a topic's config (the broker's segment size unless the topic sets one). */
+  private logSettings(meta: PartitionMeta): PartitionLogSettings {
+    const settings = this.topicSettings(meta);
+    return {
+      segmentBytes: settings.segmentBytes ?? this.opts.segmentBytes,
+      segmentMs: settings.segmentMs,
+      retentionBytes: settings.retentionBytes,
+      retentionMs: settings.retentionMs,
+    };
+  }
+
+  /** A topic's config, as SetTopicRole carries it, applied to this replica's log (an operator altered it). */
+  private applyTopicConfig(p: Partition, meta: PartitionMeta, config: Record<string, string>): void {
+    if (sameConfig(config, meta.config ?? {})) return;
+    meta.config = { ...config };
+    this.saveMeta(meta);
+    const settings = this.logSettings(meta);
+    p.log.configure(settings);
+    p.retains = retains(settings);
+    this.log.info("topic config changed", { partition: p.key, config: meta.config });
+  }
+
   /**
    * Housekeeping every checkpoint interval: retention, repair damaged ranges, re-offer unanswered
    * snapshots, and checkpoint any partition not checkpointed for a long while (which bounds the replay
@@ -791,13 +813,10 @@ export class Broker {
   private async openPartition(meta: PartitionMeta, recovered: RecoveredGroup | undefined): Promise<Partition> {
     const id: PartitionId = { topic: meta.topic, partition: meta.partition, group: meta.group };
     for (const [bid, addr] of Object.entries(meta.peers)) this.peers.setAddress(Number(bid), addr);
-    const settings = this.topicSettings(meta);
+    const settings = this.logSettings(meta);
     const log = await PartitionLog.open({
       dir: this.partitionDir(meta.topic, meta.partition),
-      segmentBytes: settings.segmentBytes ?? this.opts.segmentBytes,
-      segmentMs: settings.segmentMs,
-      retentionBytes: settings.retentionBytes,
-      retentionMs: settings.retentionMs,
+      ...settings,
       fs: this.opts.fs,
       log: storageLogger(this.log.child({ partition: `${meta.topic}/${meta.partition}` })),
     });
@@ -860,7 +879,7 @@ export class Broker {
     if (log.nextOffset < state.nextOffset) throw new Error(`${id.topic}/${id.partition}: log ends at ${log.nextOffset} before its snapshot (${state.nextOffset})`);
     const node = this.raftNode(id, meta.voters, meta.learners, restart);
     const p: Partition = new Partition(id, node, log, state, applied, () => this.markDirty(p), (e) => this.onPartitionStopped(p, e));
-    p.retains = (settings.retentionMs ?? -1) >= 0 || (settings.retentionBytes ?? -1) >= 0;
+    p.retains = retains(settings);
     if (meta.voteFloor) this.floored.add(p);
     this.byGroup.set(id.group, p);
     this.ticking.add(p);
@@ -963,6 +982,7 @@ export class Broker {
         meta.peers = merged;
         this.saveMeta(meta);
       }
+      if (!req.keepConfig) this.applyTopicConfig(p, meta, req.config);
       if (req.role === WireRole.LEADER && !p.isLeader() && p.node.leader !== 0 && p.node.conf.voters.includes(this.opts.id)) {
         p.node.transferLeadership(this.opts.id);
       }
@@ -1120,6 +1140,16 @@ function partitionStatusHash(p: Partition): number {
     mix(match);
   });
   return h | 0;
+}
+
+/** Whether a log with these settings ever deletes old segments. */
+function retains(s: PartitionLogSettings): boolean {
+  return (s.retentionMs ?? -1) >= 0 || (s.retentionBytes ?? -1) >= 0;
+}
+
+function sameConfig(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => b[k] === a[k]);
 }
 
 function uniqueSorted(ids: number[]): number[] {

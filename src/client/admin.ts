@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import {
+  AlterTopicConfigRequestSchema,
   BrokerHealth,
   ClusterStatusRequestSchema,
   CreateTopicRequestSchema,
@@ -41,6 +42,8 @@ export interface TopicInfo {
   replicationFactor: number;
   partitionInfo: PartitionInfo[];
   config: Record<string, string>;
+  /** The sentinel's map lost this topic's config (it was taken back from what brokers held). */
+  configUnknown: boolean;
 }
 
 export interface BrokerStatusInfo {
@@ -92,6 +95,7 @@ export function topicInfo(t: TopicMetadata): TopicInfo {
     replicationFactor: t.replicationFactor,
     partitionInfo: t.partitionMetadata.map(partitionInfo).sort((a, b) => a.partition - b.partition),
     config: { ...t.config },
+    configUnknown: t.configUnknown,
   };
 }
 
@@ -133,7 +137,22 @@ export class Admin {
       this.sentinel.timeoutMs + CREATE_TOPIC_EXTRA_MS,
     );
     if (r.topic) return topicInfo(r.topic);
-    return { name, partitions, replicationFactor: replicas, partitionInfo: [], config: opts.config ?? {} };
+    return { name, partitions, replicationFactor: replicas, partitionInfo: [], config: opts.config ?? {}, configUnknown: false };
+  }
+
+  /**
+   * Changes a topic's config: `set` adds or replaces keys (Kafka's names: retention.ms, retention.bytes,
+   * segment.bytes, segment.ms), `reset` removes keys so the defaults apply. Resolves once the replicas took
+   * it (or after a bounded wait: a broker that is down gets it when it is back).
+   */
+  async alterTopicConfig(name: string, change: { set?: Record<string, string>; reset?: string[] }): Promise<TopicInfo> {
+    const r = await this.sentinel.request(
+      { case: "alterTopicConfig", value: create(AlterTopicConfigRequestSchema, { name, set: change.set ?? {}, reset: change.reset ?? [] }) },
+      "alterTopicConfigResponse",
+      this.sentinel.timeoutMs + CREATE_TOPIC_EXTRA_MS,
+    );
+    if (!r.topic) throw new Error(`sentinel described no topic for ${name}`);
+    return topicInfo(r.topic);
   }
 
   async deleteTopic(name: string): Promise<void> {

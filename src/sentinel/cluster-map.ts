@@ -26,6 +26,8 @@ export interface TopicRecord {
   name: string;
   replicationFactor: number;
   config: Record<string, string>;
+  /** Adopted after the map lost its records: brokers keep their own config until an alter sets one. */
+  configUnknown?: boolean;
   partitions: PartitionRecord[];
   createdEpoch: number;
 }
@@ -44,6 +46,9 @@ export type MapCommand =
       firstGroup?: number;
     }
   | { type: "delete-topic"; name: string }
+  // The topic's whole new config (the sentinel merged and checked it); every partition's epoch moves, so
+  // each replica is sent SetTopicRole with it again.
+  | { type: "alter-topic-config"; name: string; config: Record<string, string> }
   | {
       // A topic the map lost (a damaged or wiped store) but brokers still hold, taken back as they
       // report it: its groups are ones this map never handed out, and become handed out.
@@ -224,6 +229,18 @@ export class ClusterMap {
         this.epoch = epoch;
         return { ok: true, epoch, topic: t };
       }
+      case "alter-topic-config": {
+        const t = this.topics.get(command.name);
+        if (!t) return fail("UNKNOWN_TOPIC", `topic "${command.name}" does not exist`);
+        if (Object.keys(command.config).length > MAX_CONFIG_ENTRIES) {
+          return fail("INVALID_ARGUMENT", `at most ${MAX_CONFIG_ENTRIES} config entries`);
+        }
+        t.config = { ...command.config };
+        delete t.configUnknown;
+        for (const p of t.partitions) p.epoch = epoch;
+        this.epoch = epoch;
+        return { ok: true, epoch, topic: t };
+      }
       case "set-replicas": {
         const t = this.topics.get(command.topic);
         if (!t) return fail("UNKNOWN_TOPIC", `topic "${command.topic}" does not exist`);
@@ -258,6 +275,7 @@ export class ClusterMap {
           name: command.name,
           replicationFactor: Math.max(...command.partitions.map((p) => p.replicas.length)),
           config: {},
+          configUnknown: true,
           partitions: command.partitions.map((p, i) => ({ partition: i, group: p.group, replicas: [...p.replicas], learners: [], epoch })),
           createdEpoch: epoch,
         });

@@ -24,6 +24,7 @@ export const SENTINEL_ACCEPTS: readonly BodyCase[] = [
   "keepAlive",
   "createTopic",
   "deleteTopic",
+  "alterTopicConfig",
   "listTopics",
   "describeTopic",
   "metadata",

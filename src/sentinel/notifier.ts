@@ -309,6 +309,7 @@ export function buildSetTopicRole(
     leaderAddress: leaderId === 0 ? "" : (map.broker(leaderId)?.address ?? ""),
     learners: p.learners.map(info),
     config: topic.config,
+    keepConfig: topic.configUnknown === true,
     mapEpoch: BigInt(p.epoch),
   });
 }

@@ -8,6 +8,7 @@ import {
   BrokerInfoSchema,
   BrokerStatusSchema,
   ClusterStatusResponseSchema,
+  AlterTopicConfigResponseSchema,
   CreateTopicResponseSchema,
   DeleteTopicResponseSchema,
   DescribeTopicResponseSchema,
@@ -30,7 +31,7 @@ import {
   type PartitionMetadata,
   type TopicMetadata,
 } from "../proto/goulette_pb";
-import { ClientPool, WireClient, WireError, expectCase, parseAddress, parseTopicConfig, type Body, type BodyOf } from "../wire";
+import { ClientPool, WireClient, WireError, expectCase, parseAddress, parseTopicConfig, TOPIC_CONFIG_KEYS, type Body, type BodyOf } from "../wire";
 import type { Logger } from "../log";
 import type { ClusterMap, MapCommand, MapResult, PartitionRecord, TopicRecord } from "./cluster-map";
 import { validateTopicName, MAX_PARTITIONS_PER_TOPIC, MAX_REPLICATION_FACTOR } from "./cluster-map";
@@ -192,7 +193,7 @@ export class Sentinel {
    * name has been reported for a while (every live broker has beaten several times) with every partition
    * from 0 up held under one group each, it becomes a topic again with those groups and, per partition,
    * the voters its most recent report names. Its config is not known any more (the brokers keep applying
-   * theirs). Until then, and for anything that does not add up, cluster status warns.
+   * theirs, until `topic alter` sets one). Until then, and for anything that does not add up, cluster status warns.
    */
   private async adoptLostTopics(now: number): Promise<void> {
     const lost = this.notifier.unknownPartitions();
@@ -285,6 +286,8 @@ export class Sentinel {
         return this.createTopic(body.value);
       case "deleteTopic":
         return this.deleteTopic(body.value);
+      case "alterTopicConfig":
+        return this.alterTopicConfig(body.value);
       case "listTopics":
         return { case: "listTopicsResponse", value: create(ListTopicsResponseSchema, { topics: this.map.allTopics().map((t) => this.topicMetadata(t)) }) };
       case "describeTopic": {
@@ -499,6 +502,37 @@ export class Sentinel {
     }
   }
 
+  /**
+   * Merges `set` and `reset` into the topic's config, checks the result as create does, records it, and
+   * answers once every replica took it (bounded: a broker that is down gets it when it is back, as
+   * the notifier reconciles). The brokers apply it to their partition logs at once (retention runs
+   * on its next pass; a new segment size applies from the next roll).
+   */
+  private async alterTopicConfig(req: BodyOf<"alterTopicConfig">): Promise<Body> {
+    const t = this.requireTopic(req.name);
+    for (const key of req.reset) {
+      if (!TOPIC_CONFIG_KEYS.includes(key)) {
+        throw new WireError(ErrorCode.INVALID_ARGUMENT, `unknown topic config "${key}"; known: ${TOPIC_CONFIG_KEYS.join(", ")}`);
+      }
+      if (key in req.set) throw new WireError(ErrorCode.INVALID_ARGUMENT, `topic config "${key}" is both set and reset`);
+    }
+    const config: Record<string, string> = { ...t.config, ...req.set };
+    for (const key of req.reset) delete config[key];
+    try {
+      parseTopicConfig(config);
+    } catch (e) {
+      throw new WireError(ErrorCode.INVALID_ARGUMENT, (e as Error).message);
+    }
+    const r = await this.propose({ type: "alter-topic-config", name: req.name, config });
+    if (!r.ok) throw mapError(r);
+    const topic = this.requireTopic(req.name);
+    for (const p of topic.partitions) this.notifier.hurry(topic.name, p.partition, [...p.replicas, ...p.learners]);
+    this.notifier.run(performance.now());
+    this.deps.log.info("sentinel topic config altered", { topic: req.name, config });
+    await this.waitConfirmed(topic, CREATE_TOPIC_CONFIRM_TIMEOUT_MS);
+    return { case: "alterTopicConfigResponse", value: create(AlterTopicConfigResponseSchema, { topic: this.topicMetadata(topic) }) };
+  }
+
   private async deleteTopic(req: BodyOf<"deleteTopic">): Promise<Body> {
     const r = await this.propose({ type: "delete-topic", name: req.name });
     if (!r.ok) throw mapError(r);
@@ -542,6 +576,7 @@ export class Sentinel {
       replicationFactor: t.replicationFactor,
       partitionMetadata: t.partitions.map((p) => this.partitionMetadata(t, p)),
       config: t.config,
+      configUnknown: t.configUnknown === true,
     });
   }
 

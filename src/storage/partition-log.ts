@@ -20,6 +20,7 @@ import type {
   FileLayer,
   Fragment,
   PartitionLogOptions,
+  PartitionLogSettings,
   ReadResult,
   StorageLogger,
 } from "./types";
@@ -64,10 +65,11 @@ function fileBase(baseOffset: number): string {
 export class PartitionLog {
   private readonly fs: FileLayer;
   private readonly log: StorageLogger;
-  private readonly segmentBytes: number;
-  private readonly segmentMs: number;
-  private readonly retentionBytes: number;
-  private readonly retentionMs: number;
+  // Set by the topic's config, which an operator may alter while the log is open (configure).
+  private segmentBytes = DEFAULT_SEGMENT_BYTES;
+  private segmentMs = DEFAULT_SEGMENT_MS;
+  private retentionBytes = -1;
+  private retentionMs = -1;
   private readonly indexIntervalBytes: number;
   private segments: Segment[] = [];
   private damaged: DamagedRange[] = [];
@@ -82,14 +84,24 @@ export class PartitionLog {
   private constructor(readonly dir: string, opts: PartitionLogOptions) {
     this.fs = opts.fs ?? realFileLayer;
     this.log = opts.log ?? (() => {});
-    this.segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
-    this.segmentMs = opts.segmentMs ?? DEFAULT_SEGMENT_MS;
-    this.retentionBytes = opts.retentionBytes ?? -1;
-    this.retentionMs = opts.retentionMs ?? -1;
+    this.configure(opts);
     this.indexIntervalBytes = opts.indexIntervalBytes ?? DEFAULT_INDEX_INTERVAL_BYTES;
     this.writeBehindBytes = opts.writeBehindBytes ?? DEFAULT_WRITE_BEHIND_BYTES;
-    assert(this.segmentBytes >= BATCH_HEADER_BYTES && this.segmentBytes <= SEGMENT_BYTES_MAX, "segmentBytes out of range");
     assert(this.indexIntervalBytes >= 1, "indexIntervalBytes must be >= 1");
+  }
+
+  /**
+   * Takes new segment and retention settings (a topic's altered config; unset ones return to the
+   * defaults). Nothing is rewritten: a new segment size applies from the next roll, retention from its
+   * next pass.
+   */
+  configure(settings: PartitionLogSettings): void {
+    const segmentBytes = settings.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    assert(segmentBytes >= BATCH_HEADER_BYTES && segmentBytes <= SEGMENT_BYTES_MAX, "segmentBytes out of range");
+    this.segmentBytes = segmentBytes;
+    this.segmentMs = settings.segmentMs ?? DEFAULT_SEGMENT_MS;
+    this.retentionBytes = settings.retentionBytes ?? -1;
+    this.retentionMs = settings.retentionMs ?? -1;
   }
 
   static async open(opts: PartitionLogOptions): Promise<PartitionLog> {

@@ -137,6 +137,9 @@ export interface PartitionLogOptions {
   log?: StorageLogger;
 }
 
+/** The options a topic's config sets, which may change while the log is open (PartitionLog.configure). */
+export type PartitionLogSettings = Pick<PartitionLogOptions, "segmentBytes" | "segmentMs" | "retentionBytes" | "retentionMs">;
+
 export interface ReadResult {
   /** Whole stored batches, byte-for-byte as appended (a view of the read buffer, never re-encoded). */
   records: Uint8Array;

@@ -719,6 +719,29 @@ describe("broker: an unreadable partition meta file", () => {
 });
 
 describe("broker: retention", () => {
+  test("an altered topic config reaches the log and the meta of every replica; keep_config leaves it alone", async () => {
+    const c = (cluster = new BrokerCluster({ checkpointIntervalMs: 50 }));
+    await c.start(3);
+    await c.assign("t", 0, 1, [0, 1, 2], 0, { "segment.bytes": "2048" });
+    const leader = await c.waitForAgreement("t", 0);
+    for (let i = 0; i < 40; i++) await c.produce(leader, "t", 0, [`v${i}`.padEnd(300, ".")]); // ~14 KB
+    const part = (i: number) => c.brokers[i]!.broker.byName.get("t/0")!;
+    const meta = (i: number) => JSON.parse(readFileSync(join(c.dir, `b${i + 1}`, "t", "0", "partition.json"), "utf8")).config;
+    await eventually(() => [0, 1, 2].every((i) => part(i).log.nextOffset === 40));
+    // An adopted topic's map lost the config: its SetTopicRole says to keep the replica's own.
+    await c.assign("t", 0, 1, [0, 1, 2], leader, {}, true);
+    for (const i of [0, 1, 2]) expect([meta(i), part(i).retains]).toEqual([{ "segment.bytes": "2048" }, false]);
+    await c.assign("t", 0, 1, [0, 1, 2], leader, { "segment.bytes": "2048", "retention.bytes": "4096" });
+    for (const i of [0, 1, 2]) expect([meta(i), part(i).retains]).toEqual([{ "segment.bytes": "2048", "retention.bytes": "4096" }, true]);
+    await eventually(() => [0, 1, 2].every((i) => part(i).log.logStartOffset > 0 && part(i).log.sizeBytes <= 4096 + 2048));
+    // A restarted replica opens its log with the altered config.
+    const f = (leader + 1) % 3;
+    await c.kill(f);
+    await c.restart(f);
+    expect(part(f).retains).toBe(true);
+  });
+
+
   test("every replica drops its old segments, only below a checkpoint, so a restarted one recovers and follows", async () => {
     const c = (cluster = new BrokerCluster({ checkpointIntervalMs: 50 }));
     await c.start(3);

@@ -71,7 +71,15 @@ export class BrokerCluster {
     await b.broker.crash();
   }
 
-  async assign(topic: string, partition: number, group: number, replicas: number[], leaderHint = replicas[0]!, config: Record<string, string> = {}): Promise<void> {
+  async assign(
+    topic: string,
+    partition: number,
+    group: number,
+    replicas: number[],
+    leaderHint = replicas[0]!,
+    config: Record<string, string> = {},
+    keepConfig = false,
+  ): Promise<void> {
     for (const r of replicas) {
       const others = replicas.filter((o) => o !== r).map((o) => create(BrokerInfoSchema, { id: o + 1, address: this.addresses[o]! }));
       await this.pool.get(this.addresses[r]!).call({
@@ -85,6 +93,7 @@ export class BrokerCluster {
           leaderId: leaderHint + 1,
           leaderAddress: this.addresses[leaderHint]!,
           config,
+          keepConfig,
         }),
       });
     }

@@ -38,7 +38,7 @@ const status: ClusterStatus = {
   ],
   topics: [
     {
-      name: "t", partitions: 2, replicationFactor: 2, config: {},
+      name: "t", partitions: 2, replicationFactor: 2, config: {}, configUnknown: false,
       partitionInfo: [
         { topic: "t", partition: 0, leader: 2, leaderAddress: "127.0.0.1:7082", term: 3, replicas: [1, 2], learners: [], commitIndex: 10, highWatermark: 9, logStartOffset: 0 },
         { topic: "t", partition: 1, leader: 1, leaderAddress: "127.0.0.1:7081", term: 1, replicas: [2, 1], learners: [], commitIndex: 4, highWatermark: 3, logStartOffset: 0 },

@@ -168,6 +168,67 @@ describe("against real brokers", () => {
     expect(got.map((m) => dec.decode(m.value))).toEqual(Array.from({ length: 60 - got[0]!.offset }, (_, k) => value(got[0]!.offset + k)));
   }, 30_000);
 
+  test("CLI topic alter: retention set after creation trims every replica; --reset keeps everything again", async () => {
+    const cli = async (args: string[]) => {
+      const proc = Bun.spawn([process.execPath, join(import.meta.dir, "../../src/main.ts"), ...args, "--sentinel", sentinel.address], {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, GOULETTE_SENTINEL: "" },
+      });
+      return { code: await proc.exited, out: await new Response(proc.stdout).text(), err: await new Response(proc.stderr).text() };
+    };
+    expect((await cli(["topic", "create", "e2e-alter", "--partitions", "1", "--replicas", "3", "--segment-bytes", "4096"])).code).toBe(0);
+    const value = (i: number) => `${i}:`.padEnd(500, "x");
+    const produce = async (from: number, to: number) => {
+      const producer = new Producer({ sentinels: [sentinel.address] });
+      for (let i = from; i < to; i++) await producer.send("e2e-alter", [{ value: value(i) }]); // a batch each, ~560 bytes
+      await producer.close();
+    };
+    const logs = () => brokers.map((b) => b.broker.byName.get("e2e-alter/0")!.log);
+    const waitAll = async (ok: (l: ReturnType<typeof logs>[number]) => boolean) => {
+      const until = Date.now() + 10_000;
+      while (!logs().every(ok) && Date.now() < until) await Bun.sleep(50);
+    };
+    await produce(0, 60);
+    await waitAll((l) => l.nextOffset === 60);
+    for (const l of logs()) expect([l.nextOffset, l.logStartOffset]).toEqual([60, 0]);
+
+    expect(await cli(["topic", "alter", "e2e-alter"])).toMatchObject({ code: 2 });
+    const unknownKey = await cli(["topic", "alter", "e2e-alter", "--reset", "retention.forever"]);
+    expect(unknownKey.code).not.toBe(0);
+    expect(unknownKey.err).toContain('unknown topic config "retention.forever"');
+    expect((await cli(["topic", "alter", "e2e-nope", "--retention-ms", "1000"])).err).toContain("does not exist");
+
+    const altered = await cli(["topic", "alter", "e2e-alter", "--retention-bytes", "8192"]);
+    expect(altered).toEqual({ code: 0, out: "altered topic e2e-alter: retention.bytes=8192, segment.bytes=4096\n", err: "" });
+    expect((await admin.describeTopic("e2e-alter")).config).toEqual({ "segment.bytes": "4096", "retention.bytes": "8192" });
+    // Every replica took it (the answer waits for them), keeps it in its meta, and trims on its next pass.
+    for (const b of brokers) {
+      const meta = JSON.parse(await Bun.file(join(b.broker.opts.dataDir, "e2e-alter", "0", "partition.json")).text());
+      expect(meta.config).toEqual({ "segment.bytes": "4096", "retention.bytes": "8192" });
+    }
+    await waitAll((l) => l.logStartOffset > 0 && l.sizeBytes <= 8192 + 4096);
+    for (const l of logs()) {
+      expect(l.logStartOffset).toBeGreaterThan(0);
+      expect(l.sizeBytes).toBeLessThanOrEqual(8192 + 4096);
+    }
+
+    const reset = await cli(["topic", "alter", "e2e-alter", "--reset", "retention.bytes", "--format", "json"]);
+    expect(reset.code).toBe(0);
+    expect(JSON.parse(reset.out).config).toEqual({ "segment.bytes": "4096" });
+    const startsAfterReset = logs().map((l) => l.logStartOffset);
+    await produce(60, 120);
+    await waitAll((l) => l.nextOffset === 120);
+    // Retention is off again on every replica: nothing more is dropped, the logs grow past the old bound.
+    expect(logs().map((l) => l.logStartOffset)).toEqual(startsAfterReset);
+    for (const l of logs()) expect([l.nextOffset, l.sizeBytes > 8192 + 4096]).toEqual([120, true]);
+    const c = new Consumer({ sentinels: [sentinel.address], maxWaitMs: 200 });
+    await c.assignTopic("e2e-alter", "beginning");
+    const got = await readAll(c, 120 - startsAfterReset[0]!, 3_000);
+    await c.close();
+    expect(got.map((m) => dec.decode(m.value))).toEqual(Array.from({ length: 120 - got[0]!.offset }, (_, k) => value(got[0]!.offset + k)));
+  }, 40_000);
+
   test("CLI consume --group: a second run resumes where the first one's --max stopped", async () => {
     await createTopic("e2e-resume", 1, 3);
     const producer = new Producer({ sentinels: [sentinel.address] });

@@ -53,6 +53,23 @@ describe("ClusterMap", () => {
     expect(m.apply({ type: "adopt-topic", name: "a", partitions: [{ group: 9, replicas: [1] }] })).toMatchObject({ ok: false, code: "TOPIC_EXISTS" });
   });
 
+  test("alter-topic-config replaces the config, moves every partition's epoch, and settles an adopted topic's", () => {
+    const m = new ClusterMap();
+    for (const id of [1, 2, 3]) m.apply(reg(id));
+    m.apply(create("a", [[1, 2, 3], [2, 3, 1]]));
+    expect(m.apply({ type: "alter-topic-config", name: "zz", config: {} })).toMatchObject({ ok: false, code: "UNKNOWN_TOPIC" });
+    const r = m.apply({ type: "alter-topic-config", name: "a", config: { "retention.ms": "1000" } });
+    expect(r.ok).toBe(true);
+    expect(m.topic("a")!.config).toEqual({ "retention.ms": "1000" });
+    expect(m.topic("a")!.partitions.map((p) => p.epoch)).toEqual([r.epoch, r.epoch]);
+    m.apply({ type: "adopt-topic", name: "lost", partitions: [{ group: 9, replicas: [1, 2] }] });
+    const copy = new ClusterMap();
+    copy.restore(JSON.parse(JSON.stringify(m.snapshot())));
+    expect(copy.topic("lost")!.configUnknown).toBe(true);
+    expect(copy.apply({ type: "alter-topic-config", name: "lost", config: { "retention.bytes": "1" } }).ok).toBe(true);
+    expect([copy.topic("lost")!.configUnknown, copy.topic("lost")!.config]).toEqual([undefined, { "retention.bytes": "1" }]);
+  });
+
   test("next-producer-id never goes below atLeast, and never back", () => {
     const m = new ClusterMap();
     expect(m.apply({ type: "next-producer-id" })).toMatchObject({ ok: true, producerId: 1 });

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  AlterTopicConfigRequestSchema,
   BrokerHealth,
   ClusterStatusRequestSchema,
   CreateTopicRequestSchema,
@@ -274,6 +275,60 @@ describe("sentinel topics", () => {
     expect(err.message).toMatch(/retention.ms=soon/);
     const list = await call(s.client, { case: "listTopics", value: create(ListTopicsRequestSchema, {}) }, "listTopicsResponse");
     expect(list.topics.map((t) => t.name)).toEqual([]);
+  });
+
+  test("alter merges set and reset into the config, refuses what does not parse, and sends it to every replica", async () => {
+    const s = await sentinel();
+    const { brokers } = await cluster(s, 3);
+    const made: Body = { case: "createTopic", value: create(CreateTopicRequestSchema, { name: "t", partitions: 2, replicas: 3, config: { "retention.ms": "60000" } }) };
+    await call(s.client, made, "createTopicResponse");
+    const alter = (set: Record<string, string>, reset: string[] = [], name = "t") =>
+      call(s.client, { case: "alterTopicConfig", value: create(AlterTopicConfigRequestSchema, { name, set, reset }) }, "alterTopicConfigResponse");
+    const altered = await alter({ "retention.bytes": "4096", "segment.bytes": "2048" }, ["retention.ms"]);
+    expect(altered.topic!.config).toEqual({ "retention.bytes": "4096", "segment.bytes": "2048" });
+    // The answer came once every replica confirmed the new epoch: each was sent the new config.
+    for (const b of brokers) {
+      const last = (p: number) => b.calls.filter((c) => c.kind === "setTopicRole" && c.req.partition === p).at(-1);
+      for (const p of [0, 1]) {
+        const call = last(p);
+        expect(call?.kind === "setTopicRole" && { ...call.req.config }).toEqual({ "retention.bytes": "4096", "segment.bytes": "2048" });
+      }
+    }
+    for (const [set, reset, name, code, text] of [
+      [{ "retention.ms": "soon" }, [], "t", ErrorCode.INVALID_ARGUMENT, /retention.ms=soon/],
+      [{}, ["retention.forever"], "t", ErrorCode.INVALID_ARGUMENT, /unknown topic config "retention.forever"/],
+      [{ "segment.ms": "5000" }, ["segment.ms"], "t", ErrorCode.INVALID_ARGUMENT, /both set and reset/],
+      [{ "retention.ms": "1" }, [], "nope", ErrorCode.UNKNOWN_TOPIC, /does not exist/],
+    ] as const) {
+      const err = await rejects(alter(set, [...reset], name));
+      expect([err.code, err.message]).toEqual([code, expect.stringMatching(text)]);
+    }
+    const d = await call(s.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "t" }) }, "describeTopicResponse");
+    expect([d.topic!.config, d.topic!.configUnknown]).toEqual([{ "retention.bytes": "4096", "segment.bytes": "2048" }, false]);
+  });
+
+  test("an adopted topic's roles tell replicas to keep their config, until an alter sets one", async () => {
+    const s = await sentinel({ keepAliveMs: 20 });
+    const { brokers } = await cluster(s, 3, 20);
+    for (const b of brokers) b.phantom.push(create(PartitionStatusSchema, { topic: "orders", partition: 0, group: 7n, term: 3n, role: Role.FOLLOWER, voters: [1, 2, 3] }));
+    const describe = async () => (await call(s.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "orders" }) }, "describeTopicResponse")).topic!;
+    await waitFor("adoption", async () => {
+      try {
+        return (await describe()).configUnknown;
+      } catch {
+        return false;
+      }
+    });
+    const roles = (b: (typeof brokers)[number]) => b.calls.flatMap((c) => (c.kind === "setTopicRole" && c.req.topic === "orders" ? [c.req] : []));
+    await waitFor("roles sent", () => brokers.every((b) => roles(b).length > 0));
+    for (const b of brokers) expect(roles(b).every((r) => r.keepConfig)).toBe(true);
+    const altered = await call(
+      s.client,
+      { case: "alterTopicConfig", value: create(AlterTopicConfigRequestSchema, { name: "orders", set: { "retention.ms": "60000" } }) },
+      "alterTopicConfigResponse",
+    );
+    expect([altered.topic!.config, altered.topic!.configUnknown]).toEqual([{ "retention.ms": "60000" }, false]);
+    for (const b of brokers) expect([roles(b).at(-1)!.keepConfig, { ...roles(b).at(-1)!.config }]).toEqual([false, { "retention.ms": "60000" }]);
   });
 
   test("InitProducer never hands out an id a broker reports having recorded (a map that lost records)", async () => {
