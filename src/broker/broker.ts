@@ -45,6 +45,12 @@ const CHECKPOINT_MAX_AGE_MS = 60_000;
 const FINGERPRINT_FULL_EVERY = 25;
 const WAL_SEGMENTS_SOFT_MAX = 2;
 const COMPACT_INTERVAL_MS = 100;
+// Background scrub. 4 MiB/s reads a terabyte in three days; a step reads at most SCRUB_STEP_BYTES_MAX at
+// once, synchronously (partition reads are), so one step holds the event loop for about a disk read.
+const SCRUB_STEP_MS = 100;
+const SCRUB_BYTES_PER_S = 4 * 1024 * 1024;
+const SCRUB_STEP_BYTES_MAX = 256 * 1024;
+const SCRUB_PASS_INTERVAL_MS = 3_600_000;
 const COMPACT_EVERY_ENTRIES = 256;
 /**
  * Entries hold their batches, so a count alone let a partition of 1 MiB batches keep 256 MiB in memory, and
@@ -150,6 +156,8 @@ export class Broker {
   private tickTimer: ReturnType<typeof setInterval> | undefined;
   private checkpointTimer: ReturnType<typeof setInterval> | undefined;
   private compactTimer: ReturnType<typeof setInterval> | undefined;
+  private scrubTimer: ReturnType<typeof setInterval> | undefined;
+  private scrubCursor = 0;
   private relieving = false;
   private metas = new Map<number, PartitionMeta>();
   /** Partitions whose meta holds a vote floor not yet settled (cleared from the meta once it is). */
@@ -208,6 +216,7 @@ export class Broker {
       this.compactMemory();
       void this.relieveWal();
     }, COMPACT_INTERVAL_MS);
+    if ((this.opts.scrubBytesPerS ?? SCRUB_BYTES_PER_S) > 0) this.scrubTimer = setInterval(() => this.scrubStep(), SCRUB_STEP_MS);
     this.session = new SentinelSession(
       {
         brokerId: this.opts.id,
@@ -637,6 +646,48 @@ export class Broker {
       await repairDamaged(p, addresses, this.pool, this.log);
     } finally {
       p.repairing = false;
+    }
+  }
+
+  /**
+   * One step of the background scrub: partitions in turn, each read from where its last step ended, until
+   * this step's share of the byte rate is spent. Reading verifies every batch's checksum, so damage nobody
+   * has read yet (a bit flip in an old segment) is found and repaired from a peer while the other copies
+   * still hold it, not when a lagging consumer or a new replica finally needs it. A partition's pass ends
+   * where its log ended when the pass began; the next one starts at most every scrubPassIntervalMs, so
+   * small or idle partitions are not read over and over, nor a busy one's newest bytes chased.
+   */
+  private scrubStep(): void {
+    if (this.stopping) return;
+    const parts = [...this.byGroup.values()];
+    let budget = Math.floor(((this.opts.scrubBytesPerS ?? SCRUB_BYTES_PER_S) * SCRUB_STEP_MS) / 1000);
+    const now = performance.now();
+    const passEvery = this.opts.scrubPassIntervalMs ?? SCRUB_PASS_INTERVAL_MS;
+    for (let n = 0; n < parts.length && budget > 0; n++) {
+      const p = parts[this.scrubCursor++ % parts.length]!;
+      if (p.removed || p.installing || p.repairing || p.failed) continue;
+      if (p.scrubFrom >= p.scrubPassEnd || p.scrubFrom < p.log.logStartOffset) {
+        // A pass covers the log as it was when the pass began: data written since is read by the next one.
+        if (now - p.scrubPassStartedMs < passEvery) continue;
+        p.scrubPassStartedMs = now;
+        p.scrubFrom = p.log.logStartOffset;
+        p.scrubPassEnd = p.log.nextOffset;
+        if (p.scrubFrom >= p.scrubPassEnd) continue;
+      }
+      const damagedBefore = p.log.damagedRanges().length;
+      try {
+        const step = p.log.scrub(p.scrubFrom, Math.min(budget, SCRUB_STEP_BYTES_MAX));
+        p.scrubFrom = step.next;
+        budget -= step.bytes;
+      } catch (e) {
+        this.log.warn("scrub read failed", { partition: p.key, offset: p.scrubFrom, error: (e as Error).message });
+        p.scrubFrom = p.scrubPassEnd; // this pass ends; the next one starts over
+        continue;
+      }
+      if (p.log.damagedRanges().length > damagedBefore) {
+        this.log.warn("scrub found damaged data: repairing it from a peer", { partition: p.key, damaged: p.log.damagedRanges() });
+        void this.repair(p);
+      }
     }
   }
 
@@ -1098,6 +1149,7 @@ export class Broker {
     clearInterval(this.tickTimer);
     clearInterval(this.checkpointTimer);
     clearInterval(this.compactTimer);
+    clearInterval(this.scrubTimer);
     this.server?.stop();
     while (this.rounds.length > 0) await Bun.sleep(1);
     for (const p of this.byGroup.values()) {

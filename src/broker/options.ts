@@ -25,6 +25,10 @@ export interface BrokerOptions {
   compactEveryEntries?: number;
   /** ... or applied payload bytes, whichever comes first; default 4 MiB. */
   compactEveryBytes?: number;
+  /** Background scrub: stored batches read back and verified per second, all partitions together; 0 off. Default 4 MiB. */
+  scrubBytesPerS?: number;
+  /** A partition's scrub pass starts again at most this long after its last one began; default 1 hour. */
+  scrubPassIntervalMs?: number;
   /** Where the WAL and the partition logs do their file I/O; tests inject faults (a full disk) here. */
   fs?: FileLayer;
 }

@@ -62,6 +62,10 @@ export class Partition {
   voteFenced = false;
   /** The topic sets a retention (by age or size): the broker deletes old segments (see checkpointAll). */
   retains = false;
+  /** Background scrub (see Broker.scrubStep): where the next step reads, where this pass ends, when it began. */
+  scrubFrom = 0;
+  scrubPassEnd = 0;
+  scrubPassStartedMs = Number.NEGATIVE_INFINITY;
   leaderCommitSeen = 0;
   /**
    * The group sleeps (see RaftNode.quiesce): the broker does not tick it, so an idle partition costs no

@@ -38,6 +38,7 @@ export const brokerCommand: CommandSpec = {
     { flag: "segment-bytes", value: "n", help: "partition segment size (default 64 MiB)" },
     { flag: "compact-lag-entries", value: "n", help: "a follower this far behind gets fragments, not entries (default 10000)" },
     { flag: "checkpoint-interval-ms", value: "ms", help: "how often partition logs are synced and the WAL trimmed (default 1000)" },
+    { flag: "scrub-bytes-per-s", value: "n", help: "stored data read back and verified per second, to find and repair damage; 0 off (default 4 MiB)" },
     shared.maxFrameBytes,
     shared.logLevel,
     shared.config,
@@ -103,6 +104,8 @@ export function parseBrokerOptions(argv: readonly string[], env: Env): Parsed<Br
   if (compactLag) options.compactLagEntries = parseInteger(compactLag.text, compactLag.origin, 1, 100_000_000);
   const checkpoint = settings.get("checkpoint-interval-ms");
   if (checkpoint) options.checkpointIntervalMs = parseInteger(checkpoint.text, checkpoint.origin, 1, 3_600_000);
+  const scrub = settings.get("scrub-bytes-per-s");
+  if (scrub) options.scrubBytesPerS = parseInteger(scrub.text, scrub.origin, 0, 10 * GiB);
   return { kind: "options", options };
 }
 

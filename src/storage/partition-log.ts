@@ -330,6 +330,30 @@ export class PartitionLog {
     return { records: buf.subarray(0, want), nextOffset: expect };
   }
 
+  /**
+   * One step of a background scrub: reads (so verifies, as any reader does) up to `maxBytes` of batches from
+   * `offset`, and returns where the next step starts and how many bytes this one read. Damage found is
+   * recorded for repair (damagedRanges) exactly as a reader's would be; ranges already known damaged are
+   * stepped over; past the end, or below the log start (retention moved it), it starts again at the log
+   * start. Without it a bit flip in data nobody reads stays latent until a lagging consumer or a new
+   * replica needs those bytes, which may be after the other copies were lost too.
+   */
+  scrub(offset: number, maxBytes: number): { next: number; bytes: number } {
+    if (this.closed) return { next: offset, bytes: 0 };
+    const from = offset >= this.logStartOffset && offset < this.nextOffset ? offset : this.logStartOffset;
+    if (from >= this.nextOffset) return { next: from, bytes: 0 };
+    const known = this.damaged.find((d) => d.fromOffset <= from && from < d.toOffset);
+    if (known) return { next: known.toOffset, bytes: 0 };
+    try {
+      const r = this.read(from, maxBytes);
+      return { next: r.nextOffset, bytes: r.records.length };
+    } catch (err) {
+      if (!(err instanceof StorageError && err.code === "CORRUPT_DATA")) throw err;
+      const d = this.damaged.find((x) => x.fromOffset <= from && from < x.toOffset);
+      return { next: d ? d.toOffset : from + 1, bytes: 0 };
+    }
+  }
+
   /** Raw batches for a replica, with a checksum over all of them. */
   readFragment(fromOffset: number, maxBytes: number): Fragment {
     const r = this.read(fromOffset, maxBytes);

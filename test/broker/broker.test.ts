@@ -355,6 +355,34 @@ describe("broker: corruption", () => {
     expect((await c.readAll(victim, "t", 0)).map((r) => r.value)).toEqual(acked);
   });
 });
+describe("broker: background scrub", () => {
+  test("finds a bit flipped in a follower's sealed segment that nobody reads, and repairs it from a peer", async () => {
+    const c = (cluster = new BrokerCluster({ scrubBytesPerS: 1024 * 1024, scrubPassIntervalMs: 200 }));
+    await c.start(3);
+    await c.assign("t", 0, 1, [0, 1, 2], 0, { "segment.bytes": "2048" });
+    const leader = await c.waitForAgreement("t", 0);
+    for (let i = 0; i < 20; i++) await c.produce(leader, "t", 0, [`s${i}`.padEnd(300, ".")]); // ~7 segments
+    const part = (i: number) => c.brokers[i]!.broker.byName.get("t/0")!;
+    await eventually(() => [0, 1, 2].every((i) => part(i).log.nextOffset === 20));
+    const victim = (leader + 1) % 3;
+    const { readdirSync, readFileSync, openSync, readSync, writeSync, closeSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const segment = (i: number) => join(c.dir, `b${i + 1}`, "t", "0", readdirSync(join(c.dir, `b${victim + 1}`, "t", "0")).filter((f) => f.endsWith(".log")).sort()[0]!);
+    expect(readFileSync(segment(victim))).toEqual(readFileSync(segment(leader)));
+    const fd = openSync(segment(victim), "r+");
+    const b = new Uint8Array(1);
+    readSync(fd, b, 0, 1, 150);
+    b[0]! ^= 0x40;
+    writeSync(fd, b, 0, 1, 150);
+    closeSync(fd);
+    expect(readFileSync(segment(victim))).not.toEqual(readFileSync(segment(leader)));
+    // No consumer, no new replica: only the scrub reads the old segment, finds the flip and has it repaired.
+    await eventually(() => part(victim).log.damagedRanges().length === 0 && readFileSync(segment(victim)).equals(readFileSync(segment(leader))), 10_000);
+    const all = await c.readAll(victim, "t", 0);
+    expect(all.map((r) => r.value)).toEqual(Array.from({ length: 20 }, (_, i) => `s${i}`.padEnd(300, ".")));
+  });
+});
+
 describe("broker: a WAL damaged in the middle", () => {
   test("the replica withholds its vote until a leader has brought it back to the commit index", async () => {
     const { c, leader, victim } = await followerKilledAfter(10, "w");

@@ -44,6 +44,8 @@ export class BrokerCluster {
       sentinels: ["127.0.0.1:1"],
       dataDir: join(this.dir, `b${i + 1}`),
       logLevel: "error",
+      // Off unless a test turns it on: a scrub that repairs damage first would race tests of the read path.
+      scrubBytesPerS: 0,
       ...(this.faultyDisks ? { fs: (this.disks[i] ??= new FaultyFileLayer()) } : {}),
       ...this.overrides,
     };

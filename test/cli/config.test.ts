@@ -64,6 +64,7 @@ describe("broker options", () => {
       "--segment-bytes", "1048576",
       "--compact-lag-entries", "500",
       "--checkpoint-interval-ms", "250",
+      "--scrub-bytes-per-s", "0",
       "--max-frame-bytes", "65536",
       "--log-level", "debug",
     ]);
@@ -80,6 +81,7 @@ describe("broker options", () => {
       segmentBytes: 1048576,
       compactLagEntries: 500,
       checkpointIntervalMs: 250,
+      scrubBytesPerS: 0,
       maxFrameBytes: 65536,
       logLevel: "debug",
     });

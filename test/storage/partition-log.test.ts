@@ -114,6 +114,38 @@ describe("PartitionLog", () => {
     await q.close();
   });
 
+  test("scrub steps through the whole log, records damage as a read does, steps over it and starts again", async () => {
+    const d = dir();
+    const p = await PartitionLog.open({ dir: d, ...small });
+    const bs = batchRun(0, 1, 40, 2, 100); // 80 offsets over several segments
+    for (const b of bs) p.append(b);
+    const second = readdirSync(d).filter((n) => n.endsWith(".log")).sort()[1]!;
+    const bytes = readFileSync(join(d, second));
+    bytes[200]! ^= 0x01; // inside a batch of the second segment
+    writeFileSync(join(d, second), bytes);
+    const steps: number[] = [];
+    let at = 0;
+    let read = 0;
+    do {
+      const s = p.scrub(at, 500);
+      steps.push(s.next);
+      read += s.bytes;
+      at = s.next;
+    } while (at < p.nextOffset && steps.length < 1000);
+    expect(at).toBe(80);
+    for (let i = 1; i < steps.length; i++) expect(steps[i]!).toBeGreaterThan(steps[i - 1]!);
+    const damaged = p.damagedRanges();
+    expect(damaged.length).toBe(1);
+    expect(damaged[0]!.file).toBe(join(d, second));
+    // Everything but the damaged range was read; the damaged range is refused, as to any reader.
+    expect(read).toBe(bs.reduce((n, b) => n + b.length, 0) - bs.slice(damaged[0]!.fromOffset / 2, damaged[0]!.toOffset / 2).reduce((n, b) => n + b.length, 0));
+    expect(errorOf(() => p.read(damaged[0]!.fromOffset, 1)).code).toBe("CORRUPT_DATA");
+    // Past the end (or below the log start) a new pass begins at the log start.
+    expect(p.scrub(80, 500).next).toBeGreaterThan(0);
+    expect(p.scrub(80, 500).bytes).toBeGreaterThan(0);
+    await p.close();
+  });
+
   test("retention by size and by age drops whole old segments; offsets never shift", async () => {
     const d = dir();
     const p = await PartitionLog.open({ dir: d, ...small, retentionBytes: 4000 });
