@@ -45,12 +45,6 @@ const CHECKPOINT_MAX_AGE_MS = 60_000;
 const FINGERPRINT_FULL_EVERY = 25;
 const WAL_SEGMENTS_SOFT_MAX = 2;
 const COMPACT_INTERVAL_MS = 100;
-// Background scrub. 4 MiB/s reads a terabyte in three days; a step reads at most SCRUB_STEP_BYTES_MAX at
-// once, synchronously (partition reads are), so one step holds the event loop for about a disk read.
-const SCRUB_STEP_MS = 100;
-const SCRUB_BYTES_PER_S = 4 * 1024 * 1024;
-const SCRUB_STEP_BYTES_MAX = 256 * 1024;
-const SCRUB_PASS_INTERVAL_MS = 3_600_000;
 const COMPACT_EVERY_ENTRIES = 256;
 /**
  * Entries hold their batches, so a count alone let a partition of 1 MiB batches keep 256 MiB in memory, and
@@ -67,6 +61,12 @@ const EARLY = new Set<MessageType>([MessageType.Append, MessageType.Heartbeat, M
 const QUIESCE_AFTER_ELECTIONS = 1;
 /** A follower wakes its sleeping groups when their leader's broker was silent this many election timeouts. */
 const PEER_SILENT_ELECTIONS = 2;
+// Background scrub. 4 MiB/s reads a terabyte in three days; a step reads at most SCRUB_STEP_BYTES_MAX at
+// once, synchronously (partition reads are), so one step holds the event loop for about a disk read.
+const SCRUB_STEP_MS = 100;
+const SCRUB_BYTES_PER_S = 4 * 1024 * 1024;
+const SCRUB_STEP_BYTES_MAX = 256 * 1024;
+const SCRUB_PASS_INTERVAL_MS = 3_600_000;
 
 /** One pass of the pump: the readies it took, and whether its fdatasync (if it needed one) is done. */
 interface PumpRound {
