@@ -4,11 +4,11 @@
 
 import { create } from "@bufbuild/protobuf";
 import {
+  AlterTopicConfigResponseSchema,
   BrokerHealth,
   BrokerInfoSchema,
   BrokerStatusSchema,
   ClusterStatusResponseSchema,
-  AlterTopicConfigResponseSchema,
   CreateTopicResponseSchema,
   DeleteTopicResponseSchema,
   DescribeTopicResponseSchema,
@@ -193,7 +193,8 @@ export class Sentinel {
    * name has been reported for a while (every live broker has beaten several times) with every partition
    * from 0 up held under one group each, it becomes a topic again with those groups and, per partition,
    * the voters its most recent report names. Its config is not known any more (the brokers keep applying
-   * theirs, until `topic alter` sets one). Until then, and for anything that does not add up, cluster status warns.
+   * theirs, until `topic alter` sets one). Until then, and for anything that does not add up, cluster
+   * status warns.
    */
   private async adoptLostTopics(now: number): Promise<void> {
     const lost = this.notifier.unknownPartitions();

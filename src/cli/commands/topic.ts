@@ -33,7 +33,7 @@ function configFrom(opts: ConfigFlags): Record<string, string> {
   return config;
 }
 
-/** `goulette topic create|list|describe|delete`. */
+/** `goulette topic create|alter|list|describe|delete`. */
 export async function run(args: string[], env: Record<string, string | undefined>): Promise<number> {
   return runCommand(async () => {
     const { out } = io();
