@@ -714,19 +714,17 @@ export class Broker {
     }
   }
 
-  /** The topic's config as partition-log options (the sentinel refused configs that do not parse). */
-  private topicSettings(meta: PartitionMeta): TopicSettings {
+  /**
+   * The topic's config as partition-log settings (the broker's segment size unless the topic sets one).
+   * The sentinel refuses configs that do not parse; one that still does not is logged and ignored.
+   */
+  private logSettings(meta: PartitionMeta): PartitionLogSettings {
+    let settings: TopicSettings = {};
     try {
-      return parseTopicConfig(meta.config ?? {});
+      settings = parseTopicConfig(meta.config ?? {});
     } catch (e) {
       this.log.error("topic config ignored", { partition: `${meta.topic}/${meta.partition}`, error: (e as Error).message });
-      return {};
     }
-  }
-
-  /** The partition log's share of a topic's config (the broker's segment size unless the topic sets one). */
-  private logSettings(meta: PartitionMeta): PartitionLogSettings {
-    const settings = this.topicSettings(meta);
     return {
       segmentBytes: settings.segmentBytes ?? this.opts.segmentBytes,
       segmentMs: settings.segmentMs,
@@ -735,15 +733,18 @@ export class Broker {
     };
   }
 
-  /** A topic's config, as SetTopicRole carries it, applied to this replica's log (an operator altered it). */
-  private applyTopicConfig(p: Partition, meta: PartitionMeta, config: Record<string, string>): void {
-    if (sameConfig(config, meta.config ?? {})) return;
+  /**
+   * A topic's config, as SetTopicRole carries it, applied to this replica's log (an operator altered it).
+   * Returns whether it changed: the caller saves the meta.
+   */
+  private applyTopicConfig(p: Partition, meta: PartitionMeta, config: Record<string, string>): boolean {
+    if (sameConfig(config, meta.config ?? {})) return false;
     meta.config = { ...config };
-    this.saveMeta(meta);
     const settings = this.logSettings(meta);
     p.log.configure(settings);
     p.retains = retains(settings);
     this.log.info("topic config changed", { partition: p.key, config: meta.config });
+    return true;
   }
 
   /**
@@ -1029,11 +1030,11 @@ export class Broker {
     } else {
       const meta = this.metas.get(p.id.group)!;
       const merged = { ...meta.peers, ...peers };
-      if (JSON.stringify(merged) !== JSON.stringify(meta.peers)) {
-        meta.peers = merged;
-        this.saveMeta(meta);
-      }
-      if (!req.keepConfig) this.applyTopicConfig(p, meta, req.config);
+      const peersChanged = JSON.stringify(merged) !== JSON.stringify(meta.peers);
+      if (peersChanged) meta.peers = merged;
+      const configChanged = !req.keepConfig && this.applyTopicConfig(p, meta, req.config);
+      // One atomic write (two fsyncs) for both, not one each.
+      if (peersChanged || configChanged) this.saveMeta(meta);
       if (req.role === WireRole.LEADER && !p.isLeader() && p.node.leader !== 0 && p.node.conf.voters.includes(this.opts.id)) {
         p.node.transferLeadership(this.opts.id);
       }
