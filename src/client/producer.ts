@@ -536,9 +536,7 @@ class PartitionSender {
       // A leader that cannot store is as good as unreachable for producing: its leadership is moving
       // (or its peers took it for dead), and the other replicas know where it went.
       if ((isTransportFailure(err) || isStorageFailure(err)) && leader.id) this.unreachable.mark(leader.id);
-      if (code === ErrorCode.NOT_LEADER || code === ErrorCode.LEADER_NOT_AVAILABLE || isTransportFailure(err) || isStorageFailure(err)) {
-        this.leader = undefined;
-      }
+      if (this.electing || isTransportFailure(err)) this.leader = undefined;
     }
     this.failures++;
     this.recover();
