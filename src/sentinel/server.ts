@@ -449,11 +449,7 @@ export class Sentinel {
           "): the map may have lost records; pick another name",
       );
     }
-    try {
-      parseTopicConfig(req.config);
-    } catch (e) {
-      throw new WireError(ErrorCode.INVALID_ARGUMENT, (e as Error).message);
-    }
+    checkTopicConfig(req.config);
     const partitions = req.partitions === 0 ? 1 : req.partitions;
     if (partitions > MAX_PARTITIONS_PER_TOPIC) {
       throw new WireError(ErrorCode.INVALID_ARGUMENT, `partitions must be at most ${MAX_PARTITIONS_PER_TOPIC}`);
@@ -519,11 +515,7 @@ export class Sentinel {
     }
     const config: Record<string, string> = { ...t.config, ...req.set };
     for (const key of req.reset) delete config[key];
-    try {
-      parseTopicConfig(config);
-    } catch (e) {
-      throw new WireError(ErrorCode.INVALID_ARGUMENT, (e as Error).message);
-    }
+    checkTopicConfig(config);
     const r = await this.propose({ type: "alter-topic-config", name: req.name, config });
     if (!r.ok) throw mapError(r);
     const topic = this.requireTopic(req.name);
@@ -781,6 +773,15 @@ function healthToProto(h: Health | undefined): BrokerHealth {
     default:
       // Known from the map but not heard from since this sentinel started.
       return BrokerHealth.HEALTH_UNSPECIFIED;
+  }
+}
+
+/** A config the brokers can apply (create and alter check alike), or INVALID_ARGUMENT naming the key. */
+function checkTopicConfig(config: Record<string, string>): void {
+  try {
+    parseTopicConfig(config);
+  } catch (e) {
+    throw new WireError(ErrorCode.INVALID_ARGUMENT, (e as Error).message);
   }
 }
 
