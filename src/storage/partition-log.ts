@@ -500,6 +500,7 @@ export class PartitionLog {
     }
     let pos = d.position;
     let offset = fromOffset;
+    const end = seg.sizeBytes;
     for (const b of splitVerified(data, fromOffset)) {
       if (offset >= d.toOffset) break;
       try {
@@ -507,6 +508,7 @@ export class PartitionLog {
       } catch (err) {
         throw this.fail(err, "repairing");
       }
+      if (pos >= end) this.indexRepaired(seg, b, pos);
       pos += b.length;
       offset += viewOf(b).getUint32(26);
     }
@@ -523,6 +525,30 @@ export class PartitionLog {
       this.damage(seg, pos, offset, "repaired batches do not line up with the segment");
     }
     this.log("info", "damaged range repaired", { file: d.file, fromOffset, toOffset: d.toOffset });
+  }
+
+  /**
+   * Indexes a repaired batch written past the end the segment's file had (a file of its own for a lost
+   * segment, or the tail of one cut short), as an append would: reads then find it without walking from
+   * the last index entry, and retention by age sees its timestamp. The segment's end offset was already
+   * set by the damaged range, so it is left alone.
+   */
+  private indexRepaired(seg: Segment, b: Uint8Array, pos: number): void {
+    const h = readBatchHeader(viewOf(b), 0);
+    assert(typeof h !== "string", "a verified batch has a header");
+    const rel = h.baseOffset - seg.baseOffset;
+    const last = seg.index.rel.length - 1;
+    const after = last < 0 || (rel > seg.index.rel[last]! && pos > seg.index.pos[last]!);
+    if (pos > 0 && after && seg.bytesSinceIndex >= this.indexIntervalBytes) {
+      seg.index.addOffset(rel, pos);
+      seg.bytesSinceIndex = 0;
+    }
+    seg.bytesSinceIndex += h.sizeBytes;
+    if (h.maxTimestamp > seg.maxTimestamp) {
+      seg.index.addTime(h.maxTimestamp, rel);
+      seg.maxTimestamp = h.maxTimestamp;
+    }
+    seg.lastRaftIndex = Math.max(seg.lastRaftIndex, h.raftIndex);
   }
 
   /** Empties the log and restarts it at `offset` (a replica too far behind installs fragments from there). */
@@ -719,6 +745,7 @@ export class PartitionLog {
       if (recorded === undefined) this.recordLogStart(0, false);
       return;
     }
+    const whole = new Set<Segment>(); // sealed segments whose index loaded: the index vouches for their size
     for (let i = 0; i < bases.length; i++) {
       const baseOffset = bases[i]!;
       const isActive = i === bases.length - 1;
@@ -737,7 +764,10 @@ export class PartitionLog {
         bytesSinceIndex: 0,
       };
       this.segments.push(seg);
-      if (!isActive && this.loadIndex(seg)) continue;
+      if (!isActive && this.loadIndex(seg)) {
+        whole.add(seg);
+        continue;
+      }
       this.rescan(seg, isActive);
       if (!isActive) {
         for (const [path, bytes] of this.indexFiles(seg.baseOffset, seg.index, seg)) writeFileDurable(this.fs, path, bytes);
@@ -768,18 +798,26 @@ export class PartitionLog {
     } else {
       this.recordLogStart(this.segments[0]!.baseOffset, false);
     }
-    // A segment that ends before the next begins lost batches (its file cut short, or a whole segment
-    // file gone): the missing offsets are a damaged range at its end, never served, and repaired from a
-    // peer into that file like any other damage. Every other segment is still served.
+    // A segment that ends before the next begins lost batches: the missing offsets are a damaged range,
+    // never served, and repaired from a peer like any other damage. Every other segment is still served.
+    // Where the range goes depends on what was lost. A segment whose index loaded is whole, so the offsets
+    // after it were in segment files now gone: they get an empty file of their own at their own base, the
+    // layout the peers hold, rather than doubling the segment before them. A segment rebuilt by a scan may
+    // have been cut short, and its missing tail is repaired into it.
     for (let i = 0; i + 1 < this.segments.length; i++) {
       const seg = this.segments[i]!;
       const next = this.segments[i + 1]!;
-      if (seg.nextOffset < next.baseOffset) {
-        const d: DamagedRange = { file: seg.handle.path, position: seg.sizeBytes, fromOffset: seg.nextOffset, toOffset: next.baseOffset };
-        this.damaged.push(d);
-        this.log("error", "offsets missing between two segments: range will not be served", { ...d });
-        seg.nextOffset = next.baseOffset;
+      if (seg.nextOffset >= next.baseOffset) continue;
+      let into = seg;
+      if (whole.has(seg)) {
+        into = this.newSegment(seg.nextOffset, now);
+        into.sealed = true;
+        this.segments.splice(++i, 0, into);
       }
+      const d: DamagedRange = { file: into.handle.path, position: into.sizeBytes, fromOffset: seg.nextOffset, toOffset: next.baseOffset };
+      this.damaged.push(d);
+      this.log("error", "offsets missing between two segments: range will not be served", { ...d });
+      into.nextOffset = next.baseOffset;
     }
     // Segments that overlap cannot both be right; the newest run is kept (no write path makes them).
     for (let i = this.segments.length - 1; i > 0; i--) {

@@ -192,14 +192,16 @@ describe("partition log crash recovery", () => {
     await q.close();
   }, 30_000);
 
-  test("a segment file gone from the middle: the offsets it held are damaged, repaired from a peer, the rest served", async () => {
+  test("a segment file gone from the middle: its offsets are damaged, repaired from a peer into a file of their own", async () => {
     const { d, bs, peer } = await logWithPeer();
-    const [first, second] = logFiles(d);
-    unlinkSync(join(d, second!));
+    const before = logFiles(d);
+    const second = before[1]!;
+    for (const ext of [".log", ".index", ".timeindex"]) unlinkSync(join(d, second.replace(".log", ext)));
     const q = await PartitionLog.open({ dir: d, ...opts });
     expect(q.logStartOffset).toBe(0);
     expect(q.nextOffset).toBe(60);
-    expect(q.damagedRanges()).toEqual([{ file: join(d, first!), position: 1200, fromOffset: 20, toOffset: 40 }]);
+    // Not at the end of the whole segment before it (which would then hold two segments' worth).
+    expect(q.damagedRanges()).toEqual([{ file: join(d, second), position: 0, fromOffset: 20, toOffset: 40 }]);
     expect(q.read(0, 1 << 20).records).toEqual(concat(bs.slice(0, 10)));
     expect(() => q.read(25, 1)).toThrow(/damaged range/);
     expect(q.read(40, 1).records).toEqual(bs[20]!);
@@ -208,6 +210,12 @@ describe("partition log crash recovery", () => {
     q.repair(dr.fromOffset, f.data, f.crc32);
     expect(q.damagedRanges()).toEqual([]);
     expect(await readAll(q)).toEqual(concat(bs));
+    // The repaired segment carries its timestamps as an appended one does: a lookup by time finds it.
+    expect(q.offsetForTimestamp(1000 + 31)).toBe(30);
+    // File for file, byte for byte, the peer's layout.
+    expect(logFiles(d)).toEqual(before);
+    const peerDir = join(d, "..", "peer");
+    for (const name of before) expect(readFileSync(join(d, name))).toEqual(readFileSync(join(peerDir, name)));
     await reopenedWhole(q, peer, d, bs);
   }, 30_000);
 
