@@ -54,6 +54,13 @@ export const STALL_TOLERANCE_MS = 250; // tick lateness beyond which the sentine
 /** Keep-alive intervals a lost topic must be reported for before it is adopted: every broker has spoken. */
 const ADOPT_AFTER_BEATS = 10;
 /**
+ * Keep-alive intervals from the start of a leadership before InitProducer is answered without having heard
+ * from every broker: each live broker beats (registering again first if need be) within one interval, so
+ * the first bound covers brokers the map lost, and the second gives up on brokers that are down.
+ */
+const PRODUCER_IDS_MIN_BEATS = 2;
+const PRODUCER_IDS_MAX_BEATS = 4;
+/**
  * The notifier's and failover's scans look at every partition. With nothing happening (an idle cluster
  * of many partitions) they run this often; for BUSY_SCAN_FOR_MS after anything happens (a map change, a
  * health transition, drift in a report, RPCs out, a replacement running), every tick.
@@ -82,6 +89,8 @@ export class Sentinel {
   readonly reports = new ReportTable();
   /** The highest producer id any broker reported recording: never handed out again (see initProducer). */
   private highestProducerIdSeen = 0;
+  /** Brokers whose highest producer id this sentinel has heard since it began leading. */
+  private readonly producerIdsFrom = new Set<BrokerId>();
   /** Lost topics (see adoptLostTopics) by name: when brokers were first seen holding them. */
   private readonly lostSeenAtMs = new Map<string, number>();
   private adopting = false;
@@ -397,6 +406,7 @@ export class Sentinel {
     }
     const now = performance.now();
     if (Number(req.highestProducerId) > this.highestProducerIdSeen) this.highestProducerIdSeen = Number(req.highestProducerId);
+    this.producerIdsFrom.add(id);
     if (req.storageError !== "") {
       if (this.storageErrors.get(id) !== req.storageError) this.deps.log.warn("broker cannot store writes", { broker: id, error: req.storageError });
       this.storageErrors.set(id, req.storageError);
@@ -730,12 +740,29 @@ export class Sentinel {
   private async initProducer(): Promise<Body> {
     // Normally the map's own counter is ahead of every id in use; after the map lost records it is not,
     // and an id some partition still remembers would turn a new producer's batches into "duplicates".
+    await this.producerIdsHeard();
     const r = await this.propose({ type: "next-producer-id", atLeast: this.highestProducerIdSeen + 1 });
     if (!r.ok || r.producerId === undefined) throw new WireError(ErrorCode.UNKNOWN, "could not allocate a producer id");
     return {
       case: "initProducerResponse",
       value: create(InitProducerResponseSchema, { producerId: BigInt(r.producerId), producerEpoch: 0 }),
     };
+  }
+
+  /**
+   * Waits, early in a leadership only, until highestProducerIdSeen covers every broker: each broker in the
+   * map has beaten since this sentinel began leading, and brokers a wiped map no longer lists had the time
+   * to register again. Bounded, so a broker that is down delays InitProducer by a few intervals at most.
+   */
+  private async producerIdsHeard(): Promise<void> {
+    const beat = this.deps.opts.keepAliveMs;
+    for (;;) {
+      const elapsed = performance.now() - this.createdAtMs;
+      if (elapsed >= PRODUCER_IDS_MAX_BEATS * beat || this.stopped) return;
+      const allHeard = this.map.allBrokers().every((b) => b.left || this.producerIdsFrom.has(b.id));
+      if (allHeard && elapsed >= PRODUCER_IDS_MIN_BEATS * beat) return;
+      await Bun.sleep(10);
+    }
   }
 
   private joinGroup(req: BodyOf<"joinGroup">): Body {

@@ -342,6 +342,23 @@ describe("sentinel topics", () => {
     expect((await init()).producerId).toBe(43n);
   });
 
+  test("InitProducer right after a sentinel restart waits to hear every broker's highest producer id", async () => {
+    const dir = tempDir();
+    const first = await sentinel({ keepAliveMs: 1_000 }, dir);
+    const { brokers } = await cluster(first, 2);
+    await first.stop();
+    const s = await sentinel({ keepAliveMs: 1_000 }, dir);
+    for (const b of brokers) b.useSentinel(s.address);
+    await brokers[0]!.keepAlive(); // registers again, reports 0
+    const pending = call(s.client, { case: "initProducer", value: create(InitProducerRequestSchema, {}) }, "initProducerResponse");
+    // A request behind it on the same connection: the sentinel has begun handling InitProducer.
+    await call(s.client, { case: "listTopics", value: create(ListTopicsRequestSchema, {}) }, "listTopicsResponse");
+    // Only now does the other broker, whose partitions remember producer 41, beat the new sentinel.
+    brokers[1]!.highestProducerId = 41n;
+    await brokers[1]!.keepAlive();
+    expect((await pending).producerId).toBe(42n); // handed out 1 before: the map's own counter
+  });
+
   test("InitProducer hands out distinct ids", async () => {
     const s = await sentinel();
     const a = await call(s.client, { case: "initProducer", value: create(InitProducerRequestSchema, {}) }, "initProducerResponse");
