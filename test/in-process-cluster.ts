@@ -55,11 +55,17 @@ export async function startInProcessCluster(
 }
 
 /** Creates a topic, retrying while the sentinel refuses for want of registered brokers (just started). */
-export async function createTopicWhenReady(admin: Admin, name: string, partitions: number, replicas: number): Promise<TopicInfo> {
+export async function createTopicWhenReady(
+  admin: Admin,
+  name: string,
+  partitions: number,
+  replicas: number,
+  config?: Record<string, string>,
+): Promise<TopicInfo> {
   const until = Date.now() + 15_000;
   for (;;) {
     try {
-      return await admin.createTopic(name, { partitions, replicas });
+      return await admin.createTopic(name, { partitions, replicas, config });
     } catch (e) {
       if (codeOf(e) !== ErrorCode.NOT_ENOUGH_BROKERS || Date.now() > until) throw e;
       await Bun.sleep(50);

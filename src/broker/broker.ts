@@ -743,6 +743,8 @@ export class Broker {
     const settings = this.logSettings(meta);
     p.log.configure(settings);
     p.retains = retains(settings);
+    p.configHash = configHash(meta.config);
+    this.statusTouched.add(p);
     this.log.info("topic config changed", { partition: p.key, config: meta.config });
     return true;
   }
@@ -932,6 +934,7 @@ export class Broker {
     const node = this.raftNode(id, meta.voters, meta.learners, restart);
     const p: Partition = new Partition(id, node, log, state, applied, () => this.markDirty(p), (e) => this.onPartitionStopped(p, e));
     p.retains = retains(settings);
+    p.configHash = configHash(meta.config);
     if (meta.voteFloor) this.floored.add(p);
     this.byGroup.set(id.group, p);
     this.ticking.add(p);
@@ -1118,6 +1121,7 @@ export class Broker {
       logStartOffset: BigInt(p.log.logStartOffset),
     });
     for (const pr of p.node.status().progress ?? []) s.matchIndex[pr.id] = BigInt(pr.match);
+    Object.assign(s.config, this.metas.get(p.id.group)?.config);
     return s;
   }
 
@@ -1192,7 +1196,12 @@ function partitionStatusHash(p: Partition): number {
     mix(id);
     mix(match);
   });
+  mix(p.configHash);
   return h | 0;
+}
+
+function configHash(config: Record<string, string> | undefined): number {
+  return Bun.hash.crc32(JSON.stringify(Object.entries(config ?? {}).sort()));
 }
 
 /** Whether a log with these settings ever deletes old segments. */

@@ -62,6 +62,8 @@ export class Partition {
   voteFenced = false;
   /** The topic sets a retention (by age or size): the broker deletes old segments (see checkpointAll). */
   retains = false;
+  /** A hash of the topic config this replica applies (reported in its status, so part of its hash). */
+  configHash = 0;
   /** Background scrub (see Broker.scrubStep): where the next step reads, where this pass ends, when it began. */
   scrubFrom = 0;
   scrubPassEnd = 0;

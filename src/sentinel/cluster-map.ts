@@ -55,6 +55,7 @@ export type MapCommand =
       type: "adopt-topic";
       name: string;
       partitions: { group: number; replicas: BrokerId[] }[]; // by partition index
+      config?: Record<string, string>; // as the replicas reported it; absent: unknown (they keep theirs)
     }
   | {
       type: "set-replicas";
@@ -274,8 +275,8 @@ export class ClusterMap {
         this.topics.set(command.name, {
           name: command.name,
           replicationFactor: Math.max(...command.partitions.map((p) => p.replicas.length)),
-          config: {},
-          configUnknown: true,
+          config: { ...command.config },
+          ...(command.config === undefined ? { configUnknown: true } : {}),
           partitions: command.partitions.map((p, i) => ({ partition: i, group: p.group, replicas: [...p.replicas], learners: [], epoch })),
           createdEpoch: epoch,
         });

@@ -230,23 +230,25 @@ export class Sentinel {
         if (now - seen < ADOPT_AFTER_BEATS * this.deps.opts.keepAliveMs) continue;
         const count = Math.max(...parts.keys()) + 1;
         const partitions: { group: number; replicas: BrokerId[] }[] = [];
+        let config: Record<string, string> | undefined; // partition 0's leader's (the latest term's)
         for (let i = 0; i < count; i++) {
           const groups = parts.get(i);
           if (!groups || groups.size !== 1) break; // a partition nobody holds, or two incarnations of it
           const group = [...groups][0]!;
-          let best: { term: bigint; voters: number[] } | undefined;
+          let best: { term: bigint; voters: number[]; config: Record<string, string> } | undefined;
           const holders: BrokerId[] = [];
           for (const b of this.map.allBrokers()) {
             const r = this.reports.get(b.id, name, i);
             if (!r || Number(r.status.group) !== group) continue;
             holders.push(b.id);
-            if (!best || r.status.term > best.term) best = { term: r.status.term, voters: [...r.status.voters] };
+            if (!best || r.status.term > best.term) best = { term: r.status.term, voters: [...r.status.voters], config: r.status.config };
           }
           const voters = best && best.voters.length > 0 ? best.voters : holders;
           partitions.push({ group, replicas: voters.filter((v) => this.map.broker(v) !== undefined) });
+          if (i === 0) config = best?.config;
         }
         if (partitions.length !== count || partitions.some((p) => p.replicas.length === 0)) continue;
-        const r = await this.propose({ type: "adopt-topic", name, partitions });
+        const r = await this.propose({ type: "adopt-topic", name, partitions, config: adoptableConfig(config) });
         if (!r.ok) {
           this.deps.log.warn("sentinel could not adopt a lost topic", { topic: name, code: r.code, error: r.message });
           continue;
@@ -810,6 +812,21 @@ function checkTopicConfig(config: Record<string, string>): void {
   } catch (e) {
     throw new WireError(ErrorCode.INVALID_ARGUMENT, (e as Error).message);
   }
+}
+
+/**
+ * The config a lost topic is adopted with: what its replicas report applying. An empty one is the defaults,
+ * or a broker too old to report one, so it stays unknown (SetTopicRole then says keep_config); one that no
+ * longer parses stays unknown too, rather than be sent to every replica.
+ */
+function adoptableConfig(config: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (!config || Object.keys(config).length === 0) return undefined;
+  try {
+    parseTopicConfig(config);
+  } catch {
+    return undefined;
+  }
+  return { ...config };
 }
 
 function mapError(r: Extract<MapResult, { ok: false }>): WireError {

@@ -759,6 +759,15 @@ describe("broker: retention", () => {
     // An adopted topic's map lost the config: its SetTopicRole says to keep the replica's own.
     await c.assign("t", 0, 1, [0, 1, 2], leader, {}, true);
     for (const i of [0, 1, 2]) expect([meta(i), part(i).retains]).toEqual([{ "segment.bytes": "2048" }, false]);
+    // A config change alone is reported with the next beat (a map that loses the topic adopts it back
+    // with what the replicas report): it changes the status fingerprint, not only the periodic full report.
+    const b0 = c.brokers[0]!.broker;
+    expect(b0.status(part(0)).config).toEqual({ "segment.bytes": "2048" });
+    await eventually(() => b0.statusFingerprint() === b0.statusFingerprint());
+    const before = b0.statusFingerprint();
+    await c.assign("t", 0, 1, [0, 1, 2], leader, { "segment.bytes": "2048", "segment.ms": "3600000" });
+    expect(b0.status(part(0)).config).toEqual({ "segment.bytes": "2048", "segment.ms": "3600000" });
+    expect(b0.statusFingerprint()).not.toBe(before);
     await c.assign("t", 0, 1, [0, 1, 2], leader, { "segment.bytes": "2048", "retention.bytes": "4096" });
     for (const i of [0, 1, 2]) expect([meta(i), part(i).retains]).toEqual([{ "segment.bytes": "2048", "retention.bytes": "4096" }, true]);
     await eventually(() => [0, 1, 2].every((i) => part(i).log.logStartOffset > 0 && part(i).log.sizeBytes <= 4096 + 2048));

@@ -17,7 +17,8 @@ test("a sentinel restarted on a map WAL with a corrupt record keeps the brokers'
   const c = (cluster = await startInProcessCluster("goulette-damaged-map-", { sentinel: { keepAliveMs: 50 } }));
   const { brokers } = c;
   const address = c.sentinel.address;
-  await createTopicWhenReady(c.admin, "orders", 1, 3);
+  const config = { "retention.ms": "86400000", "segment.bytes": "1048576" };
+  await createTopicWhenReady(c.admin, "orders", 1, 3, config);
   const producer = new Producer({ sentinels: [address] });
   await producer.send("orders", Array.from({ length: 50 }, (_, i) => ({ value: `m${i}` })));
   await producer.close();
@@ -40,6 +41,8 @@ test("a sentinel restarted on a map WAL with a corrupt record keeps the brokers'
   while (!(await admin.listTopics()).some((t) => t.name === "orders") && Date.now() < adopted) await Bun.sleep(20);
   const t = await admin.describeTopic("orders");
   expect(t.partitionInfo.map((p) => [p.partition, [...p.replicas].sort()])).toEqual([[0, [1, 2, 3]]]);
+  // With the config the replicas apply, so a replica added later is made with it too, not the defaults.
+  expect([t.config, t.configUnknown]).toEqual([config, false]);
   const held = () => brokers.map((b) => b.broker.byName.get("orders/0")?.log.nextOffset);
   const all = Date.now() + 10_000;
   while (held().some((n) => n !== 50) && Date.now() < all) await Bun.sleep(20); // followers apply a moment later

@@ -307,6 +307,31 @@ describe("sentinel topics", () => {
     expect([d.topic!.config, d.topic!.configUnknown]).toEqual([{ "retention.bytes": "4096", "segment.bytes": "2048" }, false]);
   });
 
+  test("a lost topic is adopted back with the config its latest leader reports applying, and roles carry it", async () => {
+    const s = await sentinel({ keepAliveMs: 20 });
+    const { brokers } = await cluster(s, 3, 20);
+    brokers.forEach((b, i) => {
+      // Broker 3 holds the latest term; broker 1's copy of the config is stale.
+      const config: Record<string, string> = i === 0 ? { "retention.ms": "1000" } : { "retention.ms": "60000", "segment.bytes": "1048576" };
+      b.phantom.push(create(PartitionStatusSchema, { topic: "orders", partition: 0, group: 7n, term: BigInt(3 + i), role: Role.FOLLOWER, voters: [1, 2, 3], config }));
+    });
+    const describe = async () => (await call(s.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "orders" }) }, "describeTopicResponse")).topic!;
+    await waitFor("adoption", async () => {
+      try {
+        return (await describe()) !== undefined;
+      } catch {
+        return false;
+      }
+    });
+    const t = await describe();
+    expect([t.config, t.configUnknown]).toEqual([{ "retention.ms": "60000", "segment.bytes": "1048576" }, false]);
+    const roles = (b: (typeof brokers)[number]) => b.calls.flatMap((c) => (c.kind === "setTopicRole" && c.req.topic === "orders" ? [c.req] : []));
+    await waitFor("roles sent", () => brokers.every((b) => roles(b).length > 0));
+    for (const b of brokers) {
+      for (const r of roles(b)) expect([r.keepConfig, { ...r.config }]).toEqual([false, { "retention.ms": "60000", "segment.bytes": "1048576" }]);
+    }
+  });
+
   test("an adopted topic's roles tell replicas to keep their config, until an alter sets one", async () => {
     const s = await sentinel({ keepAliveMs: 20 });
     const { brokers } = await cluster(s, 3, 20);
