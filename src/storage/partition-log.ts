@@ -803,13 +803,16 @@ export class PartitionLog {
     // Where the range goes depends on what was lost. A segment whose index loaded is whole, so the offsets
     // after it were in segment files now gone: they get an empty file of their own at their own base, the
     // layout the peers hold, rather than doubling the segment before them. A segment rebuilt by a scan may
-    // have been cut short, and its missing tail is repaired into it.
+    // have been cut short, and its missing tail is repaired into it; so is an empty one (such a file made
+    // here by an earlier open, not yet repaired: it is the file at that base).
     for (let i = 0; i + 1 < this.segments.length; i++) {
       const seg = this.segments[i]!;
       const next = this.segments[i + 1]!;
       if (seg.nextOffset >= next.baseOffset) continue;
       let into = seg;
-      if (whole.has(seg)) {
+      if (whole.has(seg) && seg.sizeBytes > 0) {
+        const path = this.path(seg.nextOffset, "log");
+        assert(!this.segments.some((s) => s.handle.path === path), `a second segment for ${path}`);
         into = this.newSegment(seg.nextOffset, now);
         into.sealed = true;
         this.segments.splice(++i, 0, into);

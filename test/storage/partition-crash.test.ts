@@ -219,6 +219,25 @@ describe("partition log crash recovery", () => {
     await reopenedWhole(q, peer, d, bs);
   }, 30_000);
 
+  test("a lost segment's own file, made empty by an earlier open and not yet repaired, takes the repair on the next opens", async () => {
+    const { d, bs, peer } = await logWithPeer();
+    const second = logFiles(d)[1]!;
+    for (const ext of [".log", ".index", ".timeindex"]) unlinkSync(join(d, second.replace(".log", ext)));
+    // Each open before the repair: the first makes the empty file, the second indexes it (empty and
+    // sealed), the third finds that index whole. One segment per file every time, never a second one at
+    // the same base (a repair then wrote into one while reads went to the other, empty, one).
+    for (let i = 0; i < 3; i++) {
+      const q = await PartitionLog.open({ dir: d, ...opts });
+      expect(q.damagedRanges()).toEqual([{ file: join(d, second), position: 0, fromOffset: 20, toOffset: 40 }]);
+      await q.close();
+    }
+    const q = await PartitionLog.open({ dir: d, ...opts });
+    const f = peer.readFragment(20, 1 << 20);
+    q.repair(20, f.data, f.crc32);
+    expect(await readAll(q)).toEqual(concat(bs));
+    await reopenedWhole(q, peer, d, bs);
+  }, 30_000);
+
   test("the first segments gone: the offsets from the recorded log start are damaged and repaired from a peer", async () => {
     const { d, bs, peer } = await logWithPeer();
     for (const name of readdirSync(d)) if (/^0{20}\./.test(name)) unlinkSync(join(d, name)); // offsets 0..19
