@@ -746,6 +746,8 @@ export class PartitionLog {
       return;
     }
     const whole = new Set<Segment>(); // sealed segments whose index loaded: the index vouches for their size
+    const rebuilt: Segment[] = []; // sealed segments indexed by a scan: their index files are written below
+    const cutShort = new Set<Segment>(); // segments whose file lost its end: repaired into, not yet indexed
     for (let i = 0; i < bases.length; i++) {
       const baseOffset = bases[i]!;
       const isActive = i === bases.length - 1;
@@ -770,7 +772,7 @@ export class PartitionLog {
       }
       this.rescan(seg, isActive);
       if (!isActive) {
-        for (const [path, bytes] of this.indexFiles(seg.baseOffset, seg.index, seg)) writeFileDurable(this.fs, path, bytes);
+        rebuilt.push(seg);
         this.log("warn", "rebuilt missing or damaged segment index", { file: handle.path });
       }
     }
@@ -782,6 +784,7 @@ export class PartitionLog {
         if (d.file === seg.handle.path && d.toOffset === Infinity) {
           d.toOffset = next.baseOffset;
           seg.nextOffset = next.baseOffset;
+          cutShort.add(seg);
         }
       }
     }
@@ -816,6 +819,8 @@ export class PartitionLog {
         into = this.newSegment(seg.nextOffset, now);
         into.sealed = true;
         this.segments.splice(++i, 0, into);
+      } else {
+        cutShort.add(seg);
       }
       const d: DamagedRange = { file: into.handle.path, position: into.sizeBytes, fromOffset: seg.nextOffset, toOffset: next.baseOffset };
       this.damaged.push(d);
@@ -831,6 +836,12 @@ export class PartitionLog {
         this.log("warn", "dropped segments overlapping a newer one", { dir: this.dir, count: dropped.length });
         break;
       }
+    }
+    // A cut segment's index would vouch for the cut file as whole, and the next open would then put its
+    // lost end in a file of its own: it is indexed on disk only once repaired (by the open after that).
+    for (const seg of rebuilt) {
+      if (cutShort.has(seg) || !this.segments.includes(seg)) continue;
+      for (const [path, bytes] of this.indexFiles(seg.baseOffset, seg.index, seg)) writeFileDurable(this.fs, path, bytes);
     }
   }
 

@@ -145,6 +145,24 @@ describe("partition log crash recovery", () => {
     await reopenedWhole(q, peer, d, bs);
   }, 30_000);
 
+  test("a sealed segment cut short and not yet repaired keeps its lost tail on every open", async () => {
+    const { d, bs, peer } = await logWithPeer();
+    const first = logFiles(d)[0]!;
+    truncateSync(join(d, first), 500);
+    for (let i = 0; i < 2; i++) {
+      const q = await PartitionLog.open({ dir: d, ...opts });
+      // Not a file of its own for offsets 8..19 on the second open (an index written by the first would
+      // have said the cut file is whole).
+      expect(q.damagedRanges()).toEqual([{ file: join(d, first), position: 480, fromOffset: 8, toOffset: 20 }]);
+      await q.close();
+    }
+    const q = await PartitionLog.open({ dir: d, ...opts });
+    const f = peer.readFragment(8, 1 << 20);
+    q.repair(8, f.data, f.crc32);
+    expect(logFiles(d)).toEqual(logFiles(join(d, "..", "peer")));
+    await reopenedWhole(q, peer, d, bs);
+  }, 30_000);
+
   test("damage found while rebuilding an index is a damaged range, the rest is served", async () => {
     const { d, bs } = await writtenLog();
     const first = logFiles(d)[0]!;
@@ -190,6 +208,10 @@ describe("partition log crash recovery", () => {
     expect(() => q.read(10, 1)).toThrow(/damaged range/);
     expect(q.read(20, 1).records).toEqual(bs[10]!);
     await q.close();
+    // Cut at a batch boundary, the file still is not taken for whole on the next open.
+    const again = await PartitionLog.open({ dir: d, ...opts });
+    expect(again.damagedRanges()).toEqual([{ file: join(d, first), position: 600, fromOffset: 10, toOffset: 20 }]);
+    await again.close();
   }, 30_000);
 
   test("a segment file gone from the middle: its offsets are damaged, repaired from a peer into a file of their own", async () => {
