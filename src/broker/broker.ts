@@ -62,7 +62,7 @@ const QUIESCE_AFTER_ELECTIONS = 1;
 /** A follower wakes its sleeping groups when their leader's broker was silent this many election timeouts. */
 const PEER_SILENT_ELECTIONS = 2;
 // Background scrub. 4 MiB/s reads a terabyte in three days; a step reads at most SCRUB_STEP_BYTES_MAX at
-// once, synchronously (partition reads are), so one step holds the event loop for about a disk read.
+// once, fetched into the page cache on the thread pool first (partition reads are synchronous).
 const SCRUB_STEP_MS = 100;
 const SCRUB_BYTES_PER_S = 4 * 1024 * 1024;
 const SCRUB_STEP_BYTES_MAX = 256 * 1024;
@@ -158,6 +158,7 @@ export class Broker {
   private compactTimer: ReturnType<typeof setInterval> | undefined;
   private scrubTimer: ReturnType<typeof setInterval> | undefined;
   private scrubCursor = 0;
+  private scrubbing = false;
   private relieving = false;
   private metas = new Map<number, PartitionMeta>();
   /** Partitions whose meta holds a vote floor not yet settled (cleared from the meta once it is). */
@@ -216,7 +217,7 @@ export class Broker {
       this.compactMemory();
       void this.relieveWal();
     }, COMPACT_INTERVAL_MS);
-    if ((this.opts.scrubBytesPerS ?? SCRUB_BYTES_PER_S) > 0) this.scrubTimer = setInterval(() => this.scrubStep(), SCRUB_STEP_MS);
+    if ((this.opts.scrubBytesPerS ?? SCRUB_BYTES_PER_S) > 0) this.scrubTimer = setInterval(() => void this.scrubStep(), SCRUB_STEP_MS);
     this.session = new SentinelSession(
       {
         brokerId: this.opts.id,
@@ -657,8 +658,17 @@ export class Broker {
    * where its log ended when the pass began; the next one starts at most every scrubPassIntervalMs, so
    * small or idle partitions are not read over and over, nor a busy one's newest bytes chased.
    */
-  private scrubStep(): void {
-    if (this.stopping) return;
+  private async scrubStep(): Promise<void> {
+    if (this.stopping || this.scrubbing) return;
+    this.scrubbing = true;
+    try {
+      await this.scrubParts();
+    } finally {
+      this.scrubbing = false;
+    }
+  }
+
+  private async scrubParts(): Promise<void> {
     const parts = [...this.byGroup.values()];
     let budget = Math.floor(((this.opts.scrubBytesPerS ?? SCRUB_BYTES_PER_S) * SCRUB_STEP_MS) / 1000);
     const now = performance.now();
@@ -674,9 +684,13 @@ export class Broker {
         p.scrubPassEnd = p.log.nextOffset;
         if (p.scrubFrom >= p.scrubPassEnd) continue;
       }
-      const damagedBefore = p.log.damagedRanges().length;
+      const stepBytes = Math.min(budget, SCRUB_STEP_BYTES_MAX);
+      let damagedBefore = 0;
       try {
-        const step = p.log.scrub(p.scrubFrom, Math.min(budget, SCRUB_STEP_BYTES_MAX));
+        await p.log.prefetch(p.scrubFrom, stepBytes);
+        if (this.stopping || p.removed || p.installing || p.repairing || p.failed) continue;
+        damagedBefore = p.log.damagedRanges().length;
+        const step = p.log.scrub(p.scrubFrom, stepBytes);
         p.scrubFrom = step.next;
         budget -= step.bytes;
       } catch (e) {

@@ -29,6 +29,11 @@ class RealFileHandle implements FileHandle {
     return done;
   }
 
+  readAhead(position: number, length: number): Promise<void> {
+    if (this.closed || length <= 0) return Promise.resolve();
+    return new Promise((resolve) => nodeFs.read(this.fd, Buffer.allocUnsafe(length), 0, length, position, () => resolve()));
+  }
+
   datasync(): Promise<void> {
     return new Promise((resolve, reject) => nodeFs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
   }
@@ -108,6 +113,9 @@ export class FaultyFileLayer implements FileLayer {
   datasyncs = 0;
   /** Every file fdatasync'd on the event loop (datasyncSync), in order: work that should not block it shows here. */
   readonly inlineDatasyncPaths: string[] = [];
+  /** When true, every read and read-ahead is recorded in `reads`, in order. */
+  recordReads = false;
+  readonly reads: { path: string; position: number; length: number; ahead: boolean }[] = [];
 
   constructor(private readonly inner: FileLayer = realFileLayer) {}
 
@@ -139,7 +147,14 @@ export class FaultyFileLayer implements FileLayer {
         layer.bytesWritten += data.length;
         if (layer.applies(path)) layer.writeBudgetBytes -= data.length;
       },
-      read: (buf, position) => h.read(buf, position),
+      read(buf: Uint8Array, position: number): number {
+        if (layer.recordReads) layer.reads.push({ path, position, length: buf.length, ahead: false });
+        return h.read(buf, position);
+      },
+      readAhead(position: number, length: number): Promise<void> {
+        if (layer.recordReads) layer.reads.push({ path, position, length, ahead: true });
+        return h.readAhead(position, length);
+      },
       async datasync(): Promise<void> {
         if (layer.datasyncFailCode !== undefined && layer.applies(path)) {
           throw osError(layer.datasyncFailCode, "fdatasync", path);

@@ -304,9 +304,22 @@ export class PartitionLog {
     const view = viewOf(buf);
     let pos = 0;
     let expect = first.baseOffset;
+    let prev: { pos: number; baseOffset: number; raftIndex: number } | undefined;
     while (pos + BATCH_HEADER_BYTES <= got) {
       const h = readBatchHeader(view, pos);
       if (typeof h !== "string" && pos + h.sizeBytes > got && pos > 0) break; // the next read starts there
+      if (typeof h !== "string" && prev && h.raftIndex <= prev.raftIndex && batchChecksumOk(buf, pos, h) && h.baseOffset === expect) {
+        // Each batch is one Raft entry, stamped with its index outside the producer's checksum: indexes that
+        // do not increase mean a flipped bit in one of these two headers, and which cannot be told. Both are
+        // refused and repaired (a wrong index would mislead recovery, and spread to replicas and repairs).
+        const reason = `raft index ${h.raftIndex} not after ${prev.raftIndex}`;
+        const end = h.baseOffset + h.recordCount;
+        if (prev.pos === 0) this.damage(seg, found.pos, prev.baseOffset, reason, true, end);
+        this.damage(seg, found.pos + prev.pos, prev.baseOffset, reason, false, end);
+        pos = prev.pos;
+        expect = prev.baseOffset;
+        break;
+      }
       const problem =
         typeof h === "string"
           ? h
@@ -323,6 +336,7 @@ export class PartitionLog {
         this.damage(seg, found.pos + pos, expect, problem ?? "bad header", false);
         break;
       }
+      prev = { pos, baseOffset: h.baseOffset, raftIndex: h.raftIndex };
       expect = h.baseOffset + h.recordCount;
       pos += h.sizeBytes;
     }
@@ -342,16 +356,62 @@ export class PartitionLog {
     if (this.closed) return { next: offset, bytes: 0 };
     const from = offset >= this.logStartOffset && offset < this.nextOffset ? offset : this.logStartOffset;
     if (from >= this.nextOffset) return { next: from, bytes: 0 };
+    try {
+      this.checkSeam(from);
+    } catch (err) {
+      if (!(err instanceof StorageError && err.code === "CORRUPT_DATA")) throw err;
+    }
     const known = this.damaged.find((d) => d.fromOffset <= from && from < d.toOffset);
     if (known) return { next: known.toOffset, bytes: 0 };
     try {
       const r = this.read(from, maxBytes);
+      // The next step starts again at this step's last batch, so that one read sees it beside the batch
+      // after it (raft indexes are checked between neighbours). Not when it is the only one: no progress.
+      const last = lastBatchAt(r.records);
+      if (last > 0) return { next: Number(viewOf(r.records).getBigInt64(last)), bytes: last };
       return { next: r.nextOffset, bytes: r.records.length };
     } catch (err) {
       if (!(err instanceof StorageError && err.code === "CORRUPT_DATA")) throw err;
       const d = this.damaged.find((x) => x.fromOffset <= from && from < x.toOffset);
       return { next: d ? d.toOffset : from + 1, bytes: 0 };
     }
+  }
+
+  /**
+   * Where `offset` begins a segment, compares the raft index of its first batch with that of the previous
+   * segment's last batch (no read holds both): out of order, both batches are damaged (see read()).
+   */
+  private checkSeam(offset: number): void {
+    const i = this.segments.findIndex((s) => s.baseOffset === offset && s.nextOffset > offset);
+    const prev = this.segments[i - 1];
+    const seg = this.segments[i];
+    if (i < 1 || !prev || !seg || prev.nextOffset !== offset || prev.nextOffset <= prev.baseOffset) return;
+    if (this.damaged.some((d) => d.fromOffset < offset + 1 && offset - 1 < d.toOffset)) return;
+    const last = this.locate(prev, offset - 1);
+    const first = this.locate(seg, offset);
+    if (first.header.raftIndex > last.header.raftIndex) return;
+    const reason = `raft index ${first.header.raftIndex} not after ${last.header.raftIndex} (previous segment)`;
+    this.damage(prev, last.pos, last.header.baseOffset, reason, false, offset);
+    this.damage(seg, 0, offset, reason, false, offset + first.header.recordCount);
+  }
+
+  /**
+   * Brings what scrub(offset, maxBytes) will read into the page cache on the thread pool: from the index
+   * entry its walk starts at, maxBytes and one index interval on. A scrub step awaits this first, so its
+   * synchronous read of data nobody has read for months costs a copy, not a wait for the device on the
+   * event loop. Best effort: a batch longer than that is partly read by scrub itself.
+   */
+  async prefetch(offset: number, maxBytes: number): Promise<void> {
+    if (this.closed || offset < this.logStartOffset || offset >= this.nextOffset) return;
+    const seg = this.segmentFor(offset);
+    const from = seg.index.floor(offset - seg.baseOffset).pos;
+    const prev = this.segments[this.segments.indexOf(seg) - 1];
+    if (prev && offset === seg.baseOffset) {
+      // checkSeam reads the previous segment's last batch too.
+      const at = prev.index.floor(offset - 1 - prev.baseOffset).pos;
+      await prev.handle.readAhead(at, prev.sizeBytes - at);
+    }
+    await seg.handle.readAhead(from, Math.min(seg.sizeBytes - from, maxBytes + this.indexIntervalBytes + BATCH_HEADER_BYTES));
   }
 
   /** Raw batches for a replica, with a checksum over all of them. */
@@ -408,13 +468,14 @@ export class PartitionLog {
   }
 
   /** Records a damaged range (never served until repaired) and, unless told otherwise, throws. */
-  private damage(seg: Segment, pos: number, fromOffset: number, reason: string, raise?: true): never;
-  private damage(seg: Segment, pos: number, fromOffset: number, reason: string, raise: false): void;
-  private damage(seg: Segment, pos: number, fromOffset: number, reason: string, raise = true): void {
+  private damage(seg: Segment, pos: number, fromOffset: number, reason: string, raise?: true, endOffset?: number): never;
+  private damage(seg: Segment, pos: number, fromOffset: number, reason: string, raise: false, endOffset?: number): void;
+  private damage(seg: Segment, pos: number, fromOffset: number, reason: string, raise = true, endOffset?: number): void {
     const file = seg.handle.path;
     if (!this.damaged.some((d) => d.file === file && d.fromOffset <= fromOffset && fromOffset < d.toOffset)) {
+      // Unless the caller knows where the damage ends, it runs to the next index entry (known good).
       const after = seg.index.firstAfterPosition(pos);
-      const toOffset = after ? seg.baseOffset + after.rel : seg.nextOffset;
+      const toOffset = endOffset ?? (after ? seg.baseOffset + after.rel : seg.nextOffset);
       const d: DamagedRange = { file, position: pos, fromOffset, toOffset: Math.max(toOffset, fromOffset + 1) };
       this.damaged.push(d);
       this.log("error", "corrupt batch in partition log: range will not be served", { ...d, reason });
@@ -991,17 +1052,38 @@ export class PartitionLog {
 }
 
 /** Splits raw batches, checking each one's checksum and that offsets follow from `baseOffset`. */
+/** Where the last of the (verified, whole) batches in `records` starts (0 when it holds one or none). */
+function lastBatchAt(records: Uint8Array): number {
+  if (records.length === 0) return 0;
+  const view = viewOf(records);
+  let pos = 0;
+  for (;;) {
+    const h = readBatchHeader(view, pos);
+    assert(typeof h !== "string", "records read back hold whole batches");
+    if (pos + h.sizeBytes >= records.length) return pos;
+    pos += h.sizeBytes;
+  }
+}
+
 function splitVerified(data: Uint8Array, baseOffset: number): Uint8Array[] {
   const view = viewOf(data);
   const out: Uint8Array[] = [];
   let pos = 0;
   let expect = baseOffset;
+  let raftIndex = -1;
   while (pos < data.length) {
     const h = readBatchHeader(view, pos);
-    if (typeof h === "string" || pos + h.sizeBytes > data.length || !batchChecksumOk(data, pos, h) || h.baseOffset !== expect) {
+    if (
+      typeof h === "string" ||
+      pos + h.sizeBytes > data.length ||
+      !batchChecksumOk(data, pos, h) ||
+      h.baseOffset !== expect ||
+      h.raftIndex <= raftIndex
+    ) {
       throw new StorageError("CORRUPT_DATA", `bad batch in fragment at byte ${pos}`, { position: pos, baseOffset: expect });
     }
     out.push(data.subarray(pos, pos + h.sizeBytes));
+    raftIndex = h.raftIndex;
     expect = h.baseOffset + h.recordCount;
     pos += h.sizeBytes;
   }

@@ -21,6 +21,12 @@ export interface FileHandle {
   write(data: Uint8Array, position: number): void;
   /** Reads up to buf.length bytes at `position`; returns how many were read (fewer only at end of file). */
   read(buf: Uint8Array, position: number): number;
+  /**
+   * Reads `length` bytes at `position` on the thread pool and drops them: they are then in the page cache,
+   * so a read() of them right after costs a copy instead of holding the event loop for the device. Best
+   * effort: it never rejects (the read that follows reports any error).
+   */
+  readAhead(position: number, length: number): Promise<void>;
   /** fdatasync on the thread pool, so the event loop keeps running meanwhile. */
   datasync(): Promise<void>;
   /** fdatasync inline: cheaper when nothing else is waiting. */

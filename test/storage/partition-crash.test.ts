@@ -131,6 +131,31 @@ describe("partition log crash recovery", () => {
     await reopenedWhole(q, peer, d, bs);
   }, 30_000);
 
+  test("a flipped bit in a batch's raft index (outside the producer's checksum) is found, and both neighbours repaired", async () => {
+    // Up: the 5th batch's index (byte 14 of its header) raised above the 6th's. Down: the 5th's low byte
+    // cleared, below the 4th's. Either way the pair around the break is refused, then repaired.
+    for (const [at, xor, pair] of [
+      [4 * 120 + 14, 0x5a, [8, 12]],
+      [4 * 120 + 15, 0x04, [6, 10]],
+    ] as const) {
+      const { d, bs, peer } = await logWithPeer();
+      const first = logFiles(d)[0]!;
+      const buf = readFileSync(join(d, first));
+      buf[at]! ^= xor;
+      writeFileSync(join(d, first), buf);
+      const q = await PartitionLog.open({ dir: d, ...opts });
+      expect(q.damagedRanges()).toEqual([]); // the producer's checksum does not cover it
+      const r = q.read(0, 1 << 20);
+      expect(r.nextOffset).toBe(pair[0]); // the batches before the pair are served
+      expect(q.damagedRanges()).toEqual([{ file: join(d, first), position: (pair[0] / 2) * 120, fromOffset: pair[0], toOffset: pair[1] }]);
+      expect(() => q.read(pair[0], 1)).toThrow(/damaged range/);
+      const f = peer.readFragment(pair[0], 2 * 120);
+      q.repair(pair[0], f.data, f.crc32);
+      expect(await readAll(q)).toEqual(concat(bs));
+      await reopenedWhole(q, peer, d, bs);
+    }
+  }, 30_000);
+
   test("a sealed segment cut short is a damaged range to its end; repaired from a peer, it is served at once", async () => {
     const { d, bs, peer } = await logWithPeer();
     const first = logFiles(d)[0]!;

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { StorageError } from "../../src/storage/errors";
 import { FaultyFileLayer } from "../../src/storage/file-layer";
@@ -143,6 +143,74 @@ describe("PartitionLog", () => {
     // Past the end (or below the log start) a new pass begins at the log start.
     expect(p.scrub(80, 500).next).toBeGreaterThan(0);
     expect(p.scrub(80, 500).bytes).toBeGreaterThan(0);
+    await p.close();
+  });
+
+  test("scrub finds a raft index out of order wherever its steps fall; a fragment with one is refused", async () => {
+    const bs = batchRun(0, 1, 40, 2, 100);
+    const size = bs[0]!.length; // every batch the same size
+    const written = async (): Promise<{ d: string; first: string; end: number }> => {
+      const d = dir();
+      const p = await PartitionLog.open({ dir: d, ...small });
+      for (const b of bs) p.append(b);
+      await p.close();
+      const logs = readdirSync(d).filter((n) => n.endsWith(".log")).sort();
+      return { d, first: join(d, logs[0]!), end: Number(logs[1]!.slice(0, 20)) };
+    };
+    const { end } = await written();
+    for (let k = 1; k < end / 2; k++) {
+      // Raise batch k's raft index (outside the producer's checksum) above its successor's.
+      const { d, first } = await written();
+      const bytes = readFileSync(first);
+      bytes[k * size + 14]! ^= 0x5a;
+      writeFileSync(first, bytes);
+      const p = await PartitionLog.open({ dir: d, ...small });
+      let at = 0;
+      let steps = 0;
+      do {
+        at = p.scrub(at, 500).next;
+        steps++;
+      } while (at < p.nextOffset && steps < 1000);
+      const hit = p.damagedRanges().some((r) => r.fromOffset <= 2 * k && 2 * k < r.toOffset);
+      expect([k, hit]).toEqual([k, true]);
+      await p.close();
+      // The same bytes offered by a peer are refused whole, not appended.
+      const q = await PartitionLog.open({ dir: dir(), ...small });
+      const data = concat([bytes.subarray(0, (k + 1) * size), bs[k + 1]!]);
+      expect(errorOf(() => q.writeFragment(0, data, Bun.hash.crc32(data))).code).toBe("CORRUPT_DATA");
+      expect(q.nextOffset).toBe(0);
+      await q.close();
+    }
+  });
+
+  test("prefetch reads ahead, on the thread pool, every byte the scrub step after it reads", async () => {
+    const d = dir();
+    const w = await PartitionLog.open({ dir: d, ...small });
+    for (const b of batchRun(0, 1, 40, 2, 100)) w.append(b);
+    await w.close();
+    const fs = new FaultyFileLayer();
+    const p = await PartitionLog.open({ dir: d, ...small, fs });
+    fs.recordReads = true;
+    let at = 0;
+    let steps = 0;
+    do {
+      fs.reads.length = 0;
+      await p.prefetch(at, 500);
+      const s = p.scrub(at, 500);
+      const ahead = fs.reads.filter((r) => r.ahead);
+      const direct = fs.reads.filter((r) => !r.ahead);
+      expect(ahead.length).toBeGreaterThan(0);
+      expect(direct.length).toBeGreaterThan(0);
+      for (const r of direct) {
+        // Covered: inside a range read ahead, in the same file (the file's end bounds what a read gets).
+        const end = Math.min(r.position + r.length, statSync(r.path).size);
+        const covered = ahead.some((a) => a.path === r.path && a.position <= r.position && end <= a.position + a.length);
+        expect({ ...r, covered }).toEqual({ ...r, covered: true });
+      }
+      at = s.next;
+      steps++;
+    } while (at < p.nextOffset && steps < 1000);
+    expect(at).toBe(80);
     await p.close();
   });
 
