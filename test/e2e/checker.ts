@@ -4,6 +4,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Admin, Consumer, type PartitionInfo } from "../../src/client/index";
 import { decodeRecords } from "../../src/client/records";
+import { readBatchHeader, splitBatches } from "../../src/wire/batch";
 import { FetchRequestSchema, ReadFrom } from "../../src/proto/goulette_pb";
 import { ClientPool, expectCase } from "../../src/wire/index";
 import type { Ack } from "./workload";
@@ -22,6 +23,11 @@ export interface ReplicaLog {
   highWatermark: number;
   offsets: number[];
   values: string[];
+  /**
+   * crc32 of each whole batch read, headers included: replicas hold byte-identical batches (offsets and raft
+   * indexes are stamped alike everywhere), so a header damaged where no record shows it differs here.
+   */
+  batchCrcs?: number[];
 }
 
 export interface CheckInput {
@@ -47,6 +53,7 @@ export interface CheckResult {
 async function readReplica(pool: ClientPool, address: string, topic: string, partition: number, readFrom: ReadFrom, untilOffset: number) {
   const offsets: number[] = [];
   const values: string[] = [];
+  const batchCrcs: number[] = [];
   let at = 0;
   let hw = 0;
   while (at < untilOffset) {
@@ -59,7 +66,12 @@ async function readReplica(pool: ClientPool, address: string, topic: string, par
     );
     const r = expectCase(res, "fetchResponse");
     hw = Number(r.highWatermark);
-    const recs = decodeRecords(r.records).filter((d) => d.offset >= at && d.offset < Math.min(hw, untilOffset));
+    const limit = Math.min(hw, untilOffset);
+    for (const b of splitBatches(r.records)) {
+      const h = readBatchHeader(b);
+      if (h.baseOffset >= at && h.baseOffset + h.recordCount <= limit) batchCrcs.push(Bun.hash.crc32(b));
+    }
+    const recs = decodeRecords(r.records).filter((d) => d.offset >= at && d.offset < limit);
     if (recs.length === 0) {
       const next = Number(r.nextOffset);
       if (next <= at) throw new Error(`fetch at ${at} from ${address} made no progress (hw ${hw})`);
@@ -72,7 +84,7 @@ async function readReplica(pool: ClientPool, address: string, topic: string, par
     }
     at = recs[recs.length - 1]!.offset + 1;
   }
-  return { offsets, values, hw };
+  return { offsets, values, batchCrcs, hw };
 }
 
 async function highWatermark(pool: ClientPool, address: string, topic: string, partition: number): Promise<number> {
@@ -176,6 +188,14 @@ export function checkLogs(logs: ReadonlyMap<number, readonly ReplicaLog[]>, acks
             `leader ${leader.offsets[i]}=${leader.values[i]}, follower ${f.offsets[i]}=${f.values[i]} ` +
             `(lengths ${leader.offsets.length} vs ${f.offsets.length})`,
         );
+      } else if (leader.batchCrcs && f.batchCrcs) {
+        const lb = leader.batchCrcs;
+        const fb = f.batchCrcs;
+        let i = 0;
+        while (i < lb.length && i < fb.length && lb[i] === fb[i]) i++;
+        if (i < lb.length || i < fb.length) {
+          problems.push(`p${partition}: broker ${f.broker} holds the leader's records but not its bytes: batch #${i} of ${lb.length} differs (a header)`);
+        }
       }
     }
   }
@@ -218,7 +238,7 @@ export async function checkRun(input: CheckInput): Promise<CheckResult> {
           for (const id of order) {
             const role = id === p.leader ? "leader" : "follower";
             const r = await readReplica(pool, addresses.get(id)!, input.topic, p.partition, role === "leader" ? ReadFrom.LEADER : ReadFrom.FOLLOWER, hw);
-            list.push({ broker: id, role, highWatermark: hw, offsets: r.offsets, values: r.values });
+            list.push({ broker: id, role, highWatermark: hw, offsets: r.offsets, values: r.values, batchCrcs: r.batchCrcs });
           }
           logs.set(p.partition, list);
         }

@@ -24,6 +24,14 @@ describe("checkLogs", () => {
     expect(checkLogs(logsOf(replica(1, "leader", good), replica(2, "follower", good), replica(3, "follower", good)), acks, sent)).toEqual([]);
   });
 
+  test("reports a follower whose batches differ in bytes where its records do not (a damaged header)", () => {
+    const withCrcs = (r: ReplicaLog, crcs: number[]): ReplicaLog => ({ ...r, batchCrcs: crcs });
+    const same = logsOf(withCrcs(replica(1, "leader", good), [7, 8]), withCrcs(replica(2, "follower", good), [7, 8]));
+    expect(checkLogs(same, acks, sent)).toEqual([]);
+    const p = checkLogs(logsOf(withCrcs(replica(1, "leader", good), [7, 8]), withCrcs(replica(2, "follower", good), [7, 9])), acks, sent);
+    expect(p).toEqual(["p0: broker 2 holds the leader's records but not its bytes: batch #1 of 2 differs (a header)"]);
+  });
+
   test("reports a lost acknowledgement", () => {
     const p = checkLogs(logsOf(replica(1, "leader", [[0, "a"], [1, "b"]])), acks, sent);
     expect(p.some((l) => l.includes("ack p0/2=c not found"))).toBe(true);
