@@ -1051,7 +1051,6 @@ export class PartitionLog {
   }
 }
 
-/** Splits raw batches, checking each one's checksum and that offsets follow from `baseOffset`. */
 /** Where the last of the (verified, whole) batches in `records` starts (0 when it holds one or none). */
 function lastBatchAt(records: Uint8Array): number {
   if (records.length === 0) return 0;
@@ -1065,6 +1064,10 @@ function lastBatchAt(records: Uint8Array): number {
   }
 }
 
+/**
+ * Splits raw batches, checking each one's checksum, that offsets follow from `baseOffset`, and that raft
+ * indexes increase.
+ */
 function splitVerified(data: Uint8Array, baseOffset: number): Uint8Array[] {
   const view = viewOf(data);
   const out: Uint8Array[] = [];
