@@ -189,8 +189,15 @@ export class PartitionLog {
   }
 
   private indexBatch(seg: Segment, h: BatchHeader, pos: number): void {
+    this.indexEntries(seg, h, pos, true);
+    seg.nextOffset = h.baseOffset + h.recordCount;
+    seg.lastRaftIndex = h.raftIndex;
+  }
+
+  /** A batch's sparse index entries: its offset every indexIntervalBytes (if `mayAddOffset`), its timestamp. */
+  private indexEntries(seg: Segment, h: BatchHeader, pos: number, mayAddOffset: boolean): void {
     const rel = h.baseOffset - seg.baseOffset;
-    if (pos > 0 && seg.bytesSinceIndex >= this.indexIntervalBytes) {
+    if (pos > 0 && mayAddOffset && seg.bytesSinceIndex >= this.indexIntervalBytes) {
       seg.index.addOffset(rel, pos);
       seg.bytesSinceIndex = 0;
     }
@@ -199,8 +206,6 @@ export class PartitionLog {
       seg.index.addTime(h.maxTimestamp, rel);
       seg.maxTimestamp = h.maxTimestamp;
     }
-    seg.nextOffset = h.baseOffset + h.recordCount;
-    seg.lastRaftIndex = h.raftIndex;
   }
 
   /** Seals the active segment in the background (fdatasync, then its indexes) and opens the next. */
@@ -599,16 +604,8 @@ export class PartitionLog {
     assert(typeof h !== "string", "a verified batch has a header");
     const rel = h.baseOffset - seg.baseOffset;
     const last = seg.index.rel.length - 1;
-    const after = last < 0 || (rel > seg.index.rel[last]! && pos > seg.index.pos[last]!);
-    if (pos > 0 && after && seg.bytesSinceIndex >= this.indexIntervalBytes) {
-      seg.index.addOffset(rel, pos);
-      seg.bytesSinceIndex = 0;
-    }
-    seg.bytesSinceIndex += h.sizeBytes;
-    if (h.maxTimestamp > seg.maxTimestamp) {
-      seg.index.addTime(h.maxTimestamp, rel);
-      seg.maxTimestamp = h.maxTimestamp;
-    }
+    const afterIndexed = last < 0 || (rel > seg.index.rel[last]! && pos > seg.index.pos[last]!);
+    this.indexEntries(seg, h, pos, afterIndexed);
     seg.lastRaftIndex = Math.max(seg.lastRaftIndex, h.raftIndex);
   }
 
@@ -868,7 +865,8 @@ export class PartitionLog {
     // after it were in segment files now gone: they get an empty file of their own at their own base, the
     // layout the peers hold, rather than doubling the segment before them. A segment rebuilt by a scan may
     // have been cut short, and its missing tail is repaired into it; so is an empty one (such a file made
-    // here by an earlier open, not yet repaired: it is the file at that base).
+    // here by an earlier open, not yet repaired, is the file at that base even where an index vouches for
+    // it: never a second segment at its base).
     for (let i = 0; i + 1 < this.segments.length; i++) {
       const seg = this.segments[i]!;
       const next = this.segments[i + 1]!;

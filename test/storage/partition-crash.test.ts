@@ -5,6 +5,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, unlinkSync,
 import { join } from "node:path";
 import { StorageError } from "../../src/storage/errors";
 import { PartitionLog } from "../../src/storage/partition-log";
+import type { DamagedRange } from "../../src/storage/types";
 import { batchRun, concat } from "./batches";
 import { tempDir } from "./helpers";
 
@@ -53,6 +54,15 @@ async function logWithPeer(): Promise<{ d: string; bs: Uint8Array[]; peer: Parti
   const peer = await PartitionLog.open({ dir: join(base, "peer"), ...opts });
   for (const b of bs) peer.append(b);
   return { d, bs, peer };
+}
+
+/** Opens and closes the log `times` times without repairing it: each open finds exactly `range` damaged. */
+async function opensAlike(d: string, times: number, range: DamagedRange): Promise<void> {
+  for (let i = 0; i < times; i++) {
+    const q = await PartitionLog.open({ dir: d, ...opts });
+    expect(q.damagedRanges()).toEqual([range]);
+    await q.close();
+  }
 }
 
 /** Closes both logs, reopens the repaired one: all of `bs`, no damage left. */
@@ -174,13 +184,9 @@ describe("partition log crash recovery", () => {
     const { d, bs, peer } = await logWithPeer();
     const first = logFiles(d)[0]!;
     truncateSync(join(d, first), 500);
-    for (let i = 0; i < 2; i++) {
-      const q = await PartitionLog.open({ dir: d, ...opts });
-      // Not a file of its own for offsets 8..19 on the second open (an index written by the first would
-      // have said the cut file is whole).
-      expect(q.damagedRanges()).toEqual([{ file: join(d, first), position: 480, fromOffset: 8, toOffset: 20 }]);
-      await q.close();
-    }
+    // Not a file of its own for offsets 8..19 on the second open (an index written by the first would
+    // have said the cut file is whole).
+    await opensAlike(d, 2, { file: join(d, first), position: 480, fromOffset: 8, toOffset: 20 });
     const q = await PartitionLog.open({ dir: d, ...opts });
     const f = peer.readFragment(8, 1 << 20);
     q.repair(8, f.data, f.crc32);
@@ -270,14 +276,10 @@ describe("partition log crash recovery", () => {
     const { d, bs, peer } = await logWithPeer();
     const second = logFiles(d)[1]!;
     for (const ext of [".log", ".index", ".timeindex"]) unlinkSync(join(d, second.replace(".log", ext)));
-    // Each open before the repair: the first makes the empty file, the second indexes it (empty and
-    // sealed), the third finds that index whole. One segment per file every time, never a second one at
-    // the same base (a repair then wrote into one while reads went to the other, empty, one).
-    for (let i = 0; i < 3; i++) {
-      const q = await PartitionLog.open({ dir: d, ...opts });
-      expect(q.damagedRanges()).toEqual([{ file: join(d, second), position: 0, fromOffset: 20, toOffset: 40 }]);
-      await q.close();
-    }
+    // The first open makes the empty file; every open after it finds the range there again, in one segment
+    // per file (once an index vouched for the empty file, a second segment was made at the same base: the
+    // repair wrote into one while reads went to the other, empty, one).
+    await opensAlike(d, 3, { file: join(d, second), position: 0, fromOffset: 20, toOffset: 40 });
     const q = await PartitionLog.open({ dir: d, ...opts });
     const f = peer.readFragment(20, 1 << 20);
     q.repair(20, f.data, f.crc32);
