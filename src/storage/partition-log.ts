@@ -362,7 +362,7 @@ export class PartitionLog {
     const from = offset >= this.logStartOffset && offset < this.nextOffset ? offset : this.logStartOffset;
     if (from >= this.nextOffset) return { next: from, bytes: 0 };
     try {
-      this.checkSeam(from);
+      this.checkNeighbours(from);
     } catch (err) {
       if (!(err instanceof StorageError && err.code === "CORRUPT_DATA")) throw err;
     }
@@ -370,10 +370,6 @@ export class PartitionLog {
     if (known) return { next: known.toOffset, bytes: 0 };
     try {
       const r = this.read(from, maxBytes);
-      // The next step starts again at this step's last batch, so that one read sees it beside the batch
-      // after it (raft indexes are checked between neighbours). Not when it is the only one: no progress.
-      const last = lastBatchAt(r.records);
-      if (last > 0) return { next: Number(viewOf(r.records).getBigInt64(last)), bytes: last };
       return { next: r.nextOffset, bytes: r.records.length };
     } catch (err) {
       if (!(err instanceof StorageError && err.code === "CORRUPT_DATA")) throw err;
@@ -383,21 +379,26 @@ export class PartitionLog {
   }
 
   /**
-   * Where `offset` begins a segment, compares the raft index of its first batch with that of the previous
-   * segment's last batch (no read holds both): out of order, both batches are damaged (see read()).
+   * Compares the raft index of the batch starting at `offset` with that of the batch before it, which no
+   * read from `offset` holds (a scrub step's first batch, or a segment's): out of order, both batches are
+   * damaged, as in read().
    */
-  private checkSeam(offset: number): void {
-    const i = this.segments.findIndex((s) => s.baseOffset === offset && s.nextOffset > offset);
-    const prev = this.segments[i - 1];
-    const seg = this.segments[i];
-    if (i < 1 || !prev || !seg || prev.nextOffset !== offset || prev.nextOffset <= prev.baseOffset) return;
-    if (this.damaged.some((d) => d.fromOffset < offset + 1 && offset - 1 < d.toOffset)) return;
-    const last = this.locate(prev, offset - 1);
-    const first = this.locate(seg, offset);
-    if (first.header.raftIndex > last.header.raftIndex) return;
-    const reason = `raft index ${first.header.raftIndex} not after ${last.header.raftIndex} (previous segment)`;
-    this.damage(prev, last.pos, last.header.baseOffset, reason, false, offset);
-    this.damage(seg, 0, offset, reason, false, offset + first.header.recordCount);
+  private checkNeighbours(offset: number): void {
+    if (offset <= this.logStartOffset || offset >= this.nextOffset) return;
+    if (this.damaged.some((d) => d.fromOffset <= offset && offset - 1 < d.toOffset)) return;
+    const seg = this.segmentFor(offset);
+    const before = offset > seg.baseOffset ? seg : this.segmentFor(offset - 1);
+    const a = this.locate(before, offset - 1);
+    const b = this.locate(seg, offset);
+    if (b.header.baseOffset !== offset || b.header.raftIndex > a.header.raftIndex) return;
+    const reason = `raft index ${b.header.raftIndex} not after ${a.header.raftIndex}`;
+    const end = offset + b.header.recordCount;
+    if (before === seg) {
+      this.damage(seg, a.pos, a.header.baseOffset, reason, false, end);
+    } else {
+      this.damage(before, a.pos, a.header.baseOffset, reason, false, offset);
+      this.damage(seg, b.pos, offset, reason, false, end);
+    }
   }
 
   /**
@@ -409,14 +410,15 @@ export class PartitionLog {
   async prefetch(offset: number, maxBytes: number): Promise<void> {
     if (this.closed || offset < this.logStartOffset || offset >= this.nextOffset) return;
     const seg = this.segmentFor(offset);
-    const from = seg.index.floor(offset - seg.baseOffset).pos;
-    const prev = this.segments[this.segments.indexOf(seg) - 1];
-    if (prev && offset === seg.baseOffset) {
-      // checkSeam reads the previous segment's last batch too.
-      const at = prev.index.floor(offset - 1 - prev.baseOffset).pos;
-      await prev.handle.readAhead(at, prev.sizeBytes - at);
+    // checkNeighbours reads the batch before `offset` too, in this segment or at the end of the previous one.
+    const before = offset > this.logStartOffset ? this.segmentFor(offset - 1) : seg;
+    if (before !== seg) {
+      const at = before.index.floor(offset - 1 - before.baseOffset).pos;
+      await before.handle.readAhead(at, before.sizeBytes - at);
     }
-    await seg.handle.readAhead(from, Math.min(seg.sizeBytes - from, maxBytes + this.indexIntervalBytes + BATCH_HEADER_BYTES));
+    const from = seg.index.floor(Math.max(offset - 1, seg.baseOffset) - seg.baseOffset).pos;
+    const end = seg.index.floor(offset - seg.baseOffset).pos + maxBytes + this.indexIntervalBytes + BATCH_HEADER_BYTES;
+    await seg.handle.readAhead(from, Math.min(seg.sizeBytes, end) - from);
   }
 
   /** Raw batches for a replica, with a checksum over all of them. */
@@ -1046,19 +1048,6 @@ export class PartitionLog {
       this.log("error", "partition log stopped accepting writes", { dir: this.dir, code: this.failure.code, error: this.failure.message });
     }
     return this.failure;
-  }
-}
-
-/** Where the last of the (verified, whole) batches in `records` starts (0 when it holds one or none). */
-function lastBatchAt(records: Uint8Array): number {
-  if (records.length === 0) return 0;
-  const view = viewOf(records);
-  let pos = 0;
-  for (;;) {
-    const h = readBatchHeader(view, pos);
-    assert(typeof h !== "string", "records read back hold whole batches");
-    if (pos + h.sizeBytes >= records.length) return pos;
-    pos += h.sizeBytes;
   }
 }
 

@@ -146,7 +146,7 @@ describe("PartitionLog", () => {
     await p.close();
   });
 
-  test("scrub finds a raft index out of order wherever its steps fall; a fragment with one is refused", async () => {
+  test("scrub finds a raft index out of order wherever its steps fall, one batch a step too; a fragment with one is refused", async () => {
     const bs = batchRun(0, 1, 40, 2, 100);
     const size = bs[0]!.length; // every batch the same size
     const written = async (): Promise<{ d: string; first: string; end: number }> => {
@@ -164,16 +164,19 @@ describe("PartitionLog", () => {
       const bytes = readFileSync(first);
       bytes[k * size + 14]! ^= 0x5a;
       writeFileSync(first, bytes);
-      const p = await PartitionLog.open({ dir: d, ...small });
-      let at = 0;
-      let steps = 0;
-      do {
-        at = p.scrub(at, 500).next;
-        steps++;
-      } while (at < p.nextOffset && steps < 1000);
-      const hit = p.damagedRanges().some((r) => r.fromOffset <= 2 * k && 2 * k < r.toOffset);
-      expect([k, hit]).toEqual([k, true]);
-      await p.close();
+      for (const stepBytes of [500, 1]) {
+        // A fresh open each time: the damage found is in memory only until repaired.
+        const p = await PartitionLog.open({ dir: d, ...small });
+        let at = 0;
+        let steps = 0;
+        do {
+          at = p.scrub(at, stepBytes).next;
+          steps++;
+        } while (at < p.nextOffset && steps < 1000);
+        const hit = p.damagedRanges().some((r) => r.fromOffset <= 2 * k && 2 * k < r.toOffset);
+        expect([k, stepBytes, hit]).toEqual([k, stepBytes, true]);
+        await p.close();
+      }
       // The same bytes offered by a peer are refused whole, not appended.
       const q = await PartitionLog.open({ dir: dir(), ...small });
       const data = concat([bytes.subarray(0, (k + 1) * size), bs[k + 1]!]);
