@@ -1,5 +1,6 @@
 // The one door to the disk. Writes and reads are synchronous positional calls (they hit the page cache
-// and cost microseconds); only fdatasync, which waits for the device, also has a thread-pool variant.
+// and cost microseconds); fdatasync, which waits for the device, also has a thread-pool variant, and so
+// does a read of data that may not be cached (readAhead, for the background scrub).
 import * as nodeFs from "node:fs";
 import type { FileHandle, FileLayer, OpenMode } from "./types";
 
