@@ -4,8 +4,8 @@
 import { create } from "@bufbuild/protobuf";
 import { Admin, Consumer, type PartitionInfo } from "../../src/client/index";
 import { decodeRecords } from "../../src/client/records";
-import { readBatchHeader, splitBatches } from "../../src/wire/batch";
 import { FetchRequestSchema, ReadFrom } from "../../src/proto/goulette_pb";
+import { readBatchHeader, splitBatches } from "../../src/wire/batch";
 import { ClientPool, expectCase } from "../../src/wire/index";
 import type { Ack } from "./workload";
 
