@@ -7,7 +7,7 @@ import { Cluster } from "./cluster";
 import { emit, errorText, progress, round } from "./emit";
 import { Load } from "./load";
 import { writeBytesPerFdatasync } from "./machine";
-import { countSyncs, straceAvailable, writeBytes, type SyncCounts } from "./procfs";
+import { countSyncs, deviceWriteBytes, straceAvailable, writeBytes, type SyncCounts } from "./procfs";
 import { type RunSettings } from "./settings";
 import { createTopicWithLeaders } from "./topics";
 
@@ -58,6 +58,12 @@ async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
     const before = pids.map(writeBytes);
     const walBefore = cluster.brokers.map((b) => fileBytes(b.dataDir, true));
     const logBefore = cluster.brokers.map((b) => fileBytes(b.dataDir, false));
+    // What reaches the device, the truth write_bytes only approximates: everything dirty is written out
+    // before the first reading and again before the last, so the difference is exactly what the load
+    // caused (all three brokers share the disk; nothing else writes meanwhile).
+    const device = deviceWriteBytes(cluster.dir);
+    syncAll();
+    const deviceBefore = device?.();
     load = new Load({ sentinel: cluster.sentinel, topic: "amp", size, window, partitions });
     const t1 = performance.now();
     load.start();
@@ -66,6 +72,8 @@ async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
     const seconds = (performance.now() - t1) / 1000;
     await Bun.sleep(settleMs);
     const after = pids.map(writeBytes);
+    syncAll();
+    const deviceWritten = device && deviceBefore !== undefined ? device() - deviceBefore : undefined;
     const written = after.map((a, i) => a - before[i]!);
     const walGrowth = cluster.brokers.map((b, i) => fileBytes(b.dataDir, true) - walBefore[i]!);
     const logGrowth = cluster.brokers.map((b, i) => fileBytes(b.dataDir, false) - logBefore[i]!);
@@ -95,6 +103,11 @@ async function atPartitions(s: RunSettings, partitions: number): Promise<void> {
       write_amplification_minus_idle: round(loadOnly.reduce((a, b) => a + b, 0) / (payload * replicas), 3),
       // What the partition logs grew by (apparent file sizes, WAL excluded): the floor a segment copy costs.
       partition_log_growth_per_payload_byte: logGrowth.map((g) => round(g / payload, 3)),
+      // Sectors the disk wrote (journal and metadata included), per payload byte per replica.
+      device_write_amplification: deviceWritten === undefined ? null : round(deviceWritten / (payload * replicas), 3),
+      // ... less the zero-filling of WAL segments created during the run (once per segment, then reused).
+      device_write_amplification_without_wal_prealloc:
+        deviceWritten === undefined ? null : round((deviceWritten - walGrowth.reduce((a, b) => a + Math.max(0, b), 0)) / (payload * replicas), 3),
       create_ms: createMs,
       note: "write_bytes from /proc/<pid>/io (bytes dirtied for storage) over the measured load plus a settle period, per payload byte per replica",
     };
@@ -152,6 +165,12 @@ function netOfSyncCharge(
     write_bytes_charged_per_fdatasync: perSync,
     write_amplification_net_of_sync_charge: round(net.reduce((a, b) => a + b, 0) / (payload * replicas), 3),
   };
+}
+
+/** Writes every dirty page of every file system out (the sync(1) command), so device counters are settled. */
+function syncAll(): void {
+  const r = Bun.spawnSync(["sync"]);
+  if (r.exitCode !== 0) throw new Error(`sync failed: ${r.stderr.toString()}`);
 }
 
 /** Apparent size of the WAL files (segments and spares), or of every other file, under a broker's data dir. */
