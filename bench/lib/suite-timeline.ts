@@ -9,7 +9,7 @@ import { emit, errorText, progress } from "./emit";
 import { gouletteBench } from "./gbench";
 import { runToEnd } from "./proc";
 import { scaled, type RunSettings } from "./settings";
-import { cycleStages, findRoles, parsePerfScript, stageMedians } from "./timeline";
+import { cycleSpread, cycleStages, findRoles, parsePerfScript, slowest, stageMedians } from "./timeline";
 
 const EVENTS = ["sendto", "recvfrom", "pwrite64", "fdatasync"].flatMap((n) => [`syscalls:sys_enter_${n}`, `syscalls:sys_exit_${n}`]);
 
@@ -51,6 +51,9 @@ export async function timelineSuite(s: RunSettings): Promise<void> {
           p50_ms: line.p50_ms,
           cycles: rows.length,
           stage_median_ms: stageMedians(rows),
+          cycle_ms: cycleSpread(rows),
+          // The median cycle is not the mean: throughput is the mean. Which stage grows in the slow cycles.
+          slowest_quarter_stage_median_ms: stageMedians(slowest(rows, 0.25)),
           note: "ms from the client's send of a batch; follower stages are the first follower to answer",
         });
       } catch (e) {

@@ -158,3 +158,17 @@ export function stageMedians(rows: Partial<Record<Stage, number>>[]): Partial<Re
   }
   return out;
 }
+
+/** Mean and percentiles of the whole cycle (client send to its next send), in ms. */
+export function cycleSpread(rows: Partial<Record<Stage, number>>[]): { mean: number; p50: number; p90: number; p99: number } | undefined {
+  const v = rows.map((r) => r.next_batch_sent).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const at = (q: number) => Math.round(v[Math.min(v.length - 1, Math.floor(q * v.length))]! * 1000) / 1000;
+  return { mean: Math.round((v.reduce((a, b) => a + b, 0) / v.length) * 1000) / 1000, p50: at(0.5), p90: at(0.9), p99: at(0.99) };
+}
+
+/** The `fraction` of rows with the longest cycles. */
+export function slowest(rows: Partial<Record<Stage, number>>[], fraction: number): Partial<Record<Stage, number>>[] {
+  const sorted = rows.filter((r) => r.next_batch_sent !== undefined).sort((a, b) => b.next_batch_sent! - a.next_batch_sent!);
+  return sorted.slice(0, Math.max(1, Math.round(sorted.length * fraction)));
+}
