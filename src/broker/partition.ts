@@ -93,7 +93,7 @@ export class Partition {
    * the WAL of a majority already). Reading `log` writes them first, so no reader ever misses one.
    */
   private unwritten: Uint8Array[] = [];
-  private unwrittenLastIndex = 0;
+  private unwrittenEndOffset = 0;
   private writeScheduled = false;
 
   constructor(
@@ -176,12 +176,16 @@ export class Partition {
       if (e.type === EntryType.Normal && e.data.length > 0) {
         result = this.state.apply(e.index, e.data);
         if (result.kind === "appended") {
-          const stored = this.unwritten.length > 0 ? this.unwrittenLastIndex : this.store.appliedIndex;
-          if (e.index > stored) {
+          // Whether the log holds this batch already (applied before a restart) is told by offsets, which
+          // the state assigns deterministically, not by the raft index stamped in the log's last batch:
+          // that field lies outside the producer's checksum, and a flipped bit there must not make a
+          // replay skip batches the log lacks, or write again batches it has (see PartitionLog.append).
+          const storedEnd = this.unwritten.length > 0 ? this.unwrittenEndOffset : this.store.nextOffset;
+          if (result.baseOffset >= storedEnd) {
             this.unwritten.push(result.batch);
-            this.unwrittenLastIndex = e.index;
+            this.unwrittenEndOffset = result.baseOffset + result.recordCount;
           } else {
-            assert(this.log.nextOffset >= this.state.nextOffset, "log behind state after restart");
+            assert(result.baseOffset + result.recordCount <= storedEnd, "a batch straddles the log's end after restart");
           }
         }
       }

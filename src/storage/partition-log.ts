@@ -151,8 +151,8 @@ export class PartitionLog {
     if (typeof h === "string") throw new StorageError("CORRUPT_DATA", `refusing batch: ${h}`, {});
     assert(h.sizeBytes === batch.length, `batch length field ${h.sizeBytes} != ${batch.length} bytes`);
     assert(h.baseOffset === this.nextOffset, `batch baseOffset ${h.baseOffset} != nextOffset ${this.nextOffset}`);
-    assert(h.raftIndex >= this.appliedIndex, `raftIndex ${h.raftIndex} < appliedIndex ${this.appliedIndex}`);
     if (!batchChecksumOk(batch, 0, h)) throw new StorageError("CORRUPT_DATA", "refusing batch: checksum mismatch", {});
+    if (this.nextOffset > this.logStartOffset && h.raftIndex <= this.appliedIndex) this.distrustLast(h.raftIndex);
     let seg = this.active();
     if (seg.sizeBytes > 0 && (seg.sizeBytes + batch.length > this.segmentBytes || nowMs - seg.createdMs >= this.segmentMs)) {
       seg = this.roll(nowMs);
@@ -166,6 +166,21 @@ export class PartitionLog {
     seg.sizeBytes += batch.length;
     this.unsyncedBytes += batch.length;
     if (this.writeBehindBytes > 0 && this.unsyncedBytes >= this.writeBehindBytes && !this.writeBehindQueued) this.writeBehind();
+  }
+
+  /**
+   * The batch being appended has a raft index at or below the last stored one. The caller's is the one to
+   * trust (it comes from the Raft log, and appends follow it in order), so the stored batch's header is
+   * damaged: its raft index lies outside the producer's checksum, and as the log's last batch it has no
+   * successor for read() or the scrub to compare it with. It is marked damaged, to be repaired from a
+   * peer like any other; the append goes on.
+   */
+  private distrustLast(raftIndex: number): void {
+    const offset = this.nextOffset - 1;
+    if (this.damaged.some((d) => d.fromOffset <= offset && offset < d.toOffset)) return;
+    const seg = this.segmentFor(offset);
+    const last = this.locate(seg, offset);
+    this.damage(seg, last.pos, last.header.baseOffset, `raft index ${last.header.raftIndex} not before the next batch's ${raftIndex}`, false, this.nextOffset);
   }
 
   /**

@@ -70,6 +70,30 @@ describe("PartitionLog", () => {
     await p.close();
   });
 
+  test("an append whose raft index is not above the last batch's marks that batch damaged, and is kept", async () => {
+    const d = dir();
+    const bs = batchRun(0, 1, 4); // raft indexes 1..4, offsets 0..7
+    // The last batch as a flipped bit would leave it on disk: raft index 4 + 1024.
+    const flipped = bs[3]!.slice();
+    new DataView(flipped.buffer).setBigInt64(8, 1028n);
+    const p = await PartitionLog.open({ dir: d, ...small });
+    for (const b of [...bs.slice(0, 3), flipped]) p.append(b);
+    expect(p.appliedIndex).toBe(1028);
+    expect(p.damagedRanges()).toEqual([]);
+    const next = makeBatch({ baseOffset: 8, raftIndex: 5, recordCount: 2 });
+    p.append(next);
+    // Exactly the last stored batch is refused until repaired; the new one is served.
+    expect(p.damagedRanges().map((r) => [r.fromOffset, r.toOffset])).toEqual([[6, 8]]);
+    expect(errorOf(() => p.read(6, 1000)).code).toBe("CORRUPT_DATA");
+    expect(p.read(8, 1000).records).toEqual(next);
+    expect(p.appliedIndex).toBe(5);
+    // The peer's copy replaces it.
+    p.repair(6, bs[3]!, Bun.hash.crc32(bs[3]!));
+    expect(p.damagedRanges()).toEqual([]);
+    expect(p.read(6, 1000).records).toEqual(concat([bs[3]!, next]));
+    await p.close();
+  });
+
   test("sealed segments get indexes; reopen uses them, and rebuilds missing or damaged ones", async () => {
     const d = dir();
     const p = await PartitionLog.open({ dir: d, ...small });
