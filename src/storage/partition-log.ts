@@ -179,7 +179,14 @@ export class PartitionLog {
     const offset = this.nextOffset - 1;
     if (this.damaged.some((d) => d.fromOffset <= offset && offset < d.toOffset)) return;
     const seg = this.segmentFor(offset);
-    const last = this.locate(seg, offset);
+    let last: { pos: number; header: BatchHeader };
+    try {
+      last = this.locate(seg, offset);
+    } catch (e) {
+      // The walk to it met worse damage, recorded already as a damaged range: the append still goes on.
+      if (e instanceof StorageError && e.code === "CORRUPT_DATA") return;
+      throw e;
+    }
     this.damage(seg, last.pos, last.header.baseOffset, `raft index ${last.header.raftIndex} not before the next batch's ${raftIndex}`, false, this.nextOffset);
   }
 

@@ -94,6 +94,29 @@ describe("PartitionLog", () => {
     await p.close();
   });
 
+  test("that check keeps the append when the walk to the last batch meets other damage first", async () => {
+    const d = dir();
+    const bs = batchRun(0, 1, 4); // 160-byte batches at positions 0, 160, 320, 480
+    const flipped = bs[3]!.slice();
+    new DataView(flipped.buffer).setBigInt64(8, 1028n);
+    const p = await PartitionLog.open({ dir: d, segmentBytes: 2048, indexIntervalBytes: 1 << 20 }); // no index entry past the first
+    for (const b of [...bs.slice(0, 3), flipped]) p.append(b);
+    // The second batch's offset field (also outside the checksum) damaged on disk: the walk from the
+    // segment's start to the last batch stops there.
+    const file = join(d, readdirSync(d).find((n) => n.endsWith(".log"))!);
+    const bytes = readFileSync(file);
+    new DataView(bytes.buffer, bytes.byteOffset).setBigInt64(160, 77n);
+    writeFileSync(file, bytes);
+    const next = makeBatch({ baseOffset: 8, raftIndex: 5, recordCount: 2 });
+    p.append(next);
+    expect(p.damagedRanges().length).toBeGreaterThan(0);
+    // Recorded by the walk, up to the next known-good position (here the segment's end before the append).
+    expect(p.damagedRanges().map((r) => [r.fromOffset, r.toOffset])).toEqual([[2, 8]]);
+    expect(p.nextOffset).toBe(10);
+    expect(p.appliedIndex).toBe(5);
+    await p.close();
+  });
+
   test("sealed segments get indexes; reopen uses them, and rebuilds missing or damaged ones", async () => {
     const d = dir();
     const p = await PartitionLog.open({ dir: d, ...small });
