@@ -177,7 +177,7 @@ export class PartitionLog {
    */
   private distrustLast(raftIndex: number): void {
     const offset = this.nextOffset - 1;
-    if (this.damaged.some((d) => d.fromOffset <= offset && offset < d.toOffset)) return;
+    if (this.damagedAt(offset)) return;
     const seg = this.segmentFor(offset);
     let last: { pos: number; header: BatchHeader };
     try {
@@ -388,14 +388,14 @@ export class PartitionLog {
     } catch (err) {
       if (!(err instanceof StorageError && err.code === "CORRUPT_DATA")) throw err;
     }
-    const known = this.damaged.find((d) => d.fromOffset <= from && from < d.toOffset);
+    const known = this.damagedAt(from);
     if (known) return { next: known.toOffset, bytes: 0 };
     try {
       const r = this.read(from, maxBytes);
       return { next: r.nextOffset, bytes: r.records.length };
     } catch (err) {
       if (!(err instanceof StorageError && err.code === "CORRUPT_DATA")) throw err;
-      const d = this.damaged.find((x) => x.fromOffset <= from && from < x.toOffset);
+      const d = this.damagedAt(from);
       return { next: d ? d.toOffset : from + 1, bytes: 0 };
     }
   }
@@ -518,8 +518,13 @@ export class PartitionLog {
     }
   }
 
+  /** The damaged range holding `offset`, if any. */
+  private damagedAt(offset: number): DamagedRange | undefined {
+    return this.damaged.find((r) => r.fromOffset <= offset && offset < r.toOffset);
+  }
+
   private refuseDamaged(offset: number): void {
-    const d = this.damaged.find((r) => r.fromOffset <= offset && offset < r.toOffset);
+    const d = this.damagedAt(offset);
     if (d) {
       throw new StorageError("CORRUPT_DATA", `offset ${offset} is in a damaged range of ${d.file} at ${d.position}`, {
         file: d.file,

@@ -109,7 +109,6 @@ describe("PartitionLog", () => {
     writeFileSync(file, bytes);
     const next = makeBatch({ baseOffset: 8, raftIndex: 5, recordCount: 2 });
     p.append(next);
-    expect(p.damagedRanges().length).toBeGreaterThan(0);
     // Recorded by the walk, up to the next known-good position (here the segment's end before the append).
     expect(p.damagedRanges().map((r) => [r.fromOffset, r.toOffset])).toEqual([[2, 8]]);
     expect(p.nextOffset).toBe(10);
