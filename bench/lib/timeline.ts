@@ -4,6 +4,8 @@
 // has it, writes it, starts and ends its fdatasync and answers, and when the client has its acks. Medians
 // over the cycles say which hand-off is long; no process needs to be instrumented.
 
+import { round } from "./emit";
+
 export interface Call {
   start: number; // seconds (perf clock)
   end: number;
@@ -154,7 +156,7 @@ export function stageMedians(rows: Partial<Record<Stage, number>>[]): Partial<Re
   const out: Partial<Record<Stage, number>> = {};
   for (const s of STAGES) {
     const v = rows.map((r) => r[s]).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
-    if (v.length > 0) out[s] = Math.round(v[v.length >> 1]! * 1000) / 1000;
+    if (v.length > 0) out[s] = round(v[v.length >> 1]!, 3);
   }
   return out;
 }
@@ -163,8 +165,8 @@ export function stageMedians(rows: Partial<Record<Stage, number>>[]): Partial<Re
 export function cycleSpread(rows: Partial<Record<Stage, number>>[]): { mean: number; p50: number; p90: number; p99: number } | undefined {
   const v = rows.map((r) => r.next_batch_sent).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
   if (v.length === 0) return undefined;
-  const at = (q: number) => Math.round(v[Math.min(v.length - 1, Math.floor(q * v.length))]! * 1000) / 1000;
-  return { mean: Math.round((v.reduce((a, b) => a + b, 0) / v.length) * 1000) / 1000, p50: at(0.5), p90: at(0.9), p99: at(0.99) };
+  const at = (q: number) => round(v[Math.min(v.length - 1, Math.floor(q * v.length))]!, 3);
+  return { mean: round(v.reduce((a, b) => a + b, 0) / v.length, 3), p50: at(0.5), p90: at(0.9), p99: at(0.99) };
 }
 
 /** The `fraction` of rows with the longest cycles. */
