@@ -91,6 +91,11 @@ export interface RecoveredGroup {
   /** Records of this group may have been lost to corruption (not a torn tail): do not vote on this log. */
   damaged?: boolean;
   /**
+   * Entries up to this index were let go with Wal.drop() and no snapshot at or past it was stored since:
+   * entries this replica once held are missing on purpose, so, as when damaged, do not vote on this log.
+   */
+  dropped?: number;
+  /**
    * The WAL's torn tail was this group's entry or snapshot ending at (term, index), read from the torn
    * record's own header (so unverified, but checked to be plausible). A tear after a crash loses only
    * what was never made durable, but a tail lost any other way may have held an acknowledged entry.

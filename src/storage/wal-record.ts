@@ -18,6 +18,7 @@ export enum RecordType {
   Release = 5, // entries <= `index` are durable elsewhere
   RemoveGroup = 6,
   Seal = 7, // nothing follows in this segment: damage before it is not a torn tail
+  Drop = 8, // entries <= `index` were let go although nothing else holds them (see Wal.drop)
 }
 
 export interface WalRecord {
@@ -131,7 +132,7 @@ export function decodeRecord(
     return { ok: false, end: false, reason: "checksum mismatch" };
   }
   const type = view.getUint8(pos + 28);
-  if (type < RecordType.Entry || type > RecordType.Seal) return { ok: false, end: false, reason: `bad type ${type}` };
+  if (type < RecordType.Entry || type > RecordType.Drop) return { ok: false, end: false, reason: `bad type ${type}` };
   return {
     ok: true,
     len,

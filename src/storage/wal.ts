@@ -56,6 +56,8 @@ interface GroupState {
   snapshot?: SnapshotMeta;
   released: number;
   lastIndex: number;
+  /** Highest index up to which entries were let go by drop() (0: none); it matters while above the snapshot. */
+  dropped: number;
 }
 
 interface Segment {
@@ -193,6 +195,9 @@ export class Wal {
         encodeRecord(buf, salt, RecordType.Truncate, group, 0, first.index, 0),
       );
     }
+    // Entries written again at or below the release point (a replica that dropped its entries, rejoining
+    // from its snapshot) are not covered by that release: they are needed until released again.
+    if (first.index <= g.released) g.released = first.index - 1;
     let expect = first.index;
     for (const e of entries) {
       assert(e.index === expect, `entries not contiguous: ${e.index} after ${expect - 1}`);
@@ -228,6 +233,27 @@ export class Wal {
     if (!g || index <= g.released) return;
     g.released = index;
     this.encode(RecordType.Release, group, (buf, salt) => encodeRecord(buf, salt, RecordType.Release, group, 0, index, 0));
+  }
+
+  /**
+   * Lets go of every entry of the group although nothing else holds them durably: their partition can no
+   * longer be written and its replica leaves the group, and its records must not keep every later segment
+   * from reuse (segments are reused as a prefix only) until the disk fills. Term, vote and snapshot stay.
+   * Resolves once the drop is durable, and only then may the segments holding the entries be reused.
+   * Until a snapshot at or past the dropped index is stored, recovery reports the group `dropped`.
+   */
+  async drop(group: number): Promise<void> {
+    this.checkWritable();
+    const g = this.groups.get(group);
+    if (!g || g.lastIndex <= Math.max(g.released, g.snapshot?.index ?? 0)) return; // all durable elsewhere
+    const index = g.lastIndex;
+    g.dropped = Math.max(g.dropped, index);
+    this.encode(RecordType.Drop, group, (buf, salt) => encodeRecord(buf, salt, RecordType.Drop, group, 0, index, 0));
+    this.encode(RecordType.Release, group, (buf, salt) => encodeRecord(buf, salt, RecordType.Release, group, 0, index, 0));
+    await this.sync();
+    // The release takes effect only now: a segment reused before the drop was durable could take entries
+    // with it that a restart would then miss without knowing they were let go.
+    if (this.groups.get(group) === g && g.lastIndex === index) g.released = Math.max(g.released, index);
   }
 
   removeGroup(group: number): void {
@@ -455,6 +481,7 @@ export class Wal {
       if (g.snapshot) encodeSnapshot(next.buf, nsalt, group, g.snapshot);
       if (g.hardState) encodeHardState(next.buf, nsalt, group, g.hardState);
       if (g.released > 0) encodeRecord(next.buf, nsalt, RecordType.Release, group, 0, g.released, 0);
+      if (g.dropped > 0) encodeRecord(next.buf, nsalt, RecordType.Drop, group, 0, g.dropped, 0);
     }
   }
 
@@ -618,6 +645,7 @@ export class Wal {
         snapshot: g.snapshot,
         released: g.released,
         lastIndex: g.lastIndex(),
+        dropped: g.dropped,
       });
     }
     if (this.segments.length === 0) {
@@ -728,7 +756,7 @@ export class Wal {
   private group(group: number): GroupState {
     let g = this.groups.get(group);
     if (!g) {
-      g = { released: 0, lastIndex: 0 };
+      g = { released: 0, lastIndex: 0, dropped: 0 };
       this.groups.set(group, g);
     }
     return g;
@@ -809,6 +837,11 @@ class Replay {
       case RecordType.Release:
         g.released = Math.max(g.released, r.index);
         break;
+      case RecordType.Drop:
+        // Marks only: the release written with it moves the release point (a segment head re-states the
+        // drop after a release point lowered by entries written again since).
+        g.dropped = Math.max(g.dropped, r.index);
+        break;
       default:
         throw new Error(`unexpected WAL record type ${r.type}`);
     }
@@ -832,6 +865,7 @@ class ReplayGroup {
   hardState?: HardState;
   snapshot?: SnapshotMeta;
   released = 0;
+  dropped = 0;
   damaged = false;
   private gapped = false;
   private entries: Entry[] = [];
@@ -843,6 +877,7 @@ class ReplayGroup {
 
   append(e: Entry, _file: string, _position: number): void {
     if (this.gapped) return;
+    if (e.index <= this.released) this.released = e.index - 1; // written again after a drop (see appendEntries)
     const last = this.entries[this.entries.length - 1];
     if (last && e.index <= last.index) this.truncateFrom(e.index);
     const prev = this.entries[this.entries.length - 1];
@@ -902,6 +937,7 @@ class ReplayGroup {
     if (this.hardState) out.hardState = this.hardState;
     if (this.snapshot) out.snapshot = this.snapshot;
     if (damaged) out.damaged = true;
+    if (this.dropped > base) out.dropped = this.dropped;
     return out;
   }
 }

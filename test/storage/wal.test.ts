@@ -277,6 +277,106 @@ describe("WAL", () => {
     await again.close();
   });
 
+  test("drop lets a group's entries go: its segments are reused, term and vote stay, recovery reports the drop", async () => {
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
+    wal.setSnapshot(1, { index: 3, term: 1, conf: { voters: [1, 2, 3], learners: [] }, data: new Uint8Array([7]) });
+    wal.setHardState(1, { term: 2, vote: 3, commit: 20 });
+    // Group 1 stops being released (its partition failed); group 2 goes on and is released as it goes.
+    wal.appendEntries(1, entries(4, 20, 2, 100));
+    for (let i = 1; i <= 120; i++) {
+      wal.appendEntries(2, [entry(i, 1, 200)]);
+      await wal.sync();
+      wal.release(2, i);
+    }
+    const pinned = wal.stats().segments;
+    expect(pinned).toBeGreaterThan(3); // group 1's records hold the first segment, so every later one stays
+    expect(wal.pinningGroups()).toEqual([1]);
+    await wal.drop(1);
+    await wal.sync(); // the checkpoint of the active segment is durable: the older ones go
+    expect(wal.stats().segments).toBe(1);
+    expect(wal.pinningGroups()).toEqual([]);
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
+    const r = again.recovered.get(1)!;
+    expect(r.hardState).toEqual({ term: 2, vote: 3, commit: 20 });
+    expect(r.snapshot!.index).toBe(3);
+    expect(r.entries).toEqual([]);
+    expect(r.dropped).toBe(20);
+    expect(again.recovered.get(2)!.dropped).toBeUndefined();
+    await again.close();
+  });
+
+  test("a dropped group written again from the start keeps those entries, and a snapshot past the drop clears it", async () => {
+    const d = dir();
+    const conf = { voters: [1], learners: [] };
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
+    wal.appendEntries(1, entries(1, 10, 1, 100)); // no snapshot yet: nothing after the release point rescues them
+    await wal.sync();
+    await wal.drop(1);
+    await wal.close();
+    let again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
+    expect(again.recovered.get(1)!.dropped).toBe(10);
+    expect(again.recovered.get(1)!.entries).toEqual([]);
+    // The replica rejoins: its leader sends everything again, below the old release point and past it,
+    // over several segments (whose heads re-state the release point).
+    again.appendEntries(1, entries(1, 60, 2, 100));
+    await again.sync();
+    again.appendEntries(1, entries(61, 62, 2, 100));
+    await again.sync();
+    expect(again.stats().segments).toBeGreaterThan(2);
+    await again.close();
+    again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
+    let r = again.recovered.get(1)!;
+    expect(r.entries.map((e) => e.index)).toEqual(Array.from({ length: 62 }, (_, i) => i + 1)); // not taken as released
+    expect(r.entries[0]!.term).toBe(2);
+    expect(r.dropped).toBe(10); // until a snapshot covers the dropped range
+    again.setSnapshot(1, { index: 12, term: 2, conf, data: new Uint8Array(0) });
+    again.release(1, 12);
+    await again.sync();
+    await again.close();
+    again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
+    r = again.recovered.get(1)!;
+    expect(r.dropped).toBeUndefined();
+    expect(r.entries.map((e) => e.index)).toEqual(Array.from({ length: 50 }, (_, i) => i + 13));
+    await again.close();
+  });
+
+  test("a drop outlives the reuse of the segment that recorded it (segment heads re-state it)", async () => {
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
+    wal.appendEntries(1, entries(1, 5, 1, 100));
+    await wal.sync();
+    await wal.drop(1);
+    for (let i = 1; i <= 80; i++) {
+      wal.appendEntries(2, [entry(i, 1, 200)]);
+      await wal.sync();
+      wal.release(2, i);
+    }
+    expect(wal.stats().recycledSegments).toBeGreaterThan(0);
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
+    expect(again.recovered.get(1)!.dropped).toBe(5);
+    expect(again.recovered.get(1)!.entries).toEqual([]);
+    await again.close();
+  });
+
+  test("drop of a group whose entries are all released elsewhere records nothing", async () => {
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024 });
+    wal.appendEntries(1, entries(1, 5, 1));
+    wal.setSnapshot(1, { index: 5, term: 1, conf: { voters: [1], learners: [] }, data: new Uint8Array(0) });
+    await wal.sync();
+    wal.release(1, 5);
+    const records = wal.stats().recordsWritten;
+    await wal.drop(1);
+    expect(wal.stats().recordsWritten).toBe(records);
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024 });
+    expect(again.recovered.get(1)!.dropped).toBeUndefined();
+    await again.close();
+  });
+
   test("removeGroup forgets the group", async () => {
     const d = dir();
     const wal = await Wal.open({ dir: d, fsync: "never", segmentBytes: 64 * 1024 });
