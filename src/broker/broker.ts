@@ -186,6 +186,7 @@ export class Broker {
     this.wal = await Wal.open({
       dir: join(this.opts.dataDir, WAL_DIR),
       fsync,
+      segmentBytes: this.opts.walSegmentBytes,
       // fdatasync on the thread pool: the pump awaits it, and meanwhile the event loop keeps reading
       // followers' answers and the next requests, and writes the next round. Inline (no thread-pool hop,
       // ~0.1 ms each way here) only for a small round that finds the broker idle: nothing to overlap.
@@ -258,6 +259,7 @@ export class Broker {
       this.log.debug("message for unknown group ignored", { group, from: msg.from, type: msg.type });
       return;
     }
+    if (p.left) return; // silent for this group, as if crashed (see leaveGroup)
     if (p.voteFenced) {
       if (msg.type === MessageType.Vote || msg.type === MessageType.PreVote) {
         this.log.debug("vote withheld: log damaged, not yet repaired by a leader", { partition: p.key, from: msg.from });
@@ -328,7 +330,7 @@ export class Broker {
     const heartbeatDue = ++this.ticks % this.opts.heartbeatTicks === 0;
     if (heartbeatDue) this.wakeFollowersOfSilentPeers(now);
     for (const p of this.ticking) {
-      if (p.removed || p.quiesced) {
+      if (p.removed || p.quiesced || p.left) {
         this.ticking.delete(p);
         continue;
       }
@@ -339,8 +341,8 @@ export class Broker {
       if (p.failed) {
         // A replica that cannot write its partition log must not lead: it would refuse every produce.
         // As leader it keeps ticking (heartbeats) while it hands over, and hands over again if a transfer
-        // lapsed; as follower its election timer never runs, so it never campaigns (it still votes and
-        // replicates: its WAL works, and the entries it holds count towards commit).
+        // lapsed; as follower it leaves the group (leaveGroup), and until it has its election timer never
+        // runs, so it never campaigns.
         if (!p.isLeader()) continue;
         if (!p.node.transferring) this.handOff(p);
       }
@@ -400,7 +402,7 @@ export class Broker {
       let needSync = false;
       const work: [Partition, Ready][] = [];
       for (const p of this.dirty) {
-        if (p.installing || p.removed || !p.node.hasReady()) continue;
+        if (p.installing || p.removed || p.left || !p.node.hasReady()) continue;
         const rd = p.node.ready();
         if (rd.snapshot) {
           void this.installSnapshot(p, rd);
@@ -537,6 +539,7 @@ export class Broker {
     if (s.role === Role.Leader) this.log.info("election won", { partition: p.key, term: p.node.term });
     else this.log.info("role change", { partition: p.key, role: s.role, leader: s.leader, term: p.node.term });
     if (s.role !== Role.Leader) p.failPending(new NotLeaderError(s.leader));
+    if (s.role !== Role.Leader && p.failed) this.leaveGroup(p); // handed over (handOff), or the leader is now known
     this.session?.nudge();
   }
 
@@ -572,6 +575,30 @@ export class Broker {
   private onPartitionStopped(p: Partition, e: Error): void {
     this.log.error("partition stopped accepting writes", { partition: p.key, error: e.message, leader: p.isLeader() });
     if (p.isLeader()) this.handOff(p);
+    else this.leaveGroup(p);
+  }
+
+  /**
+   * A replica whose partition log cannot be written, and that no longer leads, leaves its group: it stops
+   * stepping, ticking and sending for it, so its peers see a crashed replica, and it drops the group's
+   * WAL records. Staying (voting and replicating through the WAL) kept those records, which can never be
+   * checkpointed, and as WAL segments are reused as a prefix only, every later segment with them, until
+   * the disk was full and the broker failed every other partition too. The group goes on with the other
+   * replicas (two of three); the sentinel shows this broker's storage error. The drop is recorded in the
+   * WAL, so after a restart the replica does not vote until a leader has brought it back up to date: it
+   * may have acknowledged entries it no longer holds (see openPartition). What the log holds is still
+   * served, but a reader at its end is sent elsewhere (handlers: fetch), as it will not grow here.
+   */
+  private leaveGroup(p: Partition): void {
+    if (p.left || p.removed || p.installing || p.isLeader() || this.walFailed) return;
+    // Not before it knows the leader: producers that reach it are sent there (writeRefusal), and once
+    // it has left it learns of no leader any more. Until then it stays, and never campaigns (tick).
+    if (p.node.leader === NONE) return;
+    p.left = true;
+    this.ticking.delete(p);
+    this.statusTouched.add(p);
+    this.log.warn("partition left its group: its log cannot be written; its WAL records are dropped until a restart", { partition: p.key });
+    this.wal.drop(p.id.group).catch((e: unknown) => this.failWal(e as Error));
   }
 
   /**
@@ -902,7 +929,16 @@ export class Broker {
         hs = { term: lastTerm, vote: 0, commit: hs.commit };
       }
       const lastIndex = (recovered.snapshot?.index ?? 0) + recovered.entries.length;
-      if (hs.commit > lastIndex) {
+      if (recovered.dropped !== undefined) {
+        // The replica left the group when its partition log failed, and dropped its entries (leaveGroup).
+        // Keep term and vote (they must never go back) and let the leader send the rest again; the group
+        // is vote-fenced (restorePartitions).
+        this.log.warn("rejoining a group left after a storage fault: entries up to the drop come from the leader again", {
+          partition: `${meta.topic}/${meta.partition}`,
+          dropped: recovered.dropped,
+          lastIndex,
+        });
+      } else if (hs.commit > lastIndex) {
         // Only after corruption: the log lost entries this replica once had committed. Keep term and vote
         // (they must never go back) and let the leader send the rest again; the group is vote-fenced.
         this.log.error("stored commit beyond the recovered log", { partition: `${meta.topic}/${meta.partition}`, commit: hs.commit, lastIndex });
@@ -988,7 +1024,9 @@ export class Broker {
         }
         // Which groups lost records to a mid-log cut is unknown (the damaged record named its group in a
         // header that no longer verifies), so every group on this broker is fenced.
-        p.voteFenced = this.wal.cuts.some((c) => c.midLog) || this.wal.recovered.get(meta.group)?.damaged === true;
+        // A group whose entries were dropped on leaving it (leaveGroup) is fenced the same way.
+        const recovered = this.wal.recovered.get(meta.group);
+        p.voteFenced = this.wal.cuts.some((c) => c.midLog) || recovered?.damaged === true || recovered?.dropped !== undefined;
         this.log.info("partition restored", { partition: p.key, group: meta.group, nextOffset: p.log.nextOffset, applied: p.appliedIndex });
         this.markDirty(p);
       }

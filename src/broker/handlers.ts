@@ -133,6 +133,11 @@ export class BrokerHandlers {
     if (offset < p.log.logStartOffset || offset > p.log.nextOffset) {
       throw new WireError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${offset} is outside ${p.key}'s range [${p.log.logStartOffset}, ${p.log.nextOffset}]`, range());
     }
+    if (offset === p.log.nextOffset && (p.left || this.b.walFailed)) {
+      // This replica's log will not grow (it left its group, or its broker's WAL failed): what it holds is
+      // served, but a reader at its end would wait here for ever. Another replica has what follows.
+      throw new WireError(ErrorCode.STORAGE_ERROR, `${p.key}: this replica takes no more writes (${(p.failed ?? this.b.walFailed)?.message}); read from another replica`);
+    }
     if (offset === p.log.nextOffset) await p.waitForData(offset, Math.min(req.maxWaitMs, FETCH_WAIT_MS_MAX));
     const maxBytes = Math.min(req.maxBytes || FETCH_MAX_BYTES_DEFAULT, FETCH_MAX_BYTES_MAX);
     let records: Uint8Array = new Uint8Array(0);

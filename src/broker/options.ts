@@ -29,6 +29,8 @@ export interface BrokerOptions {
   scrubBytesPerS?: number;
   /** A partition's scrub pass starts again at most this long after its last one began; default 1 hour. */
   scrubPassIntervalMs?: number;
+  /** Size of a WAL segment file (each is zero-filled once, then reused); default 64 MiB. */
+  walSegmentBytes?: number;
   /** Where the WAL and the partition logs do their file I/O; tests inject faults (a full disk) here. */
   fs?: FileLayer;
 }

@@ -38,6 +38,11 @@ export class Partition {
   installing = false;
   /** A storage fault: the partition stops accepting writes, keeps serving what it has. */
   failed: Error | undefined;
+  /**
+   * A failed replica that is no longer leader has left its group (Broker.leaveGroup): it neither steps,
+   * ticks nor sends for it, as if crashed, and its WAL records were dropped. Until the broker restarts.
+   */
+  left = false;
   /** Highest index covered by a snapshot persisted in the WAL (and compacted from the Raft log). */
   snapshotIndex: number;
   appliedIndex: number;

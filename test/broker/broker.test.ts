@@ -741,6 +741,8 @@ describe("broker: a disk that cannot write", () => {
     const redirected = (await c.produce(0, "t", 0, ["d"]).catch((e) => e)) as WireError;
     expect(redirected.code).toBe(ErrorCode.NOT_LEADER);
     expect(redirected.leaderId).toBe(next + 1);
+    // Handed over, with the new leader known, it leaves the group (see the follower's case below).
+    await eventually(() => failed.left);
     // Left alone, a replica whose election timer runs campaigns within 150-300 ms; this one must not.
     await c.kill(1);
     await c.kill(2);
@@ -749,6 +751,64 @@ describe("broker: a disk that cannot write", () => {
       expect(failed.node.role).toBe(RaftRole.Follower);
       await Bun.sleep(10);
     }
+  });
+});
+
+describe("broker: a follower whose partition log cannot be written", () => {
+  test("leaves its group: the group goes on, its WAL segments are reused, readers at its end go elsewhere, a restart rejoins fenced", async () => {
+    // 64 KiB WAL segments: what the test writes below fills some thirty of them.
+    const c = (cluster = new BrokerCluster({ walSegmentBytes: 64 * 1024 }, true));
+    await c.start(3);
+    await c.assign("t", 0, 1, [0, 1, 2]);
+    await c.assign("t", 1, 2, [0, 1, 2]);
+    expect(await c.waitForAgreement("t", 0)).toBe(0);
+    expect(await c.waitForAgreement("t", 1)).toBe(0);
+    for (let i = 0; i < 10; i++) await c.produce(0, "t", 0, [`a${i}`]);
+    await eventually(async () => (await c.readAll(1, "t", 0)).length === 10);
+    const b1 = c.brokers[1]!.broker;
+    const failed = b1.byName.get("t/0")!;
+
+    c.disks[1]!.pathContains = "/t/0/";
+    c.disks[1]!.writeBudgetBytes = 0;
+    const acked = Array.from({ length: 10 }, (_, i) => `a${i}`);
+    for (let i = 0; i < 20; i++) {
+      await c.produce(0, "t", 0, [`b${i}`]); // a majority is the leader and broker 2
+      acked.push(`b${i}`);
+    }
+    await eventually(() => failed.left);
+    expect(failed.failed).toBeDefined();
+    expect(b1.storageError()).toMatch(/^t\/0: /);
+    const lastIndex = failed.node.lastIndex;
+
+    // Some 2 MB through the healthy partition, which broker 1 keeps replicating and checkpointing. Had t/0
+    // stayed in its group, its records (never checkpointed: the log cannot be written) would hold the
+    // first WAL segment, and with it every later one.
+    for (let i = 0; i < 200; i++) await c.produce(0, "t", 1, [`s${i}`.padEnd(10_000, ".")]);
+    await eventually(() => b1.wal.stats().segments <= 4);
+    expect(b1.wal.stats().recycledSegments).toBeGreaterThan(0);
+    expect(failed.node.lastIndex).toBe(lastIndex); // it took nothing of t/0 since it left
+    expect((await c.readAll(2, "t", 0)).map((r) => r.value)).toEqual(acked);
+
+    // What it holds is served; a reader at its end is told to read elsewhere instead of waiting for ever.
+    const held = await c.readAll(1, "t", 0, ReadFrom.FOLLOWER);
+    expect(held.map((r) => r.value)).toEqual(acked.slice(0, held.length));
+    const atEnd = await c.fetch(1, "t", 0, failed.log.nextOffset, ReadFrom.FOLLOWER).catch((e) => e);
+    expect((atEnd as WireError).code).toBe(ErrorCode.STORAGE_ERROR);
+    expect((atEnd as WireError).message).toMatch(/read from another replica/);
+
+    // The disk is mended and the broker restarted: the dropped entries come from the leader again, and the
+    // replica does not vote (it may have acknowledged entries it no longer holds) until it has caught up.
+    await c.kill(1);
+    c.disks[1]!.writeBudgetBytes = Infinity;
+    await c.restart(1);
+    const back = c.brokers[1]!.broker.byName.get("t/0")!;
+    expect(back.voteFenced).toBe(true);
+    expect(back.left).toBe(false);
+    await c.produce(0, "t", 0, ["c"]);
+    acked.push("c");
+    await eventually(async () => (await c.readAll(1, "t", 0)).length === acked.length, 10_000);
+    expect((await c.readAll(1, "t", 0)).map((r) => r.value)).toEqual(acked);
+    await eventually(() => !back.voteFenced);
   });
 });
 

@@ -165,18 +165,23 @@ export class BrokerCluster {
     return expectCase(res, "produceResponse");
   }
 
+  /** One fetch from broker i, not waiting for data. */
+  async fetch(i: number, topic: string, partition: number, offset: number, readFrom = ReadFrom.ANY) {
+    return expectCase(
+      await this.pool.get(this.addresses[i]!).call({
+        case: "fetch",
+        value: create(FetchRequestSchema, { topic, partition, offset: BigInt(offset), maxBytes: 1 << 20, maxWaitMs: 0, readFrom }),
+      }),
+      "fetchResponse",
+    );
+  }
+
   /** Reads everything from offset 0 to the end from broker i. */
   async readAll(i: number, topic: string, partition: number, readFrom = ReadFrom.ANY): Promise<{ offset: number; value: string }[]> {
     const out: { offset: number; value: string }[] = [];
     let offset = 0;
     for (;;) {
-      const r = expectCase(
-        await this.pool.get(this.addresses[i]!).call({
-          case: "fetch",
-          value: create(FetchRequestSchema, { topic, partition, offset: BigInt(offset), maxBytes: 1 << 20, maxWaitMs: 0, readFrom }),
-        }),
-        "fetchResponse",
-      );
+      const r = await this.fetch(i, topic, partition, offset, readFrom);
       for (const b of splitBatches(r.records)) for (const rec of decodeBatch(b)) out.push({ offset: rec.offset, value: new TextDecoder().decode(rec.value) });
       if (Number(r.nextOffset) === offset || Number(r.nextOffset) >= Number(r.highWatermark)) {
         offset = Number(r.nextOffset);
