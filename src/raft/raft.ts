@@ -460,10 +460,20 @@ export class Raft {
 
   handleHeartbeat(m: Message): void {
     // The leader sends min(match, commit), so everything up to it matches the leader's log. It can only
-    // exceed our last index if our disk lost acknowledged entries; then commit what we still hold and let
-    // the next append's rejection tell the leader to send the rest again.
+    // exceed our last index if our disk lost acknowledged entries (or the replica let them go); then
+    // commit what we still hold and tell the leader where our log ends, as the rejection of an append at
+    // that commit index: it takes it as lost entries (step-leader) and sends the rest again. Waiting for
+    // the next append's rejection instead left an idle group (a sleeping one above all) with a replica
+    // that never caught up: the leader, believing it held everything, sent it nothing but heartbeats.
     this.commitTo(Math.min(m.commit, this.log.lastIndex));
     this.send(this.newMessage(MessageType.HeartbeatResponse, m.from));
+    if (m.commit > this.log.lastIndex) {
+      const r = this.newMessage(MessageType.AppendResponse, m.from);
+      r.reject = true;
+      r.index = m.commit;
+      r.rejectHint = this.log.lastIndex;
+      this.send(r);
+    }
   }
 
   handleSnapshot(m: Message): void {

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Partition } from "../../src/broker/partition";
 import { ErrorCode, ReadFrom } from "../../src/proto/goulette_pb";
 import { EntryType, MessageType, Role as RaftRole } from "../../src/raft/types";
 import { Wal, parseFsyncPolicy, type RecoveredGroup } from "../../src/storage";
@@ -211,23 +212,48 @@ describe("broker: acknowledgement before the partition log write", () => {
     }
   });
 
-  test("a batch whose partition-log write failed is answered, kept in the WAL, and served after a restart", async () => {
-    const c = await threeBrokers();
-    const leader = c.leaderOf("t", 0)!;
-    await c.produce(leader, "t", 0, ["before"]);
-    expect((await c.readAll(leader, "t", 0)).length).toBe(1); // written (a read writes what is unwritten)
-    const p = c.brokers[leader]!.broker.byName.get("t/0")!;
+  /** Makes the partition log of `p` throw on every append from now on, as a failing disk would. */
+  function failAppends(p: Partition): void {
     const store = (p as unknown as { store: { append(batch: Uint8Array): void } }).store;
     store.append = () => {
       throw new Error("simulated I/O error writing the segment");
     };
-    // Committed on a majority's WAL: answered, though this replica could not write its partition log.
-    expect(Number((await c.produce(leader, "t", 0, ["lost-write"])).baseOffset)).toBe(1);
+  }
+
+  test("a batch whose partition-log write failed is answered, kept in the WAL, and served after a restart", async () => {
+    // One replica: it cannot hand over, so it stays in its group with its WAL records (see below for three).
+    const c = (cluster = new BrokerCluster());
+    await c.start(1);
+    await c.assign("t", 0, 1, [0]);
+    await c.waitForLeader("t", 0);
+    await c.produce(0, "t", 0, ["before"]);
+    expect((await c.readAll(0, "t", 0)).length).toBe(1); // written (a read writes what is unwritten)
+    const p = c.brokers[0]!.broker.byName.get("t/0")!;
+    failAppends(p);
+    // Committed in the WAL: answered, though this replica could not write its partition log.
+    expect(Number((await c.produce(0, "t", 0, ["lost-write"])).baseOffset)).toBe(1);
     await eventually(() => p.failed !== undefined);
     // A checkpoint now must not let the WAL drop the record the partition log lacks.
-    await c.brokers[leader]!.broker.checkpoint(p);
+    await c.brokers[0]!.broker.checkpoint(p);
+    expect(p.left).toBe(false);
+    await c.kill(0);
+    await c.restart(0);
+    await eventually(async () => (await c.readAll(0, "t", 0)).length === 2, 10_000);
+    expect((await c.readAll(0, "t", 0)).map((r) => r.value)).toEqual(["before", "lost-write"]);
+  });
+
+  test("with three replicas it hands over and leaves its group; after a restart the idle group's leader sends the batch again", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    await c.produce(leader, "t", 0, ["before"]);
+    expect((await c.readAll(leader, "t", 0)).length).toBe(1);
+    const p = c.brokers[leader]!.broker.byName.get("t/0")!;
+    failAppends(p);
+    expect(Number((await c.produce(leader, "t", 0, ["lost-write"])).baseOffset)).toBe(1);
+    await eventually(() => p.left); // handed over, then left: its WAL records for the group are dropped
     await c.kill(leader);
     await c.restart(leader);
+    // Nothing is produced any more: only the new leader's heartbeats can tell it the replica is behind.
     await eventually(async () => (await c.readAll(leader, "t", 0)).length === 2, 10_000);
     expect((await c.readAll(leader, "t", 0)).map((r) => r.value)).toEqual(["before", "lost-write"]);
   });

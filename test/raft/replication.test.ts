@@ -114,6 +114,27 @@ describe("Figure 8: a leader commits entries of earlier terms only through one o
 });
 
 describe("fast backtracking", () => {
+  test("a follower back with fewer entries than it acknowledged is caught up by heartbeats alone", () => {
+    // Its disk lost acknowledged entries, or the replica let them go when its partition log failed.
+    // The leader believes it holds everything, and an idle group sends it no append to reject.
+    const net = Net.of([1, 2, 3]);
+    net.elect(1);
+    for (const v of ["a", "b", "c"]) net.node(1).propose(data(v));
+    net.drain(1);
+    net.deliverAll();
+    const last = net.node(1).lastIndex;
+    expect(net.node(3).lastIndex).toBe(last);
+    const term = net.node(1).term;
+    net.add(new RaftNode(config(3, []), restartWithLog(net.terms(1).slice(0, 1), term, [1, 2, 3], 1)));
+    expect(net.node(3).lastIndex).toBe(1);
+    net.tickAll(3); // heartbeats only: nothing is proposed
+    expect(net.node(3).lastIndex).toBe(last);
+    expect(net.terms(3)).toEqual(net.terms(1));
+    expect(net.node(3).commitIndex).toBe(net.node(1).commitIndex);
+    const told = net.delivered.filter((m) => m.from === 3 && m.type === MessageType.AppendResponse && m.reject);
+    expect(told.map((m) => [m.index, m.rejectHint])).toEqual([[last, 1]]);
+  });
+
   test("a long divergent log is repaired in a few round trips, one per conflicting term", () => {
     const leaderLog = [1, ...Array<number>(40).fill(3), ...Array<number>(40).fill(5)];
     const followerLog = [1, ...Array<number>(40).fill(2), ...Array<number>(60).fill(4)];
