@@ -732,6 +732,10 @@ describe("broker: a disk that cannot write", () => {
     expect((await c.readAll(0, "t", 0)).map((r) => r.value)).toEqual(acked);
     expect(failed.node.role).toBe(RaftRole.Follower);
     expect(((await c.produce(0, "t", 0, ["z"]).catch((e) => e)) as WireError).code).toBe(ErrorCode.DISK_FULL);
+    // A follower reader at its end would wait for data that cannot come: it is sent to another replica.
+    const atEnd = (await c.fetch(0, "t", 0, acked.length, ReadFrom.FOLLOWER).catch((e) => e)) as WireError;
+    expect(atEnd.code).toBe(ErrorCode.STORAGE_ERROR);
+    expect(atEnd.message).toMatch(/disk full.*read from another replica/i);
     // It steps nothing any more: the new leader's appends do not pile up in its memory.
     const lastIndex = failed.node.lastIndex;
     for (let i = 0; i < 5; i++) await c.produce(next, "t", 0, [`b${i}`]);
