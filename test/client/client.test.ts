@@ -393,6 +393,34 @@ describe("consumer", () => {
     expect(tail.position("t", 0)).toBe(2);
   });
 
+  test("a follower that takes no more writes (STORAGE_ERROR at its end) is left for another follower", async () => {
+    const s = track(new FakeSentinel("t"));
+    const leader = track(new FakeBroker(1));
+    const stale = track(new FakeBroker(2));
+    const healthy = track(new FakeBroker(3));
+    s.leaders.set(0, leader.info);
+    s.replicas = [leader.info, stale.info, healthy.info];
+    const p = closing(new Producer({ sentinels: [s.address] }));
+    await p.send("t", [{ value: "a" }]);
+    await p.send("t", [{ value: "b" }, { value: "c" }]);
+    // The stale replica left its group after the first batch; the healthy one has everything.
+    stale.append(leader.batches[0]!);
+    for (const batch of leader.batches) healthy.append(batch);
+    stale.onFetch = (req) =>
+      Number(req.offset) >= stale.nextOffset
+        ? { case: "fetchResponse", value: create(FetchResponseSchema, { error: protoError(ErrorCode.STORAGE_ERROR, "t/0: this replica takes no more writes; read from another replica") }) }
+        : undefined;
+    const c = closing(new Consumer({ sentinels: [s.address], readFrom: "follower", maxWaitMs: 100 }));
+    c.assign([{ topic: "t", partition: 0, from: "beginning" }]);
+    const got: string[] = [];
+    const until = Date.now() + 3000;
+    while (got.length < 3 && Date.now() < until) got.push(...(await c.poll(200)).map((m) => new TextDecoder().decode(m.value)));
+    expect(got).toEqual(["a", "b", "c"]);
+    expect(stale.fetches.length).toBeGreaterThan(0); // it was asked first, and served what it held
+    expect(healthy.fetches.length).toBeGreaterThan(0);
+    expect(leader.fetches.length).toBe(0);
+  });
+
   test("a leader that cannot be reached: a live replica's NOT_LEADER hint leads to the new leader", async () => {
     const s = track(new FakeSentinel("t"));
     const dead = new FakeBroker(1);
