@@ -22,7 +22,7 @@ import {
   type SoftState,
   type VoteFloor,
 } from "../raft/types";
-import { PartitionLog, Wal, parseFsyncPolicy, realFileLayer, writeFileAtomic, type PartitionLogSettings, type RecoveredGroup, type StorageLogger } from "../storage";
+import { PartitionLog, StorageError, Wal, parseFsyncPolicy, realFileLayer, writeFileAtomic, type PartitionLogSettings, type RecoveredGroup, type StorageLogger } from "../storage";
 import { ClientPool, parseTopicConfig, serve, WireError, type Body, type TopicSettings, type WireServer } from "../wire";
 import type { Logger } from "../log";
 import { assert } from "./assert";
@@ -639,11 +639,22 @@ export class Broker {
         const target = PartitionState.decode(snap.data).nextOffset;
         const leader = this.peers.addressOf(p.node.leader);
         this.log.info("installing snapshot", { partition: p.key, index: snap.index, upToOffset: target, from: leader, attempt });
-        if (p.log.nextOffset !== target) {
-          if (leader === undefined) throw new Error(`no address for leader ${p.node.leader}`);
-          await pullFragments(this.pool.get(leader), p, target, this.log);
+        try {
+          if (p.log.nextOffset !== target) {
+            if (leader === undefined) throw new Error(`no address for leader ${p.node.leader}`);
+            await pullFragments(this.pool.get(leader), p, target, this.log);
+          }
+          await p.log.flush();
+        } catch (e) {
+          // The partition log cannot be written (a full disk, an I/O error): retrying would hold the group,
+          // and its WAL records, here for ever. It fails, and leaves the group below, as any replica whose
+          // partition log fails.
+          if (e instanceof StorageError && (e.code === "DISK_FULL" || e.code === "READ_ONLY" || e.code === "IO")) {
+            p.stopWrites(e);
+            break;
+          }
+          throw e;
         }
-        await p.log.flush();
         this.wal.setSnapshot(p.id.group, snap);
         if (rd.hardState) this.wal.setHardState(p.id.group, rd.hardState);
         if (rd.entries.length) this.wal.appendEntries(p.id.group, rd.entries);
@@ -660,6 +671,7 @@ export class Broker {
       }
     }
     p.installing = false;
+    if (p.failed) this.leaveGroup(p);
     this.markDirty(p);
   }
 

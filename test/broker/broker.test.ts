@@ -321,6 +321,41 @@ describe("broker: catch-up by fragment", () => {
   });
 });
 
+describe("broker: catch-up by fragment onto a disk that cannot write", () => {
+  test("the install stops retrying: the replica leaves its group, and catches up once restarted on a mended disk", async () => {
+    const c = (cluster = new BrokerCluster({ compactLagEntries: 0, compactEveryEntries: 1, checkpointIntervalMs: 50, checkpointMaxAgeMs: 50 }, true));
+    await c.start(3);
+    await c.assign("t", 0, 1, [0, 1, 2]);
+    const leader = await c.waitForAgreement("t", 0);
+    const lagging = (leader + 1) % 3;
+    await c.kill(lagging);
+    const acked: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      await c.produce(leader, "t", 0, [`f${i}`]);
+      acked.push(`f${i}`);
+    }
+    await eventually(() => c.brokers[leader]!.broker.byName.get("t/0")!.node.firstIndex > 10);
+    c.disks[lagging]!.pathContains = "/t/0/0"; // its segment files: the fragments cannot be written
+    c.disks[lagging]!.writeBudgetBytes = 0;
+    await c.restart(lagging);
+    const p = c.brokers[lagging]!.broker.byName.get("t/0")!;
+    await eventually(() => p.left);
+    expect(p.installing).toBe(false);
+    expect(p.failed?.message).toMatch(/disk full/i);
+    expect(c.brokers[lagging]!.broker.storageError()).toMatch(/^t\/0: /);
+    // The other two go on.
+    await c.produce(leader, "t", 0, ["after"]);
+    acked.push("after");
+    await c.kill(lagging);
+    c.disks[lagging]!.writeBudgetBytes = Infinity;
+    await c.restart(lagging);
+    // The leader still waits for the answer to the snapshot it offered before: it offers it again after
+    // SNAPSHOT_STUCK_MS (10 s), as for a follower whose connection dropped during a transfer.
+    await eventually(async () => (await c.readAll(lagging, "t", 0)).length === acked.length, 20_000);
+    expect((await c.readAll(lagging, "t", 0)).map((r) => r.value)).toEqual(acked);
+  });
+});
+
 describe("broker: memory", () => {
   test("the Raft log in memory is compacted by bytes too: a few large batches go long before 256 entries", async () => {
     cluster = new BrokerCluster({ compactEveryBytes: 64 * 1024 });
