@@ -301,6 +301,38 @@ export class Cluster {
     }
   }
 
+  /**
+   * Makes one of the broker's partitions unwritable while it runs, as a failing disk would for that
+   * partition alone: `chattr +i` on its directory (no new file: a segment roll fails) and on its newest
+   * segment (writes through the open file fail with EPERM, root's included). The WAL is untouched. Returns
+   * the undo, which must run whatever happens (an immutable file outlives the run). `random` picks the
+   * partition.
+   */
+  freezePartition(n: Node, random: () => number): { dir: string; undo: () => void } | undefined {
+    const dirs: string[] = [];
+    for (const topic of readdirSync(n.dataDir).filter((t) => !t.startsWith(".")).sort()) {
+      const tdir = join(n.dataDir, topic);
+      if (!statSync(tdir).isDirectory()) continue;
+      for (const part of readdirSync(tdir).sort()) dirs.push(join(tdir, part));
+    }
+    const dir = dirs[Math.floor(random() * dirs.length)];
+    if (dir === undefined) return undefined;
+    const newest = readdirSync(dir).filter((f) => /^\d{20}\.log$/.test(f)).sort().at(-1);
+    const targets = newest === undefined ? [dir] : [dir, join(dir, newest)];
+    const chattr = (flag: string, paths: string[]) => {
+      const r = Bun.spawnSync(["chattr", flag, ...paths], { stderr: "pipe" });
+      if (r.exitCode !== 0) throw new Error(`chattr ${flag} ${paths.join(" ")}: ${r.stderr.toString().trim()}`);
+    };
+    chattr("+i", targets);
+    return { dir: dir.slice(n.dataDir.length + 1), undo: () => chattr("-i", targets) };
+  }
+
+  /** How many times the node's log says one of its partitions stopped taking writes (a storage fault). */
+  partitionFailuresLogged(n: Node): number {
+    if (!existsSync(n.logPath)) return 0;
+    return readFileSync(n.logPath, "utf8").split("\n").filter((l) => l.includes('"partition stopped accepting writes"')).length;
+  }
+
   /** How many times the node's log says its WAL recovery cut a torn or corrupt record. */
   walCutsLogged(n: Node): number {
     if (!existsSync(n.logPath)) return 0;

@@ -11,9 +11,10 @@ export type FaultKind =
   | "partition" // drop or stall frames between one broker and the others, one way or both
   | "sentinel-kill" // kill -9 a sentinel (the only one, or one of three), restart it later with its data
   | "torn-wal" // kill -9 a broker, tear its newest WAL record, restart it
-  | "damaged-segment"; // kill -9 a broker, flip a byte in / cut short / delete one sealed partition segment, restart it
+  | "damaged-segment" // kill -9 a broker, flip a byte in / cut short / delete one sealed partition segment, restart it
+  | "disk-fault"; // make one partition's files on a broker unwritable while it runs; mend them, restart it
 
-export const ALL_FAULTS: readonly FaultKind[] = ["kill9", "pause", "partition", "sentinel-kill", "torn-wal", "damaged-segment"];
+export const ALL_FAULTS: readonly FaultKind[] = ["kill9", "pause", "partition", "sentinel-kill", "torn-wal", "damaged-segment", "disk-fault"];
 
 export interface FaultEvent {
   kind: FaultKind;
@@ -147,6 +148,24 @@ export class Nemesis {
             const how = (["flip", "cut", "delete"] as const)[this.rng.int(3)]!;
             const r = await c.restartWithDamagedSegment(b, how, () => this.rng.float());
             ev.detail += r ? ` ${how} ${r.file}${r.at !== undefined ? ` at ${r.at} of ${r.size}B` : ""}` : ` ${how}: no sealed segment yet`;
+            break;
+          }
+          case "disk-fault": {
+            // The replica's partition stops taking writes: a leader hands over, a follower leaves the group
+            // (its WAL records dropped). Then the disk is mended and the broker restarted, as an operator
+            // would: the replica rejoins, vote-fenced until a leader has brought it up to date.
+            const f = c.freezePartition(b, () => this.rng.float());
+            if (!f) {
+              ev.detail += " (no partition yet)";
+              break;
+            }
+            ev.detail += ` ${f.dir}`;
+            try {
+              await this.sleep(holdMs);
+            } finally {
+              f.undo();
+            }
+            await c.restart(b);
             break;
           }
           case "torn-wal": {

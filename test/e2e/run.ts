@@ -177,6 +177,10 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     const tears = nemesis.history.filter((e) => e.kind === "torn-wal" && !e.detail.includes("no WAL record")).length;
     walCuts = cluster.brokers.reduce((n, b) => n + cluster.walCutsLogged(b), 0);
     if (walCuts < tears) problems.push(`${tears} WAL records torn, but broker logs report only ${walCuts} cuts at recovery`);
+    // A disk fault no broker noticed would mean no write reached the frozen partition during its hold.
+    const frozen = nemesis.history.filter((e) => e.kind === "disk-fault" && e.error === undefined && !e.detail.includes("no partition")).length;
+    const stopped = cluster.brokers.reduce((n, b) => n + cluster.partitionFailuresLogged(b), 0);
+    if (stopped < frozen) problems.push(`${frozen} partitions made unwritable, but broker logs report only ${stopped} that stopped taking writes`);
     // The proxies must have told brokers apart (or partitions would cut nothing) and dropped something.
     framesDropped = cluster.net.framesDropped();
     dialers = cluster.net.dialers();
