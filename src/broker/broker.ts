@@ -585,8 +585,8 @@ export class Broker {
    * checkpointed, and as WAL segments are reused as a prefix only, every later segment with them, until
    * the disk was full and the broker failed every other partition too. The group goes on with the other
    * replicas (two of three); the sentinel shows this broker's storage error. The drop is recorded in the
-   * WAL, so after a restart the replica does not vote until a leader has brought it back up to date: it
-   * may have acknowledged entries it no longer holds (see openPartition). What the log holds is still
+   * WAL, so after a restart the replica votes only for logs that reach the newest entry it dropped until
+   * the commit index does: it may have acknowledged entries it no longer holds (see openPartition). What the log holds is still
    * served, but a reader at its end is sent elsewhere (handlers: fetch), as it will not grow here.
    */
   private leaveGroup(p: Partition): void {
@@ -943,11 +943,11 @@ export class Broker {
       const lastIndex = (recovered.snapshot?.index ?? 0) + recovered.entries.length;
       if (recovered.dropped !== undefined) {
         // The replica left the group when its partition log failed, and dropped its entries (leaveGroup).
-        // Keep term and vote (they must never go back) and let the leader send the rest again; the group
-        // is vote-fenced (restorePartitions).
+        // Keep term and vote (they must never go back) and let the leader send the rest again; until the
+        // commit index reaches the newest entry dropped, votes go only to logs that reach it (below).
         this.log.warn("rejoining a group left after a storage fault: entries up to the drop come from the leader again", {
           partition: `${meta.topic}/${meta.partition}`,
-          dropped: recovered.dropped,
+          dropped: recovered.dropped.index,
           lastIndex,
         });
       } else if (hs.commit > lastIndex) {
@@ -968,12 +968,22 @@ export class Broker {
         this.wal.setHardState(meta.group, hs);
         await this.wal.sync();
       }
-      const voteFloor = laterVoteFloor(meta.voteFloor, recovered.tornTail);
+      // Entries this replica may have acknowledged and no longer holds: a torn WAL tail loses the newest
+      // one, a drop everything after the snapshot. Votes go only to logs that reach the newest of them,
+      // as they would have with the entries still here. A full vote fence instead (no vote until a leader
+      // brought the replica up to date) deadlocked a group whose two followers had both dropped theirs:
+      // the third replica, holding every entry, could not be elected without one of their votes
+      // (fault run, seed 2614, disk-fault).
+      const droppedFloor: VoteFloor | undefined = recovered.dropped && {
+        ...recovered.dropped,
+        lowest: { term: recovered.snapshot?.term ?? 0, index: (recovered.snapshot?.index ?? 0) + 1 },
+      };
+      const voteFloor = laterVoteFloor(laterVoteFloor(meta.voteFloor, recovered.tornTail), droppedFloor);
       if (voteFloor && !sameVoteFloor(voteFloor, meta.voteFloor)) {
         // Durable before this replica answers any vote.
         meta.voteFloor = voteFloor;
         this.saveMeta(meta);
-        this.log.warn("newest entry lost with the WAL's tail: votes only for logs that reach it until settled", {
+        this.log.warn("newest entry lost (WAL tail, or dropped on leaving the group): votes only for logs that reach it until settled", {
           partition: `${meta.topic}/${meta.partition}`,
           term: voteFloor.term,
           index: voteFloor.index,
@@ -987,6 +997,10 @@ export class Broker {
         applied: recovered.snapshot?.index,
         voteFloor,
       };
+      // Entries dropped before any snapshot took the membership with them (the first entries of a group
+      // hold it): the group's own, as a new replica is given, until the leader sends those entries again.
+      // Without it the replica would count no voter, and take its floor as settled by everyone's evidence.
+      if (!recovered.snapshot && recovered.entries.length === 0) restart.conf = { voters: meta.voters, learners: meta.learners };
       if (recovered.snapshot) {
         state = PartitionState.decode(recovered.snapshot.data);
         applied = recovered.snapshot.index;
@@ -1036,9 +1050,7 @@ export class Broker {
         }
         // Which groups lost records to a mid-log cut is unknown (the damaged record named its group in a
         // header that no longer verifies), so every group on this broker is fenced.
-        // A group whose entries were dropped on leaving it (leaveGroup) is fenced the same way.
-        const recovered = this.wal.recovered.get(meta.group);
-        p.voteFenced = this.wal.cuts.some((c) => c.midLog) || recovered?.damaged === true || recovered?.dropped !== undefined;
+        p.voteFenced = this.wal.cuts.some((c) => c.midLog) || this.wal.recovered.get(meta.group)?.damaged === true;
         this.log.info("partition restored", { partition: p.key, group: meta.group, nextOffset: p.log.nextOffset, applied: p.appliedIndex });
         this.markDirty(p);
       }

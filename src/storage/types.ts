@@ -91,10 +91,11 @@ export interface RecoveredGroup {
   /** Records of this group may have been lost to corruption (not a torn tail): do not vote on this log. */
   damaged?: boolean;
   /**
-   * Entries up to this index were let go with Wal.drop() and no snapshot at or past it was stored since:
-   * entries this replica once held are missing on purpose, so, as when damaged, do not vote on this log.
+   * The newest entry let go with Wal.drop(), when no snapshot at or past it was stored since: the entries
+   * after the snapshot up to this one are missing on purpose, and may have been acknowledged (Raft's
+   * voteFloor, as for tornTail, with the earliest loss right after the snapshot).
    */
-  dropped?: number;
+  dropped?: { term: number; index: number };
   /**
    * The WAL's torn tail was this group's entry or snapshot ending at (term, index), read from the torn
    * record's own header (so unverified, but checked to be plausible). A tear after a crash loses only

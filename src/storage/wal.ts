@@ -56,8 +56,10 @@ interface GroupState {
   snapshot?: SnapshotMeta;
   released: number;
   lastIndex: number;
-  /** Highest index up to which entries were let go by drop() (0: none); it matters while above the snapshot. */
-  dropped: number;
+  /** Term of the entry at lastIndex (the snapshot's when it is the snapshot's index; 0 when none). */
+  lastTerm: number;
+  /** The newest entry let go by drop() (index 0: none); it matters while above the snapshot. */
+  dropped: { term: number; index: number };
 }
 
 interface Segment {
@@ -208,6 +210,7 @@ export class Wal {
       needs.set(group, Math.max(needs.get(group) ?? 0, e.index));
     }
     g.lastIndex = expect - 1;
+    g.lastTerm = entries[entries.length - 1]!.term;
   }
 
   setHardState(group: number, hs: HardState): void {
@@ -222,6 +225,7 @@ export class Wal {
     assertGroup(group);
     const g = this.group(group);
     g.snapshot = meta;
+    if (meta.index >= g.lastIndex) g.lastTerm = meta.term;
     g.lastIndex = Math.max(g.lastIndex, meta.index);
     this.encode(RecordType.Snapshot, group, (buf, salt) => encodeSnapshot(buf, salt, group, meta));
   }
@@ -240,15 +244,17 @@ export class Wal {
    * longer be written and its replica leaves the group, and its records must not keep every later segment
    * from reuse (segments are reused as a prefix only) until the disk fills. Term, vote and snapshot stay.
    * Resolves once the drop is durable, and only then may the segments holding the entries be reused.
-   * Until a snapshot at or past the dropped index is stored, recovery reports the group `dropped`.
+   * Until a snapshot at or past the dropped index is stored, recovery reports the group `dropped`, with
+   * the term and index of the newest entry let go.
    */
   async drop(group: number): Promise<void> {
     this.checkWritable();
     const g = this.groups.get(group);
     if (!g || g.lastIndex <= Math.max(g.released, g.snapshot?.index ?? 0)) return; // all durable elsewhere
     const index = g.lastIndex;
-    g.dropped = Math.max(g.dropped, index);
-    this.encode(RecordType.Drop, group, (buf, salt) => encodeRecord(buf, salt, RecordType.Drop, group, 0, index, 0));
+    const term = g.lastTerm;
+    if (index > g.dropped.index) g.dropped = { term, index };
+    this.encode(RecordType.Drop, group, (buf, salt) => encodeRecord(buf, salt, RecordType.Drop, group, term, index, 0));
     this.encode(RecordType.Release, group, (buf, salt) => encodeRecord(buf, salt, RecordType.Release, group, 0, index, 0));
     await this.sync();
     // The release takes effect only now: a segment reused before the drop was durable could take entries
@@ -481,7 +487,7 @@ export class Wal {
       if (g.snapshot) encodeSnapshot(next.buf, nsalt, group, g.snapshot);
       if (g.hardState) encodeHardState(next.buf, nsalt, group, g.hardState);
       if (g.released > 0) encodeRecord(next.buf, nsalt, RecordType.Release, group, 0, g.released, 0);
-      if (g.dropped > 0) encodeRecord(next.buf, nsalt, RecordType.Drop, group, 0, g.dropped, 0);
+      if (g.dropped.index > 0) encodeRecord(next.buf, nsalt, RecordType.Drop, group, g.dropped.term, g.dropped.index, 0);
     }
   }
 
@@ -645,6 +651,7 @@ export class Wal {
         snapshot: g.snapshot,
         released: g.released,
         lastIndex: g.lastIndex(),
+        lastTerm: g.lastTerm(),
         dropped: g.dropped,
       });
     }
@@ -756,7 +763,7 @@ export class Wal {
   private group(group: number): GroupState {
     let g = this.groups.get(group);
     if (!g) {
-      g = { released: 0, lastIndex: 0, dropped: 0 };
+      g = { released: 0, lastIndex: 0, lastTerm: 0, dropped: { term: 0, index: 0 } };
       this.groups.set(group, g);
     }
     return g;
@@ -840,7 +847,7 @@ class Replay {
       case RecordType.Drop:
         // Marks only: the release written with it moves the release point (a segment head re-states the
         // drop after a release point lowered by entries written again since).
-        g.dropped = Math.max(g.dropped, r.index);
+        if (r.index > g.dropped.index) g.dropped = { term: r.term, index: r.index };
         break;
       default:
         throw new Error(`unexpected WAL record type ${r.type}`);
@@ -865,7 +872,7 @@ class ReplayGroup {
   hardState?: HardState;
   snapshot?: SnapshotMeta;
   released = 0;
-  dropped = 0;
+  dropped = { term: 0, index: 0 };
   damaged = false;
   private gapped = false;
   private entries: Entry[] = [];
@@ -873,6 +880,12 @@ class ReplayGroup {
   lastIndex(): number {
     const last = this.entries[this.entries.length - 1];
     return Math.max(last?.index ?? 0, this.snapshot?.index ?? 0);
+  }
+
+  lastTerm(): number {
+    const last = this.entries[this.entries.length - 1];
+    if (last && last.index >= (this.snapshot?.index ?? 0)) return last.term;
+    return this.snapshot?.term ?? 0;
   }
 
   append(e: Entry, _file: string, _position: number): void {
@@ -937,7 +950,7 @@ class ReplayGroup {
     if (this.hardState) out.hardState = this.hardState;
     if (this.snapshot) out.snapshot = this.snapshot;
     if (damaged) out.damaged = true;
-    if (this.dropped > base) out.dropped = this.dropped;
+    if (this.dropped.index > base) out.dropped = this.dropped;
     return out;
   }
 }

@@ -23,6 +23,16 @@ async function threeBrokers(): Promise<BrokerCluster> {
   return cluster;
 }
 
+/** Starts three brokers of `c` with t/0 (group 1) and t/1 (group 2) on all three, both led by broker 0. */
+async function startTwoPartitions(c: BrokerCluster): Promise<BrokerCluster> {
+  await c.start(3);
+  await c.assign("t", 0, 1, [0, 1, 2]);
+  await c.assign("t", 1, 2, [0, 1, 2]);
+  expect(await c.waitForAgreement("t", 0)).toBe(0);
+  expect(await c.waitForAgreement("t", 1)).toBe(0);
+  return c;
+}
+
 async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 5_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -291,25 +301,36 @@ describe("broker: failures", () => {
   });
 });
 
+/** Every applied entry compacted and checkpointed at once: a follower that misses some needs fragments. */
+const COMPACTING = { compactLagEntries: 0, compactEveryEntries: 1, checkpointIntervalMs: 50, checkpointMaxAgeMs: 50 };
+
+/**
+ * Three replicas of t/0; one (`lagging`) is killed, 60 values are acknowledged without it, and the leader's
+ * Raft log no longer holds the entries it lacks. The caller restarts it.
+ */
+async function laggingBehindCompaction(c: BrokerCluster): Promise<{ leader: number; lagging: number; acked: string[] }> {
+  await c.start(3);
+  await c.assign("t", 0, 1, [0, 1, 2]);
+  // Every replica must name it: the first broker to call itself leader at start-up can be one whose
+  // term another election is already replacing, and producing to it then finds no leader.
+  const leader = await c.waitForAgreement("t", 0);
+  const lagging = (leader + 1) % 3;
+  await c.kill(lagging);
+  const acked: string[] = [];
+  for (let i = 0; i < 30; i++) {
+    await c.produce(leader, "t", 0, [`f${i}a`, `f${i}b`]);
+    acked.push(`f${i}a`, `f${i}b`);
+  }
+  // Wait until the leader's Raft log no longer holds the entries the lagging replica needs.
+  const p = c.brokers[leader]!.broker.byName.get("t/0")!;
+  await eventually(() => p.node.firstIndex > 10);
+  return { leader, lagging, acked };
+}
+
 describe("broker: catch-up by fragment", () => {
   test("a follower that missed compacted entries pulls the leader's fragments, then follows the log", async () => {
-    cluster = new BrokerCluster({ compactLagEntries: 0, compactEveryEntries: 1, checkpointIntervalMs: 50, checkpointMaxAgeMs: 50 });
-    const c = cluster;
-    await c.start(3);
-    await c.assign("t", 0, 1, [0, 1, 2]);
-    // Every replica must name it: the first broker to call itself leader at start-up can be one whose
-    // term another election is already replacing, and producing to it then finds no leader.
-    const leader = await c.waitForAgreement("t", 0);
-    const lagging = (leader + 1) % 3;
-    await c.kill(lagging);
-    const acked: string[] = [];
-    for (let i = 0; i < 30; i++) {
-      await c.produce(leader, "t", 0, [`f${i}a`, `f${i}b`]);
-      acked.push(`f${i}a`, `f${i}b`);
-    }
-    // Wait until the leader's Raft log no longer holds the entries the lagging replica needs.
-    const p = c.brokers[leader]!.broker.byName.get("t/0")!;
-    await eventually(() => p.node.firstIndex > 10);
+    const c = (cluster = new BrokerCluster(COMPACTING));
+    const { leader, lagging, acked } = await laggingBehindCompaction(c);
     await c.restart(lagging);
     // Pulled fragments are readable as they land; the install completes once they are durable.
     await eventually(() => c.brokers[lagging]!.broker.byName.get("t/0")!.snapshotsInstalled > 0, 10_000);
@@ -323,18 +344,8 @@ describe("broker: catch-up by fragment", () => {
 
 describe("broker: catch-up by fragment onto a disk that cannot write", () => {
   test("the install stops retrying: the replica leaves its group, and catches up once restarted on a mended disk", async () => {
-    const c = (cluster = new BrokerCluster({ compactLagEntries: 0, compactEveryEntries: 1, checkpointIntervalMs: 50, checkpointMaxAgeMs: 50 }, true));
-    await c.start(3);
-    await c.assign("t", 0, 1, [0, 1, 2]);
-    const leader = await c.waitForAgreement("t", 0);
-    const lagging = (leader + 1) % 3;
-    await c.kill(lagging);
-    const acked: string[] = [];
-    for (let i = 0; i < 30; i++) {
-      await c.produce(leader, "t", 0, [`f${i}`]);
-      acked.push(`f${i}`);
-    }
-    await eventually(() => c.brokers[leader]!.broker.byName.get("t/0")!.node.firstIndex > 10);
+    const c = (cluster = new BrokerCluster(COMPACTING, true));
+    const { leader, lagging, acked } = await laggingBehindCompaction(c);
     c.disks[lagging]!.pathContains = "/t/0/0"; // its segment files: the fragments cannot be written
     c.disks[lagging]!.writeBudgetBytes = 0;
     await c.restart(lagging);
@@ -728,13 +739,7 @@ describe("broker: idle groups sleep (quiescence)", () => {
 describe("broker: a disk that cannot write", () => {
   /** Three brokers whose files go through c.disks[i]; t/0 (group 1) and t/1 (group 2) led by broker 0. */
   async function threeOnFaultyDisks(): Promise<BrokerCluster> {
-    const c = (cluster = new BrokerCluster({}, true));
-    await c.start(3);
-    await c.assign("t", 0, 1, [0, 1, 2]);
-    await c.assign("t", 1, 2, [0, 1, 2]);
-    expect(await c.waitForAgreement("t", 0)).toBe(0);
-    expect(await c.waitForAgreement("t", 1)).toBe(0);
-    return c;
+    return startTwoPartitions((cluster = new BrokerCluster({}, true)));
   }
 
   test("the leader's WAL fills: DISK_FULL, it leaves its groups (a sleeping one too), the others lead, nothing acknowledged is lost", async () => {
@@ -820,14 +825,9 @@ describe("broker: a disk that cannot write", () => {
 });
 
 describe("broker: a follower whose partition log cannot be written", () => {
-  test("leaves its group: the group goes on, its WAL segments are reused, readers at its end go elsewhere, a restart rejoins fenced", async () => {
+  test("leaves its group: the group goes on, its WAL segments are reused, readers at its end go elsewhere, a restart rejoins with a vote floor", async () => {
     // 64 KiB WAL segments: what the test writes below fills some thirty of them.
-    const c = (cluster = new BrokerCluster({ walSegmentBytes: 64 * 1024 }, true));
-    await c.start(3);
-    await c.assign("t", 0, 1, [0, 1, 2]);
-    await c.assign("t", 1, 2, [0, 1, 2]);
-    expect(await c.waitForAgreement("t", 0)).toBe(0);
-    expect(await c.waitForAgreement("t", 1)).toBe(0);
+    const c = await startTwoPartitions((cluster = new BrokerCluster({ walSegmentBytes: 64 * 1024 }, true)));
     for (let i = 0; i < 10; i++) await c.produce(0, "t", 0, [`a${i}`]);
     await eventually(async () => (await c.readAll(1, "t", 0)).length === 10);
     const b1 = c.brokers[1]!.broker;
@@ -867,24 +867,54 @@ describe("broker: a follower whose partition log cannot be written", () => {
     c.disks[1]!.writeBudgetBytes = Infinity;
     await c.restart(1);
     const back = c.brokers[1]!.broker.byName.get("t/0")!;
-    expect(back.voteFenced).toBe(true);
+    // Votes only for logs that reach the newest entry it dropped, until the commit index does.
+    expect(back.node.voteFloor?.index).toBe(lastIndex);
     expect(back.left).toBe(false);
     await c.produce(0, "t", 0, ["c"]);
     acked.push("c");
     await eventually(async () => (await c.readAll(1, "t", 0)).length === acked.length, 10_000);
     expect((await c.readAll(1, "t", 0)).map((r) => r.value)).toEqual(acked);
-    await eventually(() => !back.voteFenced);
+    await eventually(() => back.node.voteFloor === undefined);
+  });
+
+  test("two followers that dropped their entries still elect the replica that holds them all", async () => {
+    // Both followers leave the group and restart on mended disks; then the leader restarts too. It holds
+    // every entry, so both may vote for it; refusing every vote until a leader caught them up (a full
+    // fence) left the group without a leader for ever.
+    const c = await startTwoPartitions((cluster = new BrokerCluster({}, true)));
+    const acked: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      await c.produce(0, "t", 0, [`a${i}`]);
+      acked.push(`a${i}`);
+    }
+    await eventually(async () => (await c.readAll(1, "t", 0)).length === 10 && (await c.readAll(2, "t", 0)).length === 10);
+    for (const f of [1, 2]) {
+      c.disks[f]!.pathContains = "/t/0/";
+      c.disks[f]!.writeBudgetBytes = 0;
+    }
+    // Acknowledged by a majority's WAL; then both followers' partition logs fail and they leave.
+    await c.produce(0, "t", 0, ["b"]);
+    acked.push("b");
+    await eventually(() => [1, 2].every((f) => c.brokers[f]!.broker.byName.get("t/0")!.left));
+    for (const f of [1, 2]) {
+      await c.kill(f);
+      c.disks[f]!.writeBudgetBytes = Infinity;
+      await c.restart(f);
+    }
+    await c.kill(0);
+    await c.restart(0);
+    const leader = await c.waitForLeader("t", 0, 10_000);
+    expect(leader).toBe(0); // the only log that reaches both floors
+    await c.produce(leader, "t", 0, ["c"]);
+    acked.push("c");
+    for (const f of [1, 2]) await eventually(async () => (await c.readAll(f, "t", 0)).length === acked.length, 10_000);
+    for (const i of [0, 1, 2]) expect((await c.readAll(i, "t", 0)).map((r) => r.value)).toEqual(acked);
   });
 });
 
 describe("broker: an unreadable partition meta file", () => {
   test("sets that partition aside and serves the rest; assigned again, it keeps its data and votes once caught up", async () => {
-    const c = (cluster = new BrokerCluster());
-    await c.start(3);
-    await c.assign("t", 0, 1, [0, 1, 2]);
-    await c.assign("t", 1, 2, [0, 1, 2]);
-    expect(await c.waitForAgreement("t", 0)).toBe(0);
-    expect(await c.waitForAgreement("t", 1)).toBe(0);
+    const c = await startTwoPartitions((cluster = new BrokerCluster()));
     for (let i = 0; i < 10; i++) await c.produce(0, "t", 0, [`a${i}`]);
     await c.produce(0, "t", 1, ["s0"]);
     await eventually(async () => (await c.readAll(1, "t", 0)).length === 10 && (await c.readAll(1, "t", 1)).length === 1);

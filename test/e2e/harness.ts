@@ -254,12 +254,7 @@ export class Cluster {
   async restartWithDamagedSegment(n: Node, how: "flip" | "cut" | "delete", random: () => number): Promise<SegmentDamage | undefined> {
     await this.kill9(n);
     try {
-      const dirs: string[] = [];
-      for (const topic of readdirSync(n.dataDir).filter((t) => !t.startsWith(".")).sort()) {
-        const tdir = join(n.dataDir, topic);
-        if (!statSync(tdir).isDirectory()) continue;
-        for (const part of readdirSync(tdir).sort()) dirs.push(join(tdir, part));
-      }
+      const dirs = partitionDirs(n);
       const pickDir = dirs[Math.floor(random() * dirs.length)];
       if (pickDir === undefined) return undefined;
       const logs = readdirSync(pickDir).filter((f) => /^\d{20}\.log$/.test(f)).sort();
@@ -309,12 +304,7 @@ export class Cluster {
    * partition.
    */
   freezePartition(n: Node, random: () => number): { dir: string; undo: () => void } | undefined {
-    const dirs: string[] = [];
-    for (const topic of readdirSync(n.dataDir).filter((t) => !t.startsWith(".")).sort()) {
-      const tdir = join(n.dataDir, topic);
-      if (!statSync(tdir).isDirectory()) continue;
-      for (const part of readdirSync(tdir).sort()) dirs.push(join(tdir, part));
-    }
+    const dirs = partitionDirs(n);
     const dir = dirs[Math.floor(random() * dirs.length)];
     if (dir === undefined) return undefined;
     const newest = readdirSync(dir).filter((f) => /^\d{20}\.log$/.test(f)).sort().at(-1);
@@ -427,6 +417,17 @@ export interface TearResult {
  * would leave it (segments are preallocated with zeros, so a torn record ends in zeros). Walks records by
  * their length field only; checksums are the broker's business. Returns undefined when the WAL has no record.
  */
+/** Every partition directory under a broker's data dir (<topic>/<partition>), in a stable order. */
+function partitionDirs(n: Node): string[] {
+  const dirs: string[] = [];
+  for (const topic of readdirSync(n.dataDir).filter((t) => !t.startsWith(".")).sort()) {
+    const tdir = join(n.dataDir, topic);
+    if (!statSync(tdir).isDirectory()) continue;
+    for (const part of readdirSync(tdir).sort()) dirs.push(join(tdir, part));
+  }
+  return dirs;
+}
+
 /** What restartWithDamagedSegment did: the file (under the data dir), and where unless it was deleted. */
 export interface SegmentDamage {
   file: string;

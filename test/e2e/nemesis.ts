@@ -153,7 +153,7 @@ export class Nemesis {
           case "disk-fault": {
             // The replica's partition stops taking writes: a leader hands over, a follower leaves the group
             // (its WAL records dropped). Then the disk is mended and the broker restarted, as an operator
-            // would: the replica rejoins, vote-fenced until a leader has brought it up to date.
+            // would: the replica rejoins, voting only for logs that reach what it dropped until its commit does.
             const f = c.freezePartition(b, () => this.rng.float());
             if (!f) {
               ev.detail += " (no partition yet)";

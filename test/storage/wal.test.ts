@@ -302,7 +302,7 @@ describe("WAL", () => {
     expect(r.hardState).toEqual({ term: 2, vote: 3, commit: 20 });
     expect(r.snapshot!.index).toBe(3);
     expect(r.entries).toEqual([]);
-    expect(r.dropped).toBe(20);
+    expect(r.dropped).toEqual({ term: 2, index: 20 }) // the newest entry let go;
     expect(again.recovered.get(2)!.dropped).toBeUndefined();
     await again.close();
   });
@@ -316,7 +316,7 @@ describe("WAL", () => {
     await wal.drop(1);
     await wal.close();
     let again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
-    expect(again.recovered.get(1)!.dropped).toBe(10);
+    expect(again.recovered.get(1)!.dropped).toEqual({ term: 1, index: 10 });
     expect(again.recovered.get(1)!.entries).toEqual([]);
     // The replica rejoins: its leader sends everything again, below the old release point and past it,
     // over several segments (whose heads re-state the release point).
@@ -330,7 +330,7 @@ describe("WAL", () => {
     let r = again.recovered.get(1)!;
     expect(r.entries.map((e) => e.index)).toEqual(Array.from({ length: 62 }, (_, i) => i + 1)); // not taken as released
     expect(r.entries[0]!.term).toBe(2);
-    expect(r.dropped).toBe(10); // until a snapshot covers the dropped range
+    expect(r.dropped).toEqual({ term: 1, index: 10 }); // until a snapshot covers the dropped range
     again.setSnapshot(1, { index: 12, term: 2, conf, data: new Uint8Array(0) });
     again.release(1, 12);
     await again.sync();
@@ -356,7 +356,7 @@ describe("WAL", () => {
     expect(wal.stats().recycledSegments).toBeGreaterThan(0);
     await wal.close();
     const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
-    expect(again.recovered.get(1)!.dropped).toBe(5);
+    expect(again.recovered.get(1)!.dropped).toEqual({ term: 1, index: 5 });
     expect(again.recovered.get(1)!.entries).toEqual([]);
     await again.close();
   });
