@@ -12,9 +12,13 @@ const FRAGMENT_TIMEOUT_MS = 10_000;
 
 export async function pullFragments(leader: WireClient, p: Partition, upToOffset: number, log: Logger): Promise<void> {
   if (p.log.nextOffset > upToOffset) {
-    // Our log runs past the snapshot (entries we applied that the group since replaced cannot exist: only
-    // committed entries are applied), so this is a stale copy of a removed incarnation: start over.
-    await p.log.resetTo(0);
+    // Our log runs past the snapshot: a replica that dropped its Raft entries on leaving the group (its
+    // partition log failed) restarts behind what it had applied, and the leader's snapshot may be older
+    // than that. Only committed entries are applied, so the log up to the snapshot is the group's: keep
+    // it, and cut what follows (the Raft log brings it again). Emptying it instead (as was done) wiped
+    // data the WAL's own snapshot still counts on: killed before the install finished, the replica then
+    // found its log ending before its snapshot and set the partition aside for good (fault run, seed 2614).
+    await p.log.truncateTo(upToOffset);
   }
   let pulled = 0;
   while (p.log.nextOffset < upToOffset) {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Partition } from "../../src/broker/partition";
 import { ErrorCode, ReadFrom } from "../../src/proto/goulette_pb";
@@ -909,6 +909,44 @@ describe("broker: a follower whose partition log cannot be written", () => {
     acked.push("c");
     for (const f of [1, 2]) await eventually(async () => (await c.readAll(f, "t", 0)).length === acked.length, 10_000);
     for (const i of [0, 1, 2]) expect((await c.readAll(i, "t", 0)).map((r) => r.value)).toEqual(acked);
+  });
+});
+
+describe("broker: a replica whose log runs past the leader's snapshot", () => {
+  test("keeps the log up to the snapshot and cuts the rest, instead of emptying it", async () => {
+    // The leader compacts its Raft log every 20 entries; the follower never checkpoints in this test, so
+    // once it dropped its entries it restarts with none, behind the leader's first index, while its
+    // partition log holds all it had applied: more than the leader's snapshot covers.
+    const c = (cluster = new BrokerCluster({ compactEveryEntries: 20, compactLagEntries: 0 }, true));
+    await c.start(3);
+    await c.assign("t", 0, 1, [0, 1, 2]);
+    expect(await c.waitForAgreement("t", 0)).toBe(0);
+    const acked: string[] = [];
+    const produce = async (v: string) => {
+      await c.produce(0, "t", 0, [v]);
+      acked.push(v);
+    };
+    for (let i = 0; i < 30; i++) await produce(`v${i}`);
+    const leaderPart = c.brokers[0]!.broker.byName.get("t/0")!;
+    await eventually(() => leaderPart.node.firstIndex > 1);
+    // Fewer than 20 more: the leader's snapshot stays behind them.
+    for (let i = 30; i < 40; i++) await produce(`v${i}`);
+    await eventually(async () => (await c.readAll(1, "t", 0)).length === 40);
+    const first = join(c.dir, "b2", "t", "0", "00000000000000000000.log");
+    const born = statSync(first).birthtimeMs;
+    c.disks[1]!.pathContains = "/t/0/";
+    c.disks[1]!.writeBudgetBytes = 0;
+    await produce("w");
+    await eventually(() => c.brokers[1]!.broker.byName.get("t/0")!.left);
+    await c.kill(1);
+    c.disks[1]!.writeBudgetBytes = Infinity;
+    await c.restart(1);
+    const back = c.brokers[1]!.broker.byName.get("t/0")!;
+    await eventually(() => back.snapshotsInstalled > 0, 10_000);
+    await eventually(async () => (await c.readAll(1, "t", 0)).length === acked.length, 10_000);
+    expect((await c.readAll(1, "t", 0)).map((r) => r.value)).toEqual(acked);
+    // Kept, not emptied and pulled again from offset 0 (a reset makes its segment files anew).
+    expect(statSync(first).birthtimeMs).toBe(born);
   });
 });
 
