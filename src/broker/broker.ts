@@ -586,8 +586,9 @@ export class Broker {
    * the disk was full and the broker failed every other partition too. The group goes on with the other
    * replicas (two of three); the sentinel shows this broker's storage error. The drop is recorded in the
    * WAL, so after a restart the replica votes only for logs that reach the newest entry it dropped until
-   * the commit index does: it may have acknowledged entries it no longer holds (see openPartition). What the log holds is still
-   * served, but a reader at its end is sent elsewhere (handlers: fetch), as it will not grow here.
+   * the commit index does: it may have acknowledged entries it no longer holds (see openPartition). What
+   * the log holds is still served, but a reader at its end is sent elsewhere (handlers: fetch), as it will
+   * not grow here. A lone replica (RF1) never leaves: nothing else holds what its WAL keeps.
    */
   private leaveGroup(p: Partition): void {
     if (p.left || p.removed || p.installing || p.isLeader() || this.walFailed) return;
