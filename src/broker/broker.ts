@@ -599,7 +599,9 @@ export class Broker {
     this.ticking.delete(p);
     this.statusTouched.add(p);
     this.log.warn("partition left its group: its log cannot be written; its WAL records are dropped until a restart", { partition: p.key });
-    this.wal.drop(p.id.group).catch((e: unknown) => this.failWal(e as Error));
+    this.wal.drop(p.id.group).catch((e: unknown) => {
+      if (!this.stopping) this.failWal(e as Error); // a WAL closed by a stop is no fault
+    });
   }
 
   /**
