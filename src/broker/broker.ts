@@ -56,6 +56,8 @@ const COMPACT_EVERY_BYTES = 4 * 1024 * 1024;
 const COMPACT_LAG_ENTRIES = 10_000;
 const FOLLOWER_HOLDOFF_ELECTIONS = 4;
 const SNAPSHOT_STUCK_MS = 10_000;
+/** Failed partitions named in the storage error beyond the first (the sentinel shows it in one line). */
+const STORAGE_ERROR_NAMES_MAX = 10;
 const EARLY = new Set<MessageType>([MessageType.Append, MessageType.Heartbeat, MessageType.Snapshot]);
 /** A leader lets a group sleep after it was idle this many election timeouts (no flapping under bursts). */
 const QUIESCE_AFTER_ELECTIONS = 1;
@@ -567,7 +569,15 @@ export class Broker {
   /** What the sentinel shows operators: the WAL's failure, else the first failed partition's, else "". */
   storageError(): string {
     if (this.walFailed) return `wal: ${this.walFailed.message}`;
-    for (const p of this.byGroup.values()) if (p.failed && !p.removed) return `${p.key}: ${p.failed.message}`;
+    const failed = [...this.byGroup.values()].filter((p) => p.failed && !p.removed);
+    const first = failed[0];
+    if (first) {
+      // Every such replica has left its group (or is handing over): the operator needs all their names.
+      const others = failed.slice(1, 1 + STORAGE_ERROR_NAMES_MAX).map((p) => p.key);
+      const beyond = failed.length - 1 - others.length;
+      const also = others.length === 0 ? "" : ` (also ${others.join(", ")}${beyond > 0 ? ` and ${beyond} more` : ""})`;
+      return `${first.key}: ${first.failed!.message}${also}`;
+    }
     for (const [key, error] of this.setAside) return `${key} set aside: ${error}`;
     return "";
   }

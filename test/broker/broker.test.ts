@@ -860,6 +860,11 @@ describe("broker: a follower whose partition log cannot be written", () => {
     const atEnd = await c.fetch(1, "t", 0, failed.log.nextOffset, ReadFrom.FOLLOWER).catch((e) => e);
     expect((atEnd as WireError).code).toBe(ErrorCode.STORAGE_ERROR);
     expect((atEnd as WireError).message).toMatch(/read from another replica/);
+    // A second partition failing on the same broker is named too, beside the first one's error.
+    c.disks[1]!.pathContains = "/t/";
+    await c.produce(0, "t", 1, ["s-last"]);
+    await eventually(() => b1.byName.get("t/1")!.left);
+    expect(b1.storageError()).toMatch(/^t\/0: .* \(also t\/1\)$/);
 
     // The disk is mended and the broker restarted: the dropped entries come from the leader again, and the
     // replica does not vote (it may have acknowledged entries it no longer holds) until it has caught up.
