@@ -7,7 +7,7 @@
 // opens with a checkpoint (hard state, snapshot, release point of every live group), so a prefix of
 // segments can be recycled without losing the latest of those.
 import { join } from "node:path";
-import type { Entry, HardState, SnapshotMeta } from "../raft/types";
+import { entryBefore, type Entry, type HardState, type SnapshotMeta } from "../raft/types";
 import { StorageError, storageErrorFromOs } from "./errors";
 import { realFileLayer } from "./file-layer";
 import { GrowableBuffer } from "./growable-buffer";
@@ -253,7 +253,8 @@ export class Wal {
     if (!g || g.lastIndex <= Math.max(g.released, g.snapshot?.index ?? 0)) return; // all durable elsewhere
     const index = g.lastIndex;
     const term = g.lastTerm;
-    if (index > g.dropped.index) g.dropped = { term, index };
+    // The drop a replica's votes must respect is the later in Raft's log order, not the higher index.
+    if (entryBefore(g.dropped, { term, index })) g.dropped = { term, index };
     this.encode(RecordType.Drop, group, (buf, salt) => encodeRecord(buf, salt, RecordType.Drop, group, term, index, 0));
     this.encode(RecordType.Release, group, (buf, salt) => encodeRecord(buf, salt, RecordType.Release, group, 0, index, 0));
     await this.sync();
@@ -847,7 +848,7 @@ class Replay {
       case RecordType.Drop:
         // Marks only: the release written with it moves the release point (a segment head re-states the
         // drop after a release point lowered by entries written again since).
-        if (r.index > g.dropped.index) g.dropped = { term: r.term, index: r.index };
+        if (entryBefore(g.dropped, r)) g.dropped = { term: r.term, index: r.index };
         break;
       default:
         throw new Error(`unexpected WAL record type ${r.type}`);

@@ -368,6 +368,24 @@ describe("WAL", () => {
     await again.close();
   });
 
+  test("of two drops, the later in log order is kept, not the higher index", async () => {
+    const d = dir();
+    let wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024 });
+    wal.appendEntries(1, entries(1, 10, 1));
+    await wal.sync();
+    await wal.drop(1);
+    await wal.close();
+    wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024 });
+    // Rejoined under a new leader whose log replaced ours from index 1, then dropped again at 5.
+    wal.appendEntries(1, entries(1, 5, 2));
+    await wal.sync();
+    await wal.drop(1);
+    await wal.close();
+    wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024 });
+    expect(wal.recovered.get(1)!.dropped).toEqual({ term: 2, index: 5 });
+    await wal.close();
+  });
+
   test("drop of a group whose entries are all released elsewhere records nothing", async () => {
     const d = dir();
     const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 64 * 1024 });
