@@ -172,7 +172,10 @@ export class Raft {
   private maybeSettleFloor(): void {
     const f = this.voteFloor;
     if (f === undefined) return;
-    if (this.log.committed >= f.index || this.conf.voters.every((v) => v === this.id || this.floorEvidence.has(v))) {
+    // Evidence needs a known membership: a node that lost the entries holding it (no snapshot, no entries)
+    // has none, and "every other voter" of no voters would settle the floor at once.
+    const evidence = this.conf.voters.length > 0 && this.conf.voters.every((v) => v === this.id || this.floorEvidence.has(v));
+    if (this.log.committed >= f.index || evidence) {
       this.voteFloor = undefined;
       this.floorEvidence.clear();
     }

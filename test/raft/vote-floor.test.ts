@@ -44,6 +44,20 @@ describe("vote floor", () => {
     expect(net.node(2).voteFloor).toBeUndefined();
   });
 
+  test("a node restarted with no membership (its first entries lost) keeps its floor until its commit reaches it", () => {
+    const net = new Net();
+    net.add(new RaftNode(config(1, []), restartWithLog([1, 1, 2, 2, 2], 2, VOTERS, 5)));
+    net.add(new RaftNode(config(2, []), restartWithLog([1, 1, 2, 2, 2], 2, VOTERS, 5)));
+    // Node 3 let every entry go: no snapshot, no entries, so no ConfChange tells it the voters.
+    net.add(new RaftNode(config(3, []), { hardState: { term: 2, vote: 0, commit: 0 }, entries: [], voteFloor: { term: 2, index: 5 } }));
+    expect(net.node(3).voteFloor).toEqual({ term: 2, index: 5 });
+    net.tickAll(100);
+    const [leader] = leaders(net, VOTERS);
+    expect(leader === 1 || leader === 2).toBe(true);
+    expect(net.node(3).lastIndex).toBeGreaterThanOrEqual(6);
+    expect(net.node(3).voteFloor).toBeUndefined(); // settled by the commit index, once caught up
+  });
+
   test("a node behind its floor grants votes to logs that reach it", () => {
     const net = new Net();
     net.add(new RaftNode(config(1, []), restartWithLog([1, 1, 2, 2, 2], 2, VOTERS, 4)));
