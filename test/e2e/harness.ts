@@ -319,14 +319,12 @@ export class Cluster {
 
   /** How many times the node's log says one of its partitions stopped taking writes (a storage fault). */
   partitionFailuresLogged(n: Node): number {
-    if (!existsSync(n.logPath)) return 0;
-    return readFileSync(n.logPath, "utf8").split("\n").filter((l) => l.includes('"partition stopped accepting writes"')).length;
+    return linesLogged(n, ['"partition stopped accepting writes"']);
   }
 
   /** How many times the node's log says its WAL recovery cut a torn or corrupt record. */
   walCutsLogged(n: Node): number {
-    if (!existsSync(n.logPath)) return 0;
-    return readFileSync(n.logPath, "utf8").split("\n").filter((l) => l.includes("WAL torn tail cut") || l.includes("WAL corruption")).length;
+    return linesLogged(n, ["WAL torn tail cut", "WAL corruption"]);
   }
 
   /** Lines of a node's log that look like errors, for a failure report. */
@@ -417,6 +415,12 @@ export interface TearResult {
  * would leave it (segments are preallocated with zeros, so a torn record ends in zeros). Walks records by
  * their length field only; checksums are the broker's business. Returns undefined when the WAL has no record.
  */
+/** How many lines of the node's log (all its runs) hold any of `needles`. */
+function linesLogged(n: Node, needles: string[]): number {
+  if (!existsSync(n.logPath)) return 0;
+  return readFileSync(n.logPath, "utf8").split("\n").filter((l) => needles.some((x) => l.includes(x))).length;
+}
+
 /** Every partition directory under a broker's data dir (<topic>/<partition>), in a stable order. */
 function partitionDirs(n: Node): string[] {
   const dirs: string[] = [];
