@@ -161,7 +161,10 @@ export class Raft {
   }
 
   promotable(): boolean {
-    return this.caretakerTicks > 0 || this.isVoter();
+    // A caretaker with no membership at all (it lost the entries holding it) asks no one: its candidacy
+    // could never be won or show its log, and only raised its term past the real candidates' (each of
+    // their requests renewing its standing), so their requests met a term it had already voted in.
+    return (this.caretakerTicks > 0 && this.conf.voters.length > 0) || this.isVoter();
   }
 
   /** Our own log is behind the vote floor: standing for election on it could let a log without the entry win. */
@@ -286,7 +289,10 @@ export class Raft {
   hup(transfer: boolean): void {
     if (this.role === Role.Leader || !this.promotable()) return;
     this.standingAsCaretaker = !this.isVoter();
-    if (this.preVote && !transfer) this.campaign(MessageType.PreVote, false);
+    // Behind our vote floor we cannot win a real vote, but a pre-vote still shows our log: a replica holding
+    // the entries we lost may be a caretaker (removed, yet the only one able to lead), and our request is
+    // what makes it stand. So we pre-vote then even where pre-vote is not otherwise used.
+    if ((this.preVote || this.behindFloor()) && !transfer) this.campaign(MessageType.PreVote, false);
     else this.campaign(MessageType.Vote, transfer);
   }
 
@@ -383,8 +389,11 @@ export class Raft {
         // A stale leader (e.g. behind a partition that healed) learns our term and steps down; without
         // this, a node whose term ran ahead could never rejoin when pre-vote blocks its elections.
         this.send(this.newMessage(MessageType.AppendResponse, m.from));
-      } else if (m.type === MessageType.PreVote) {
-        const r = this.newMessage(MessageType.PreVoteResponse, m.from);
+      } else if (m.type === MessageType.PreVote || m.type === MessageType.Vote) {
+        // A candidate behind our term learns it from the refusal (as in Raft's RequestVote reply). Without
+        // it, one that never hears from a leader (a caretaker standing for a removed replica) campaigns on
+        // in terms nobody answers, one per timeout, while the others' terms grow as fast.
+        const r = this.newMessage(m.type === MessageType.PreVote ? MessageType.PreVoteResponse : MessageType.VoteResponse, m.from);
         r.reject = true;
         this.send(r);
       }

@@ -143,6 +143,60 @@ describe("vote floor", () => {
     expect(net.node(leader!).term).toBe(t);
   });
 
+  test("without pre-vote, a node behind its floor still shows its log, so a removed holder of the entry stands", () => {
+    // Voters {1,2,3}; index 5 removed voter 2 and committed; 2 also holds index 6, which 3 acknowledged
+    // and lost (floor 6). 1 and 2 applied the removal ({1,3}); 3 has not ({1,2,3}). 3 refuses 1 (its log
+    // lacks 6) and cannot stand itself; only 2 can lead, and it stands only when an older membership asks
+    // it. 3's requests are the only ones that reach 2: a node that cannot win a real vote pre-votes, even
+    // where pre-vote is off. 2 also stopped at term 2 while the others went on to 9: it learns their term
+    // from the refusal of its first request (else it campaigns one term at a time behind them for ever).
+    const removalOf2 = (r: RestartState): RestartState => ({
+      ...r,
+      entries: r.entries.map((e) => (e.index === 5 ? { ...e, type: EntryType.ConfChange, data: encodeConfChange({ type: "remove", node: 2 }) } : e)),
+    });
+    const off = { preVote: false };
+    const net = new Net();
+    net.add(new RaftNode(config(1, [], off), removalOf2(restartWithLog([1, 1, 2, 2, 2], 9, VOTERS, 5))));
+    const two = net.add(new RaftNode(config(2, [], off), removalOf2(restartWithLog([1, 1, 2, 2, 2, 2], 2, VOTERS, 5))));
+    net.add(new RaftNode(config(3, [], off), withFloor(removalOf2(restartWithLog([1, 1, 2, 2, 2], 9, VOTERS, 4)), 2, 6)));
+    expect(net.node(1).conf.voters).toEqual([1, 3]);
+    expect(two.conf.voters).toEqual([1, 3]);
+    expect(net.node(3).conf.voters).toEqual([1, 2, 3]);
+    net.tickAll(400);
+    const [leader, ...others] = leaders(net, VOTERS);
+    expect(others).toEqual([]);
+    expect(leader).toBeDefined();
+    for (const id of [1, 3]) {
+      const n = net.node(id);
+      expect(n.entryAt(6)?.term).toBe(2);
+      expect(n.conf.voters).toEqual([1, 3]);
+    }
+    expect(net.node(3).voteFloor).toBeUndefined();
+  });
+
+  test("a node that knows no membership at all never stands, though asked for its vote", () => {
+    // Restarted with nothing (no snapshot, no entries: it lost the entries that named the voters). As a
+    // caretaker it would ask no one, and only raise its term past the real candidates' at each timeout.
+    const n = new RaftNode(config(3, [], { preVote: false }), { hardState: { term: 5, vote: 0, commit: 0 }, entries: [] });
+    const ask = { type: MessageType.Vote, from: 1, to: 3, term: 5, logTerm: 2, index: 20, commit: 0, reject: false, rejectHint: 0, hintTerm: 0, entries: [] };
+    n.step(ask);
+    for (let i = 0; i < 100; i++) n.tick();
+    expect(n.role).toBe(Role.Follower);
+    expect(n.term).toBe(5);
+    // So the real candidate's next request, in the next term, is granted.
+    n.step({ ...ask, term: 6 });
+    const granted = n.ready().messages.filter((m) => m.type === MessageType.VoteResponse && m.term === 6 && !m.reject);
+    expect(granted.length).toBe(1);
+  });
+
+  test("a vote request from an earlier term is refused with our term", () => {
+    const n = new RaftNode(config(3, [], { preVote: false }), restartWithLog([1, 1], 7, VOTERS, 2));
+    n.step({ type: MessageType.Vote, from: 2, to: 3, term: 3, logTerm: 1, index: 9, commit: 0, reject: false, rejectHint: 0, hintTerm: 0, entries: [] });
+    const answers = n.ready().messages.filter((m) => m.to === 2);
+    expect(answers.map((m) => [m.type, m.term, m.reject])).toEqual([[MessageType.VoteResponse, 7, true]]);
+    expect(n.term).toBe(7);
+  });
+
   test("a node behind its floor does not take over when the leader asks it to (TimeoutNow)", () => {
     const n = new RaftNode(config(2, []), withFloor(restartWithLog([1, 1, 2, 2], 2, VOTERS, 4), 2, 5));
     n.step({ type: MessageType.TimeoutNow, from: 1, to: 2, term: 2, logTerm: 0, index: 0, commit: 0, reject: false, rejectHint: 0, hintTerm: 0, entries: [] });

@@ -20,4 +20,7 @@ export const REGRESSIONS: Regression[] = [
   { seed: 7178, steps: 400, lostTails: true, caught: "same as 805, with the removed node's log not ahead of the asker's commit: any such request now lets it stand" },
   { seed: 6831, steps: 400, lostTails: true, pipeline: true, caught: "liveness: a floor waited for evidence from a removed voter that never asked; its caretaker campaign now shows its log" },
   { seed: 6535, steps: 400, lostTails: true, pipeline: true, caught: "sim: a stale caretaker leader's liveness marker was replaced by a later term's entry; the check now proposes again" },
+  { seed: 15616, steps: 400, lostTails: true, caught: "liveness: a node that lost every entry (no membership) stood as a caretaker asking no one, its term always one ahead of the real candidate's; a node without voters no longer stands" },
+  { seed: 19165, steps: 400, lostTails: true, caught: "same as 15616" },
+  { seed: 2898, steps: 400, lostTails: true, pipeline: true, caught: "liveness (pre-vote off): the floor holder sent nothing, so the removed holder of its lost entry never stood, and a stale caretaker never learnt the others' term; a node behind its floor now pre-votes, and a vote request from an earlier term is refused with our term" },
 ];
