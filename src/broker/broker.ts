@@ -598,7 +598,8 @@ export class Broker {
    * WAL, so after a restart the replica votes only for logs that reach the newest entry it dropped until
    * the commit index does: it may have acknowledged entries it no longer holds (see openPartition). What
    * the log holds is still served, but a reader at its end is sent elsewhere (handlers: fetch), as it will
-   * not grow here. A lone replica (RF1) never leaves: nothing else holds what its WAL keeps.
+   * not grow here. A lone replica (RF1) never leaves: nothing else holds what its WAL keeps, which is
+   * written again at the WAL's head whenever it holds the oldest segment (relieveWal).
    */
   private leaveGroup(p: Partition): void {
     if (p.left || p.removed || p.installing || p.isLeader() || this.walFailed) return;
@@ -854,10 +855,25 @@ export class Broker {
     try {
       for (const group of this.wal.pinningGroups()) {
         const p = this.byGroup.get(group);
-        if (p && p.appliedIndex > p.snapshotIndex) await this.checkpoint(p);
+        if (!p) continue;
+        // A failed partition cannot checkpoint; one that stays in its group (a lone replica: nothing else
+        // holds its entries, so it never drops them) has them written again at the WAL's head instead.
+        if (p.failed && !p.left && !p.removed) await this.carry(p);
+        else if (p.appliedIndex > p.snapshotIndex) await this.checkpoint(p);
       }
     } finally {
       this.relieving = false;
+    }
+  }
+
+  private async carry(p: Partition): Promise<void> {
+    try {
+      if (await this.wal.carry(p.id.group)) this.log.warn("WAL: a failed partition's unreleased entries were written again at its head", { partition: p.key });
+    } catch (e) {
+      if (this.stopping) return;
+      // A StorageError is the WAL's own failure (its write or fdatasync); anything else was reading back.
+      if (e instanceof StorageError) this.failWal(e);
+      else this.log.warn("WAL: could not write a failed partition's entries again", { partition: p.key, error: (e as Error).message });
     }
   }
 

@@ -186,13 +186,22 @@ export class Wal {
   // Appending (buffered)
 
   appendEntries(group: number, entries: Entry[]): void {
+    this.writeEntries(group, entries, false);
+  }
+
+  /**
+   * `again`: the entries are the group's own, written again as they are (carry). No truncation record goes
+   * before them: replay takes an entry it already holds with the same term as that entry, so a copy cut
+   * short by a crash leaves the log as it was instead of cutting it where the copy stopped.
+   */
+  private writeEntries(group: number, entries: Entry[], again: boolean): void {
     this.checkWritable();
     if (entries.length === 0) return;
     assertGroup(group);
     const g = this.group(group);
     const first = entries[0]!;
     assert(first.index >= 1, `entry index ${first.index} < 1`);
-    if (first.index <= g.lastIndex) {
+    if (first.index <= g.lastIndex && !again) {
       this.encode(RecordType.Truncate, group, (buf, salt) =>
         encodeRecord(buf, salt, RecordType.Truncate, group, 0, first.index, 0),
       );
@@ -261,6 +270,58 @@ export class Wal {
     // The release takes effect only now: a segment reused before the drop was durable could take entries
     // with it that a restart would then miss without knowing they were let go.
     if (this.groups.get(group) === g && g.lastIndex === index) g.released = Math.max(g.released, index);
+  }
+
+  /**
+   * Writes the group's records that nothing else holds (its entries past the release point) again at the
+   * head of the WAL, so the older segments holding them may be reused. For a group that can neither
+   * checkpoint (its partition log cannot be written) nor drop its entries (no other replica holds them: a
+   * lone replica), else its first unreleased entry holds every later segment until the disk is full.
+   * The entries are read back from the segment files; a restart replays them as any entries written
+   * again (a truncation, then the entries), so an older copy still on disk changes nothing.
+   * Resolves true once the copy is durable and the older segments no longer wait for the group; false
+   * when there is nothing to move or the copy would not move the group's records off the oldest segment
+   * (they already reach the segment being written: carrying them again would only rewrite them).
+   */
+  async carry(group: number): Promise<boolean> {
+    this.checkWritable();
+    const g = this.groups.get(group);
+    const from = g ? Math.max(g.released, g.snapshot?.index ?? 0) + 1 : 0;
+    if (!g || g.lastIndex < from) return false;
+    const newest = this.segments[this.segments.length - 1];
+    if (newest === undefined || (newest.needs.get(group) ?? 0) >= from) return false;
+    await this.sync(); // the group's newest records are in the files before they are read back
+    if (this.groups.get(group) !== g || g.lastIndex < from) return false;
+    const copy = new ReplayGroup();
+    for (const seg of this.segments) {
+      if ((seg.needs.get(group) ?? 0) < from) continue;
+      const data = this.fs.readFile(seg.path);
+      const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+      const salt = saltForSegment(seg.seq);
+      for (let pos = SEGMENT_HEADER_BYTES; ; ) {
+        const d = decodeRecord(data, view, pos, salt);
+        if (!d.ok || d.record.type === RecordType.Seal) break;
+        pos += d.len;
+        const r = d.record;
+        if (r.group !== group) continue;
+        if (r.type === RecordType.Entry) copy.append(decodeEntry(r), seg.path, pos - d.len);
+        else if (r.type === RecordType.Truncate) copy.truncateFrom(r.index);
+      }
+    }
+    // Appends since the sync (none are expected: the group takes no writes) would make the copy stale.
+    const entries = copy.entriesFrom(from);
+    const last = entries[entries.length - 1];
+    if (entries[0]?.index !== from || last?.index !== g.lastIndex || last.term !== g.lastTerm) {
+      this.log("warn", "WAL: could not read back a group's unreleased entries; its segments stay", { group, from, lastIndex: g.lastIndex });
+      return false;
+    }
+    const firstSeq = this.pendingTail().seq;
+    this.writeEntries(group, entries, true);
+    await this.sync();
+    // The copy is durable: the segments before it need nothing of this group any more.
+    for (const seg of this.segments) if (seg.seq < firstSeq) seg.needs.delete(group);
+    this.recycleReleased();
+    return true;
   }
 
   removeGroup(group: number): void {
@@ -893,7 +954,13 @@ class ReplayGroup {
     if (this.gapped) return;
     if (e.index <= this.released) this.released = e.index - 1; // written again after a drop (see appendEntries)
     const last = this.entries[this.entries.length - 1];
-    if (last && e.index <= last.index) this.truncateFrom(e.index);
+    if (last && e.index <= last.index) {
+      // The same index and term is the same entry (Raft's log matching): written again by a carry, whose
+      // copy may end torn. Only an entry of another term replaces the log from there.
+      const first = this.entries[0]!;
+      if (e.index >= first.index && this.entries[e.index - first.index]!.term === e.term) return;
+      this.truncateFrom(e.index);
+    }
     const prev = this.entries[this.entries.length - 1];
     if (prev && e.index !== prev.index + 1) {
       // Records between were lost (corruption before this point): keep the contiguous prefix only, as
@@ -903,6 +970,13 @@ class ReplayGroup {
       return;
     }
     this.entries.push(e);
+  }
+
+  /** The entries from `index` on, if the log holds them contiguously from there (else from its first). */
+  entriesFrom(index: number): Entry[] {
+    const first = this.entries[0];
+    if (!first || this.gapped) return [];
+    return index <= first.index ? this.entries.slice() : this.entries.slice(index - first.index);
   }
 
   truncateFrom(index: number): void {

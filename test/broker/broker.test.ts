@@ -1047,3 +1047,55 @@ describe("broker: retention", () => {
     expect(new TextDecoder().decode(first.value)).toBe(`v${start}`.padEnd(300, "."));
   });
 });
+
+describe("broker: a lone replica whose partition log cannot be written", () => {
+  test("a lone replica (RF1) keeps its entries but not the WAL's oldest segment: they are written again at its head", async () => {
+    // A lone replica cannot leave and drop its entries: nothing else holds them. Held in place, its first
+    // unreleased entry would keep the first WAL segment, and with it every later one.
+    // No timed checkpoints: r/0's entries are unreleased when its disk fails (s/0 is checkpointed when it
+    // holds the oldest WAL segment, as any partition is).
+    const c = (cluster = new BrokerCluster({ walSegmentBytes: 64 * 1024, checkpointIntervalMs: 3_600_000 }, true));
+    await c.start(1);
+    await c.assign("r", 0, 1, [0]);
+    await c.assign("s", 0, 2, [0]);
+    await c.waitForLeader("r", 0);
+    await c.waitForLeader("s", 0);
+    const acked: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      await c.produce(0, "r", 0, [`a${i}`.padEnd(2_000, ".")]);
+      acked.push(`a${i}`.padEnd(2_000, "."));
+    }
+    const b = c.brokers[0]!.broker;
+    const failed = b.byName.get("r/0")!;
+    c.disks[0]!.pathContains = "/r/0/";
+    c.disks[0]!.writeBudgetBytes = 0;
+    // Refused from now on (the failed write may be this record's own, after it reached the WAL: then it
+    // comes back after a restart, as a Kafka producer's failed send may have landed).
+    const maybe = (await c.produce(0, "r", 0, ["b0"]).catch((e) => e)) as WireError;
+    expect(maybe.code).toBe(ErrorCode.DISK_FULL);
+    await eventually(() => failed.failed !== undefined);
+    expect(((await c.produce(0, "r", 0, ["b1"]).catch((e) => e)) as WireError).code).toBe(ErrorCode.DISK_FULL);
+    const lastIndex = failed.node.lastIndex;
+
+    // Some 2 MB through the healthy partition: about thirty segments of 64 KiB.
+    for (let i = 0; i < 200; i++) await c.produce(0, "s", 0, [`s${i}`.padEnd(10_000, ".")]);
+    await eventually(() => b.wal.stats().segments <= 4);
+    expect(b.wal.stats().recycledSegments).toBeGreaterThan(10);
+    expect(failed.left).toBe(false);
+
+    // The disk mended and the broker restarted: every acknowledged record of r/0 is there.
+    await c.kill(0);
+    c.disks[0]!.writeBudgetBytes = Infinity;
+    await c.restart(0);
+    await c.waitForLeader("r", 0);
+    // Its WAL still held every entry past the release point: they were moved, not let go.
+    const kept = c.brokers[0]!.broker.wal.recovered.get(1)!;
+    const from = Math.max(kept.released, kept.snapshot?.index ?? 0) + 1;
+    expect(kept.entries.length).toBeGreaterThanOrEqual(10);
+    expect(kept.entries.map((e) => e.index)).toEqual(Array.from({ length: lastIndex - from + 1 }, (_, i) => from + i));
+    const got = (await c.readAll(0, "r", 0)).map((r) => r.value);
+    expect([acked, [...acked, "b0"]]).toContainEqual(got);
+    expect(Number((await c.produce(0, "r", 0, ["c"])).baseOffset)).toBe(got.length);
+    expect((await c.readAll(0, "s", 0)).length).toBe(200);
+  });
+});

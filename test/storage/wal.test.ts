@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { FaultyFileLayer } from "../../src/storage/file-layer";
 import { StorageError } from "../../src/storage/errors";
 import { Wal } from "../../src/storage/wal";
-import { entries, entry, shape, tempDir } from "./helpers";
+import { entries, entry, shape, tearNewestWalRecord, tempDir } from "./helpers";
+import { RecordType } from "../../src/storage/wal-record";
 
 let cleanup: (() => void) | undefined;
 afterEach(() => {
@@ -311,6 +312,92 @@ describe("WAL", () => {
     expect(r.entries).toEqual([]);
     expect(r.dropped).toEqual({ term: 2, index: 20 }) // the newest entry let go;
     expect(again.recovered.get(2)!.dropped).toBeUndefined();
+    await again.close();
+  });
+
+  test("carry writes a lone failed group's unreleased entries again at the head: older segments are reused, a reopen holds them all", async () => {
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
+    wal.setSnapshot(1, { index: 3, term: 1, conf: { voters: [1], learners: [] }, data: new Uint8Array([7]) });
+    wal.setHardState(1, { term: 3, vote: 1, commit: 22 });
+    // Group 1 is never released (its partition failed, and no other replica holds its entries); part of
+    // its log was written over in a later term, which the copy must keep as it is now.
+    wal.appendEntries(1, entries(4, 20, 2, 100));
+    wal.appendEntries(1, entries(15, 22, 3, 100));
+    const want = [...entries(4, 14, 2, 100), ...entries(15, 22, 3, 100)];
+    let most = 0;
+    for (let i = 1; i <= 360; i++) {
+      wal.appendEntries(2, [entry(i, 1, 200)]);
+      await wal.sync();
+      wal.release(2, i);
+      if (i === 120) {
+        expect(wal.stats().segments).toBeGreaterThan(3); // group 1 holds the first segment, and every later one
+        expect(wal.pinningGroups()).toEqual([1]);
+      }
+      if (i >= 120 && wal.pinningGroups().includes(1) && (await wal.carry(1))) {
+        // At once again it has nothing to do: the copy is in the segment being written.
+        expect(await wal.carry(1)).toBe(false);
+      }
+      if (i > 130) most = Math.max(most, wal.stats().segments);
+    }
+    expect(most).toBeLessThanOrEqual(4);
+    expect(wal.stats().recycledSegments).toBeGreaterThan(10);
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
+    const r = again.recovered.get(1)!;
+    expect(r.snapshot!.index).toBe(3);
+    expect(r.hardState).toEqual({ term: 3, vote: 1, commit: 22 });
+    expect(shape(r.entries)).toBe(shape(want));
+    expect(r.entries.map((e) => e.data)).toEqual(want.map((e) => e.data));
+    expect(r.damaged).toBeUndefined();
+    await again.close();
+  });
+
+  test("after a carry, an older segment still holding part of the old copy changes nothing at a reopen", async () => {
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
+    wal.appendEntries(1, entries(1, 60, 1, 200)); // two segments' worth
+    await wal.sync();
+    expect(wal.stats().segments).toBe(2);
+    wal.appendEntries(2, [entry(1, 1, 16)]); // group 2 keeps the second segment (never released)
+    for (let i = 1; i <= 80; i++) {
+      wal.appendEntries(3, [entry(i, 1, 200)]);
+      await wal.sync();
+      wal.release(3, i);
+    }
+    expect(await wal.carry(1)).toBe(true);
+    await wal.sync();
+    // The first segment went; the second stays for group 2, with entries 36..60 of group 1's old copy.
+    expect(wal.pinningGroups()).toEqual([2]);
+    await wal.close();
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
+    const r = again.recovered.get(1)!;
+    expect(shape(r.entries)).toBe(shape(entries(1, 60, 1, 200)));
+    expect(r.entries.map((e) => e.data)).toEqual(entries(1, 60, 1, 200).map((e) => e.data));
+    expect(r.damaged).toBeUndefined();
+    expect(shape(again.recovered.get(2)!.entries)).toBe(shape([entry(1, 1, 16)]));
+    await again.close();
+  });
+
+  test("a carry cut short by a crash leaves the group's log as it was", async () => {
+    const d = dir();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
+    wal.appendEntries(2, [entry(1, 1, 16)]); // group 2 keeps the first segment, and with it the old copy
+    wal.appendEntries(1, entries(1, 30, 1, 200));
+    for (let i = 1; i <= 60; i++) {
+      wal.appendEntries(3, [entry(i, 1, 200)]);
+      await wal.sync();
+      wal.release(3, i);
+    }
+    expect(await wal.carry(1)).toBe(true);
+    await wal.close();
+    // The copy's last record is torn, as if the process died while writing it.
+    expect(tearNewestWalRecord(d, 8).type).toBe(RecordType.Entry);
+    const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
+    expect(again.cuts.length).toBe(1);
+    const r = again.recovered.get(1)!;
+    expect(shape(r.entries)).toBe(shape(entries(1, 30, 1, 200)));
+    expect(r.entries.map((e) => e.data)).toEqual(entries(1, 30, 1, 200).map((e) => e.data));
     await again.close();
   });
 
