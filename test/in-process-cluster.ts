@@ -1,4 +1,4 @@
-// A real sentinel and three real brokers in this process, on loopback ports the OS picks, over a temp
+// A real sentinel and three (or `brokers`) real brokers in this process, on loopback ports the OS picks, over a temp
 // dir: what client-level tests run against. `disks` (optional) gives broker i its file layer (faults).
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,7 +23,7 @@ export interface InProcessCluster {
 
 export async function startInProcessCluster(
   prefix: string,
-  opts: { disks?: FileLayer[]; sentinel?: Partial<SentinelOptions> } = {},
+  opts: { disks?: FileLayer[]; sentinel?: Partial<SentinelOptions>; brokers?: number } = {},
 ): Promise<InProcessCluster> {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const sentinelOpts = (listen: string): SentinelOptions => ({ ...sentinelDefaults, listen, dataDir: join(dir, "s"), logLevel: "error", ...opts.sentinel });
@@ -45,7 +45,7 @@ export async function startInProcessCluster(
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  for (let id = 1; id <= 3; id++) {
+  for (let id = 1; id <= (opts.brokers ?? 3); id++) {
     const fs = opts.disks?.[id - 1];
     const b = { ...brokerDefaults, id, listen: "127.0.0.1:0", sentinels: [c.sentinel.address], dataDir: join(dir, `b${id}`), logLevel: "error" as const };
     c.brokers.push(await startBroker(fs ? { ...b, fs } : b, silentLogger));

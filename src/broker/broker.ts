@@ -1224,6 +1224,8 @@ export class Broker {
       learners: p.node.conf.learners,
       appliedIndex: BigInt(p.appliedIndex),
       logStartOffset: BigInt(p.log.logStartOffset),
+      // Silent in its group (see leaveGroup, failWal) until a restart: the sentinel may replace it.
+      left: p.left || this.walFailed !== undefined,
     });
     for (const pr of p.node.status().progress ?? []) s.matchIndex[pr.id] = BigInt(pr.match);
     Object.assign(s.config, this.metas.get(p.id.group)?.config);
@@ -1302,6 +1304,7 @@ function partitionStatusHash(p: Partition): number {
     mix(match);
   });
   mix(p.configHash);
+  mix(p.left ? 1 : 0);
   return h | 0;
 }
 

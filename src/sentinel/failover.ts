@@ -1,5 +1,6 @@
-// Replaces the replicas of brokers that are down (or left), one membership change at a time per
-// partition, driven through the partition's current Raft leader:
+// Replaces the replicas of brokers that are down (or left), and replicas that left their Raft group after
+// a storage fault on a broker that is up, one membership change at a time per partition, driven through
+// the partition's current Raft leader:
 //   1. map: add the replacement as a learner (the notifier then sends it SetTopicRole as LEARNER)
 //   2. ChangeReplicas add_learner        -> the leader starts replicating to it
 //   3. wait until the leader reports match_index[replacement] >= its commit index
@@ -84,7 +85,11 @@ export class Failover {
           continue;
         }
         if (this.plans.size >= MAX_CONCURRENT_REPLACEMENTS) continue;
-        const dead = p.replicas.find((b) => !this.deps.isAlive(b));
+        // A replica that left its group after a storage fault is as good as dead for this partition until
+        // its broker restarts (which may be never): it is replaced the same way, where a broker is free.
+        const dead =
+          p.replicas.find((b) => !this.deps.isAlive(b)) ??
+          p.replicas.find((b) => this.deps.reports.reportsLeft(b, topic.name, p.partition, p.group));
         if (dead !== undefined) {
           this.startPlan(topic.name, p, dead);
           continue;

@@ -61,6 +61,12 @@ export class ReportTable {
     });
   }
 
+  /** True when `broker` reports that its replica of this group left it (a storage fault; see PartitionStatus.left). */
+  reportsLeft(broker: BrokerId, topic: string, partition: number, group: number): boolean {
+    const r = this.get(broker, topic, partition);
+    return r !== undefined && Number(r.status.group) === group && r.status.left;
+  }
+
   dropBroker(broker: BrokerId): void {
     this.byBroker.delete(broker);
   }

@@ -131,7 +131,8 @@ export class Sentinel {
       reports: this.reports,
       notifier: this.notifier,
       pool: this.pool,
-      isHealthy: (b) => this.health.isHealthy(b),
+      // A broker that reports a storage fault takes no replacement: it may not be able to store it either.
+      isHealthy: (b) => this.health.isHealthy(b) && !this.storageErrors.has(b),
       isAlive: (b) => this.isAliveForFailover(b),
       log,
       now: () => performance.now(),

@@ -72,6 +72,10 @@ export class FakeCluster {
 export class FakeBroker {
   readonly calls: Call[] = [];
   readonly hosted = new Set<string>();
+  /** Replicas ("topic/partition") this broker reports as having left their group (a storage fault). */
+  readonly left = new Set<string>();
+  /** Sent with every KeepAlive, as a real broker reports a failed WAL or partition log. */
+  storageError = "";
   /** Extra partitions this broker claims in KeepAlive (to test drift repair). */
   readonly phantom: PartitionStatus[] = [];
   /** What this broker claims as the highest producer id its partitions recorded. */
@@ -126,7 +130,14 @@ export class FakeBroker {
     const partitions = [...this.statuses(), ...this.phantom];
     const res = await this.client.call({
       case: "keepAlive",
-      value: create(KeepAliveRequestSchema, { brokerId: this.id, address: this.address, partitions, fsyncPolicy: "always", highestProducerId: this.highestProducerId }),
+      value: create(KeepAliveRequestSchema, {
+        brokerId: this.id,
+        address: this.address,
+        partitions,
+        fsyncPolicy: "always",
+        highestProducerId: this.highestProducerId,
+        storageError: this.storageError,
+      }),
     });
     try {
       expectCase(res, "keepAliveResponse");
@@ -186,6 +197,7 @@ export class FakeBroker {
       voters: [...t.voters],
       learners: [...t.learners],
       matchIndex: leader ? Object.fromEntries([...t.match].map(([b, m]) => [b, BigInt(m)])) : {},
+      left: this.left.has(`${t.topic}/${t.partition}`),
     });
   }
 

@@ -545,6 +545,29 @@ describe("sentinel failover", () => {
     expect(steps).toEqual([`add:${dropped}`, `promote:${dropped}`]);
   });
 
+  test("a replica that left its group (its broker up) is replaced, never on a broker that reports a storage fault", async () => {
+    const s = await sentinel({ keepAliveMs: 20 });
+    const { fc, brokers } = await cluster(s, 4, 20);
+    const created = await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
+    const replicas = [...created.topic!.partitionMetadata[0]!.replicas];
+    const spare = brokers[[1, 2, 3, 4].find((b) => !replicas.includes(b))! - 1]!;
+    const [leader, , victim] = replicas as [number, number, number];
+    // The only free broker cannot store either: nothing moves while it says so.
+    spare.storageError = "t/9: disk full";
+    brokers[victim - 1]!.storageError = "t/0: disk full";
+    brokers[victim - 1]!.left.add("t/0");
+    const changes = () => brokers[leader - 1]!.calls.filter((c) => c.kind === "changeReplicas").length;
+    await Bun.sleep(400); // twenty beats: failover runs at each
+    expect(changes()).toBe(0);
+    expect(spare.calls.some((c) => c.kind === "setTopicRole" && c.req.topic === "t")).toBe(false);
+    // Its disk mended: the left replica is replaced there, as a dead broker's would be.
+    spare.storageError = "";
+    const truth = () => fc.get("t", 0)!;
+    await waitFor("replacement", () => truth().voters.includes(spare.id) && !truth().voters.includes(victim), 5_000);
+    const steps = brokers[leader - 1]!.calls.flatMap((c) => (c.kind === "changeReplicas" ? [c.req.addLearner ? `add:${c.req.addLearner.id}` : c.req.promote ? `promote:${c.req.promote}` : `remove:${c.req.remove}`] : []));
+    expect(steps).toEqual([`add:${spare.id}`, `promote:${spare.id}`, `remove:${victim}`]);
+  });
+
   test("a broker that comes back before it is replaced rejoins without changes", async () => {
     const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 60, downAfterMs: 400 });
     const { fc, brokers } = await cluster(s, 4, 20);
