@@ -1,5 +1,5 @@
 // The long form of the fault suite: `bun test/e2e/faults-cli.ts --duration 300 [--seed S] [--partitions N]
-// [--sentinels 1|3]`.
+// [--sentinels 1|3] [--brokers N]` (N >= 3; more than three lets the sentinel move replicas during the run).
 // Prints progress, then one JSON line with the figures; exits 1 (with seed and nemesis history) on failure.
 import { parseArgs } from "node:util";
 import { ALL_FAULTS, type FaultKind } from "./nemesis";
@@ -12,6 +12,7 @@ const { values } = parseArgs({
     seed: { type: "string" },
     partitions: { type: "string", default: "4" },
     sentinels: { type: "string", default: "1" },
+    brokers: { type: "string", default: "3" },
     rate: { type: "string" },
     keep: { type: "boolean", default: false },
     "progress-ms": { type: "string", default: "10000" },
@@ -50,12 +51,13 @@ function sentinelCount(text: string | undefined): 1 | 3 {
 const durationSec = int("duration", values.duration, 5);
 const sentinels = sentinelCount(values.sentinels);
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : int("seed", values.seed, 0);
-console.error(`fault run: seed=${seed} duration=${durationSec}s sentinels=${sentinels}`);
+console.error(`fault run: seed=${seed} duration=${durationSec}s sentinels=${sentinels} brokers=${values.brokers}`);
 const r = await runFaults({
   seed,
   durationMs: durationSec * 1000,
   partitions: int("partitions", values.partitions, 1),
   sentinels,
+  brokers: int("brokers", values.brokers, 3),
   maxRatePerSec: values.rate === undefined ? undefined : int("rate", values.rate, 1),
   keep: values.keep,
   progressEveryMs: int("progress-ms", values["progress-ms"], 100),

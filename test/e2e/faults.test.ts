@@ -1,6 +1,7 @@
 // The short form of the fault suite: real processes, a few dozen seconds of faults of every kind under an
 // idempotent produce load, then the full check; once with one sentinel, once with three replicating the
-// map (sentinel-kill then takes down one of them). A failure prints the seed and the nemesis history.
+// map (sentinel-kill then takes down one of them), and once with a fourth broker, where the sentinel moves
+// replicas during the run. A failure prints the seed and the nemesis history.
 import { afterAll, expect, test } from "bun:test";
 import { stopAllClusters } from "./harness";
 import { failureText, runFaults, type RunReport } from "./run";
@@ -14,11 +15,12 @@ function expectOk(r: RunReport, lines: string[]): void {
   expect(r.problems).toEqual([]);
 }
 
-async function shortRun(sentinels: 1 | 3): Promise<void> {
+async function shortRun(sentinels: 1 | 3, brokers = 3): Promise<void> {
   const lines: string[] = [];
   const r = await runFaults({
     seed: SEED,
     sentinels,
+    brokers,
     log: (l) => lines.push(l),
     durationMs: 30_000,
     minFaults: 8,
@@ -28,6 +30,8 @@ async function shortRun(sentinels: 1 | 3): Promise<void> {
     JSON.stringify({
       seed: r.seed,
       sentinels: r.sentinels,
+      brokers,
+      replicasMoved: r.replicasMoved,
       acks: r.acks,
       faults: r.faults,
       kinds: r.faultKinds,
@@ -38,6 +42,10 @@ async function shortRun(sentinels: 1 | 3): Promise<void> {
   );
   expectOk(r, lines);
   expect(r.faultKinds.length).toBeGreaterThanOrEqual(5);
+  // With a free broker the sentinel moved replicas (of brokers down long enough, or that left after a disk
+  // fault); with one broker per replica it has nowhere to move them.
+  if (brokers > 3) expect(r.replicasMoved).toBeGreaterThan(0);
+  else expect(r.replicasMoved).toBe(0);
 }
 
 test(
@@ -49,5 +57,11 @@ test(
 test(
   `the same with three sentinels, one of them killed at a time (seed ${SEED})`,
   () => shortRun(3),
+  { timeout: 120_000 },
+);
+
+test(
+  `the same with four brokers for three replicas: replicas that left or whose broker was down move (seed ${SEED})`,
+  () => shortRun(1, 4),
   { timeout: 120_000 },
 );
