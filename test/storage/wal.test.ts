@@ -18,6 +18,15 @@ function dir(): string {
   return join(t.dir, "wal");
 }
 
+/** `count` entries of 200 bytes for `group` (indexes from 1), each written, synced and released at once. */
+async function releasedTraffic(wal: Wal, group: number, count: number): Promise<void> {
+  for (let i = 1; i <= count; i++) {
+    wal.appendEntries(group, [entry(i, 1, 200)]);
+    await wal.sync();
+    wal.release(group, i);
+  }
+}
+
 describe("WAL", () => {
   test("entries, hard state and snapshot of many groups survive a reopen", async () => {
     const d = dir();
@@ -265,11 +274,7 @@ describe("WAL", () => {
     const d = dir();
     const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
     wal.setHardState(9, { term: 4, vote: 2, commit: 0 });
-    for (let i = 1; i <= 200; i++) {
-      wal.appendEntries(1, [entry(i, 1, 200)]);
-      await wal.sync();
-      wal.release(1, i);
-    }
+    await releasedTraffic(wal, 1, 200);
     expect(wal.stats().recycledSegments).toBeGreaterThan(0);
     await wal.close();
     const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
@@ -285,11 +290,7 @@ describe("WAL", () => {
     wal.setHardState(1, { term: 2, vote: 3, commit: 20 });
     // Group 1 stops being released (its partition failed); group 2 goes on and is released as it goes.
     wal.appendEntries(1, entries(4, 20, 2, 100));
-    for (let i = 1; i <= 120; i++) {
-      wal.appendEntries(2, [entry(i, 1, 200)]);
-      await wal.sync();
-      wal.release(2, i);
-    }
+    await releasedTraffic(wal, 2, 120);
     const pinned = wal.stats().segments;
     expect(pinned).toBeGreaterThan(3); // group 1's records hold the first segment, so every later one stays
     expect(wal.pinningGroups()).toEqual([1]);
@@ -360,11 +361,7 @@ describe("WAL", () => {
     await wal.sync();
     expect(wal.stats().segments).toBe(2);
     wal.appendEntries(2, [entry(1, 1, 16)]); // group 2 keeps the second segment (never released)
-    for (let i = 1; i <= 80; i++) {
-      wal.appendEntries(3, [entry(i, 1, 200)]);
-      await wal.sync();
-      wal.release(3, i);
-    }
+    await releasedTraffic(wal, 3, 80);
     expect(await wal.carry(1)).toBe(true);
     await wal.sync();
     // The first segment went; the second stays for group 2, with entries 36..60 of group 1's old copy.
@@ -384,11 +381,7 @@ describe("WAL", () => {
     const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
     wal.appendEntries(2, [entry(1, 1, 16)]); // group 2 keeps the first segment, and with it the old copy
     wal.appendEntries(1, entries(1, 30, 1, 200));
-    for (let i = 1; i <= 60; i++) {
-      wal.appendEntries(3, [entry(i, 1, 200)]);
-      await wal.sync();
-      wal.release(3, i);
-    }
+    await releasedTraffic(wal, 3, 60);
     expect(await wal.carry(1)).toBe(true);
     await wal.close();
     // The copy's last record is torn, as if the process died while writing it.
@@ -442,11 +435,7 @@ describe("WAL", () => {
     wal.appendEntries(1, entries(1, 5, 1, 100));
     await wal.sync();
     await wal.drop(1);
-    for (let i = 1; i <= 80; i++) {
-      wal.appendEntries(2, [entry(i, 1, 200)]);
-      await wal.sync();
-      wal.release(2, i);
-    }
+    await releasedTraffic(wal, 2, 80);
     expect(wal.stats().recycledSegments).toBeGreaterThan(0);
     await wal.close();
     const again = await Wal.open({ dir: d, fsync: "always", segmentBytes: 4096 });
