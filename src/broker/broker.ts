@@ -1304,7 +1304,8 @@ function partitionStatusHash(p: Partition): number {
     mix(match);
   });
   mix(p.configHash);
-  mix(p.left ? 1 : 0);
+  // PartitionStatus.left (the sentinel replaces such a replica): left, or failed with the broker's WAL.
+  mix((p.left ? 1 : 0) | (p.failed !== undefined ? 2 : 0));
   return h | 0;
 }
 

@@ -277,8 +277,10 @@ export class Wal {
    * head of the WAL, so the older segments holding them may be reused. For a group that can neither
    * checkpoint (its partition log cannot be written) nor drop its entries (no other replica holds them: a
    * lone replica), else its first unreleased entry holds every later segment until the disk is full.
-   * The entries are read back from the segment files; a restart replays them as any entries written
-   * again (a truncation, then the entries), so an older copy still on disk changes nothing.
+   * The entries are read back from the segment files and written with no truncate record before them:
+   * replay takes an entry it holds already with the same term as that entry, so an older copy still on
+   * disk changes nothing, and neither does a copy cut short by a crash (the older one is still there:
+   * the segments holding it are released only once the copy is durable).
    * Resolves true once the copy is durable and the older segments no longer wait for the group; false
    * when there is nothing to move or the copy would not move the group's records off the oldest segment
    * (they already reach the segment being written: carrying them again would only rewrite them).
