@@ -131,8 +131,7 @@ export class Sentinel {
       reports: this.reports,
       notifier: this.notifier,
       pool: this.pool,
-      // A broker that reports a storage fault takes no replacement: it may not be able to store it either.
-      isHealthy: (b) => this.health.isHealthy(b) && !this.storageErrors.has(b),
+      isHealthy: (b) => this.placeable(b),
       isAlive: (b) => this.isAliveForFailover(b),
       log,
       now: () => performance.now(),
@@ -445,8 +444,16 @@ export class Sentinel {
     return t;
   }
 
+  /**
+   * May take new replicas (of a new topic, or replacing others): beating on time, and reporting no storage
+   * fault (a full disk, a failed WAL or partition log), since it may not be able to store them either.
+   */
+  private placeable(b: BrokerId): boolean {
+    return this.health.isHealthy(b) && !this.storageErrors.has(b);
+  }
+
   private healthyBrokers(): BrokerId[] {
-    return this.ring.members().filter((b) => this.health.isHealthy(b));
+    return this.ring.members().filter((b) => this.placeable(b));
   }
 
   private async createTopic(req: BodyOf<"createTopic">): Promise<Body> {
@@ -475,11 +482,11 @@ export class Sentinel {
     if (replicas > healthy.length) {
       throw new WireError(
         ErrorCode.NOT_ENOUGH_BROKERS,
-        `topic "${req.name}" needs ${replicas} replicas but only ${healthy.length} broker(s) are healthy` +
+        `topic "${req.name}" needs ${replicas} replicas but only ${healthy.length} broker(s) can take them (healthy, no storage fault)` +
           (healthy.length > 0 ? ` (${healthy.join(", ")})` : ""),
       );
     }
-    const eligible = (b: BrokerId) => this.health.isHealthy(b);
+    const eligible = (b: BrokerId) => this.placeable(b);
     const placement = Array.from({ length: partitions }, (_, i) => this.ring.replicas(partitionKey(req.name, i), replicas, eligible));
     const r = await this.propose({
       type: "create-topic",

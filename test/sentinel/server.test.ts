@@ -568,6 +568,25 @@ describe("sentinel failover", () => {
     expect(steps).toEqual([`add:${spare.id}`, `promote:${spare.id}`, `remove:${victim}`]);
   });
 
+  test("a new topic is not placed on a broker that reports a storage fault", async () => {
+    const s = await sentinel({ keepAliveMs: 20 });
+    const { brokers } = await cluster(s, 4, 20);
+    const faulty = brokers[1]!;
+    faulty.storageError = "wal: disk full while writing WAL";
+    await faulty.keepAlive();
+    for (let i = 0; i < 6; i++) {
+      const t = await call(s.client, createTopic(`t${i}`, 2, 3), "createTopicResponse");
+      for (const p of t.topic!.partitionMetadata) expect([...p.replicas]).not.toContain(faulty.id);
+    }
+    const refused = await call(s.client, createTopic("four", 1, 4), "createTopicResponse").catch((e) => e);
+    expect((refused as WireError).code).toBe(ErrorCode.NOT_ENOUGH_BROKERS);
+    expect((refused as WireError).message).toMatch(/only 3 broker\(s\) can take them \(healthy, no storage fault\)/);
+    // Once it reports none, it takes replicas again.
+    faulty.storageError = "";
+    await faulty.keepAlive();
+    expect((await call(s.client, createTopic("four", 1, 4), "createTopicResponse")).topic!.partitionMetadata[0]!.replicas).toContain(faulty.id);
+  });
+
   test("a broker that comes back before it is replaced rejoins without changes", async () => {
     const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 60, downAfterMs: 400 });
     const { fc, brokers } = await cluster(s, 4, 20);
