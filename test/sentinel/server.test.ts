@@ -552,8 +552,10 @@ describe("sentinel failover", () => {
     const replicas = [...created.topic!.partitionMetadata[0]!.replicas];
     const spare = brokers[[1, 2, 3, 4].find((b) => !replicas.includes(b))! - 1]!;
     const [leader, , victim] = replicas as [number, number, number];
-    // The only free broker cannot store either: nothing moves while it says so.
+    // The only free broker cannot store either: nothing moves while it says so. (It says so before the
+    // replica leaves: each fake broker beats on its own timer, and the sentinel must know both.)
     spare.storageError = "t/9: disk full";
+    await spare.keepAlive();
     brokers[victim - 1]!.storageError = "t/0: disk full";
     brokers[victim - 1]!.left.add("t/0");
     const changes = () => brokers[leader - 1]!.calls.filter((c) => c.kind === "changeReplicas").length;
