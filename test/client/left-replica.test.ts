@@ -1,6 +1,7 @@
-// A follower whose partition log cannot be written leaves its Raft group (the broker keeps running). With
-// a fourth broker free, the sentinel replaces that replica as it replaces a dead broker's: the partition
-// is back to three voters that can all store, without waiting for anyone to restart the faulty broker.
+// A follower whose partition log cannot be written leaves its Raft group, and a broker whose WAL fails
+// leaves all of them, while the broker keeps running. With a fourth broker free, the sentinel replaces
+// such a replica as it replaces a dead broker's: the partition is back to three voters that can all
+// store, without waiting for anyone to restart the faulty broker.
 import { afterEach, expect, test } from "bun:test";
 import { FaultyFileLayer } from "../../src/storage";
 import { Consumer, Producer, type ConsumedMessage } from "../../src/client/index";
@@ -33,8 +34,7 @@ async function until<T>(what: string, get: () => Promise<T | undefined>, timeout
 /**
  * Topic "lr" (one partition, RF3) with 50 records; then `fail(follower)` breaks one follower's disk and 50
  * more are sent; the sentinel must replace that follower's replica on the fourth broker, which ends with
- * all 150 records at their acknowledged offsets, and the faulty broker's storage error clears once it let
- * the replica go.
+ * all 150 records at their acknowledged offsets.
  */
 async function replacedAfter(fail: (disk: FaultyFileLayer) => void): Promise<void> {
   const c = await fourBrokers();
