@@ -9,10 +9,9 @@ import { silentLogger } from "../../src/log";
 import { PartitionLog } from "../../src/storage/partition-log";
 import type { ClientPool } from "../../src/wire";
 import { batchRun, concat } from "../storage/batches";
-import { tempDir } from "../storage/helpers";
+import { removeTempDirs, tempDir } from "../storage/helpers";
 
-let cleanup: (() => void) | undefined;
-afterEach(() => cleanup?.());
+afterEach(removeTempDirs);
 
 /** A pool whose peers answer ReplicateFragment from local partition logs, recording what was asked. */
 function fakePool(peers: Record<string, PartitionLog>, asked: string[]): ClientPool {
@@ -32,7 +31,6 @@ function fakePool(peers: Record<string, PartitionLog>, asked: string[]): ClientP
 
 test("a damaged range longer than any one answer is repaired piece by piece from the same peer", async () => {
   const t = tempDir();
-  cleanup = t.cleanup;
   const bs = batchRun(0, 1, 30, 2, 60); // 120-byte batches, 2 offsets each
   const ours = await PartitionLog.open({ dir: join(t.dir, "ours"), segmentBytes: 1200 }); // 10 batches a segment
   const peer = await PartitionLog.open({ dir: join(t.dir, "peer"), segmentBytes: 500 }); // 4 batches a segment

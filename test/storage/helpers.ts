@@ -3,9 +3,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EntryType, type Entry } from "../../src/raft/types";
 
+const made: string[] = [];
+
+/** A fresh directory under the OS temp dir; removeTempDirs() (in an afterEach) removes every one made. */
 export function tempDir(): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "goulette-storage-"));
+  made.push(dir);
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Removes every directory tempDir() made so far: a test that makes several leaves none behind. */
+export function removeTempDirs(): void {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 export function entry(index: number, term = 1, size = 16): Entry {

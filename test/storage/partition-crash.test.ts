@@ -7,16 +7,11 @@ import { StorageError } from "../../src/storage/errors";
 import { PartitionLog } from "../../src/storage/partition-log";
 import type { DamagedRange } from "../../src/storage/types";
 import { batchRun, concat } from "./batches";
-import { tempDir } from "./helpers";
+import { removeTempDirs, tempDir } from "./helpers";
 
-let cleanup: (() => void) | undefined;
-afterEach(() => {
-  cleanup?.();
-  cleanup = undefined;
-});
+afterEach(removeTempDirs);
 function root(): string {
   const t = tempDir();
-  cleanup = t.cleanup;
   return t.dir;
 }
 const opts = { segmentBytes: 1200, indexIntervalBytes: 200 };

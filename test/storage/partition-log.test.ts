@@ -5,16 +5,11 @@ import { StorageError } from "../../src/storage/errors";
 import { FaultyFileLayer } from "../../src/storage/file-layer";
 import { PartitionLog } from "../../src/storage/partition-log";
 import { batchRun, concat, makeBatch } from "./batches";
-import { tempDir } from "./helpers";
+import { removeTempDirs, tempDir } from "./helpers";
 
-let cleanup: (() => void) | undefined;
-afterEach(() => {
-  cleanup?.();
-  cleanup = undefined;
-});
+afterEach(removeTempDirs);
 function dir(): string {
   const t = tempDir();
-  cleanup = t.cleanup;
   return join(t.dir, "topic", "0");
 }
 

@@ -4,17 +4,12 @@ import { join } from "node:path";
 import { FaultyFileLayer } from "../../src/storage/file-layer";
 import { StorageError } from "../../src/storage/errors";
 import { Wal } from "../../src/storage/wal";
-import { entries, entry, shape, tearNewestWalRecord, tempDir } from "./helpers";
+import { entries, entry, removeTempDirs, shape, tearNewestWalRecord, tempDir } from "./helpers";
 import { RecordType } from "../../src/storage/wal-record";
 
-let cleanup: (() => void) | undefined;
-afterEach(() => {
-  cleanup?.();
-  cleanup = undefined;
-});
+afterEach(removeTempDirs);
 function dir(): string {
   const t = tempDir();
-  cleanup = t.cleanup;
   return join(t.dir, "wal");
 }
 
