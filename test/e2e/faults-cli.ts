@@ -2,7 +2,7 @@
 // [--sentinels 1|3] [--brokers N]` (N >= 3; more than three lets the sentinel move replicas during the run).
 // Prints progress, then one JSON line with the figures; exits 1 (with seed and nemesis history) on failure.
 import { parseArgs } from "node:util";
-import { ALL_FAULTS, type FaultKind } from "./nemesis";
+import { defaultKinds, type FaultKind } from "./nemesis";
 import { failureText, runFaults } from "./run";
 
 const { values } = parseArgs({
@@ -31,11 +31,13 @@ function int(name: string, text: string | undefined, min: number): number {
   return n;
 }
 
-function kinds(text: string): FaultKind[] {
+/** A subset of the kinds this many brokers allow (an outage needs a broker free to take the replicas). */
+function kinds(text: string, brokers: number): FaultKind[] {
   const list = text.split(",").map((k) => k.trim());
+  const known = defaultKinds(brokers, 3);
   for (const k of list) {
-    if (!(ALL_FAULTS as readonly string[]).includes(k)) {
-      console.error(`--kinds: unknown fault "${k}"; known: ${ALL_FAULTS.join(", ")}`);
+    if (!(known as readonly string[]).includes(k)) {
+      console.error(`--kinds: unknown fault "${k}" with ${brokers} brokers; known: ${known.join(", ")}`);
       process.exit(2);
     }
   }
@@ -50,6 +52,7 @@ function sentinelCount(text: string | undefined): 1 | 3 {
 
 const durationSec = int("duration", values.duration, 5);
 const sentinels = sentinelCount(values.sentinels);
+const brokers = int("brokers", values.brokers, 3);
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : int("seed", values.seed, 0);
 console.error(`fault run: seed=${seed} duration=${durationSec}s sentinels=${sentinels} brokers=${values.brokers}`);
 const r = await runFaults({
@@ -57,11 +60,11 @@ const r = await runFaults({
   durationMs: durationSec * 1000,
   partitions: int("partitions", values.partitions, 1),
   sentinels,
-  brokers: int("brokers", values.brokers, 3),
+  brokers,
   maxRatePerSec: values.rate === undefined ? undefined : int("rate", values.rate, 1),
   keep: values.keep,
   progressEveryMs: int("progress-ms", values["progress-ms"], 100),
-  kinds: values.kinds === undefined ? undefined : kinds(values.kinds),
+  kinds: values.kinds === undefined ? undefined : kinds(values.kinds, brokers),
   faultMsMin: values["hold-ms"] === undefined ? undefined : int("hold-ms", values["hold-ms"].split(",")[0], 1),
   faultMsMax: values["hold-ms"] === undefined ? undefined : int("hold-ms", values["hold-ms"].split(",").at(-1), 1),
   log: (line) => console.error(line),

@@ -12,9 +12,21 @@ export type FaultKind =
   | "sentinel-kill" // kill -9 a sentinel (the only one, or one of three), restart it later with its data
   | "torn-wal" // kill -9 a broker, tear its newest WAL record, restart it
   | "damaged-segment" // kill -9 a broker, flip a byte in / cut short / delete one sealed partition segment, restart it
-  | "disk-fault"; // make one partition's files on a broker unwritable while it runs; mend them, restart it
+  | "disk-fault" // make one partition's files on a broker unwritable while it runs; mend them, restart it
+  | "outage"; // kill -9 a broker, keep it down until the sentinel has moved its replicas away, restart it
 
 export const ALL_FAULTS: readonly FaultKind[] = ["kill9", "pause", "partition", "sentinel-kill", "torn-wal", "damaged-segment", "disk-fault"];
+
+/**
+ * The kinds a run draws from by default: all of the above, and outages where a broker is free to take the
+ * replicas of one that is down (more brokers than replicas).
+ */
+export function defaultKinds(brokers: number, replicas: number): readonly FaultKind[] {
+  return brokers > replicas ? [...ALL_FAULTS, "outage"] : ALL_FAULTS;
+}
+
+/** How long an outage waits for the sentinel to move every replica off the broker before it gives up. */
+export const OUTAGE_MAX_MS = 30_000;
 
 export interface FaultEvent {
   kind: FaultKind;
@@ -23,11 +35,15 @@ export interface FaultEvent {
   startMs: number; // since the nemesis started
   healMs?: number;
   error?: string;
+  /** Outage: how many partitions the sentinel moved off the broker while it was down. */
+  moved?: number;
 }
 
 export interface NemesisOptions {
   seed: number;
-  kinds?: readonly FaultKind[];
+  /** The topic whose placement an outage watches. */
+  topic: string;
+  kinds: readonly FaultKind[];
   faultMsMin?: number;
   faultMsMax?: number;
   /** Quiet time between one fault's heal and the next fault. */
@@ -97,11 +113,14 @@ export class Nemesis {
   }
 
   private async run(): Promise<void> {
-    const kinds = this.opts.kinds ?? ALL_FAULTS;
+    const kinds = this.opts.kinds;
     const { faultMsMin = 1000, faultMsMax = 3000, gapMsMin = 500, gapMsMax = 1500 } = this.opts;
     const c = this.cluster;
     // Every fault kind comes up once (in a seeded order) before any repeats, so a short run covers them all.
     let deck: FaultKind[] = [];
+    // An outage takes longest (it waits for the sentinel), so where there is one it comes first: however
+    // short the run, the sentinel moves replicas in it. Only runs that draw outages change their schedule.
+    if (kinds.includes("outage")) deck = [...this.shuffle(kinds.filter((k) => k !== "outage")), "outage"];
     await this.sleep(this.between(gapMsMin, gapMsMax));
     while (this.running) {
       if (deck.length === 0) deck = this.shuffle([...kinds]);
@@ -168,6 +187,26 @@ export class Nemesis {
             await c.restart(b);
             break;
           }
+          case "outage": {
+            // The drawn broker, unless the map places nothing on it (placement on a small ring is uneven):
+            // then the one holding the most partitions, so the outage always has replicas to move.
+            const on = await this.partitionsByBroker();
+            const most = c.brokers.reduce((m, x) => ((on.get(brokerId(x.label))?.length ?? 0) > (on.get(brokerId(m.label))?.length ?? 0) ? x : m));
+            const target = (on.get(brokerId(b.label))?.length ?? 0) > 0 ? b : most;
+            const id = brokerId(target.label);
+            const held = on.get(id) ?? [];
+            ev.target = target.label;
+            await c.kill9(target);
+            try {
+              const left = await this.untilMovedOff(id, held);
+              ev.moved = held.filter((p) => !left.includes(p)).length;
+              ev.detail += ` partitions ${held.join(",") || "none"}; moved ${ev.moved}`;
+              if (left.length > 0 && this.running) throw new Error(`the sentinel did not move partitions ${left.join(",")} off ${target.label} within ${OUTAGE_MAX_MS} ms`);
+            } finally {
+              c.start(target);
+            }
+            break;
+          }
           case "torn-wal": {
             const cut = 1 + this.rng.int(8);
             const r = await c.restartWithTornWal(b, cut);
@@ -204,6 +243,39 @@ export class Nemesis {
     return node ? { node, why: "(map leader)" } : { node: drawn, why: "(random: map leader unknown)" };
   }
 
+  /** The partitions of the topic the map places on each broker (throws when no sentinel answers soon). */
+  private async partitionsByBroker(): Promise<Map<number, number[]>> {
+    const admin = new Admin({ sentinels: this.cluster.sentinelAddresses, sentinelTimeoutMs: 1000 });
+    try {
+      const t = await admin.describeTopic(this.opts.topic);
+      const on = new Map<number, number[]>();
+      for (const p of t.partitionInfo) for (const r of p.replicas) on.set(r, [...(on.get(r) ?? []), p.partition]);
+      return on;
+    } finally {
+      await admin.close().catch(() => {});
+    }
+  }
+
+  /**
+   * Waits until the map places no partition on the broker, OUTAGE_MAX_MS at most (or until stop() is
+   * called); returns the partitions still placed on it when last asked. A sentinel that does not answer (one was killed
+   * just before, and the others are electing) is asked again.
+   */
+  private async untilMovedOff(id: number, held: number[]): Promise<number[]> {
+    const deadline = Date.now() + OUTAGE_MAX_MS;
+    let left = held;
+    for (;;) {
+      try {
+        left = (await this.partitionsByBroker()).get(id) ?? [];
+        if (left.length === 0) return left;
+      } catch {
+        // asked again below
+      }
+      if (Date.now() >= deadline || !this.running) return left;
+      await this.sleep(200);
+    }
+  }
+
   /** The map leader's id as the sentinels tell it (cluster status), or undefined when none answers soon. */
   private async mapLeader(): Promise<number | undefined> {
     const admin = new Admin({ sentinels: this.cluster.sentinelAddresses, sentinelTimeoutMs: 1000 });
@@ -223,4 +295,11 @@ export class Nemesis {
     }
     return xs;
   }
+}
+
+/** A broker's id from its label ("b2" -> 2), as the harness starts it (`--id`). */
+function brokerId(label: string): number {
+  const m = /^b(\d+)$/.exec(label);
+  if (!m) throw new Error(`not a broker label: ${label}`);
+  return Number(m[1]);
 }

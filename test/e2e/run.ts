@@ -7,7 +7,7 @@ import { ClusterStatusRequestSchema } from "../../src/proto/goulette_pb";
 import { ClientPool, WireError, expectCase } from "../../src/wire/index";
 import { checkRun, type CheckResult } from "./checker";
 import { Cluster } from "./harness";
-import { Nemesis, type FaultKind } from "./nemesis";
+import { defaultKinds, Nemesis, type FaultKind } from "./nemesis";
 
 /** Partition segment size of the fault-run brokers (the broker's minimum is 64 KiB). */
 const SEGMENT_BYTES = 256 * 1024;
@@ -24,6 +24,7 @@ export interface RunOptions {
    * replica that left its group (disk-fault) or a broker down long enough is replaced during the run.
    */
   brokers?: number;
+  /** Default: every kind, outages included where there are more brokers than replicas. */
   kinds?: readonly FaultKind[];
   faultMsMin?: number;
   faultMsMax?: number;
@@ -46,6 +47,8 @@ export interface RunReport {
   brokers: number;
   /** Partitions whose replicas at the end are not those they were created on (the sentinel moved them). */
   replicasMoved: number;
+  /** Partitions the sentinel moved off a broker during its outages (each outage waits for it). */
+  outageMoves: number;
   acks: number;
   sent: number;
   failedSends: number;
@@ -76,11 +79,16 @@ async function placement(admin: Admin): Promise<Map<number, string>> {
   return new Map(t.partitionInfo.map((p) => [p.partition, [...p.replicas].sort((a, b) => a - b).join(",")]));
 }
 
-/** Retries until the sentinel is up and enough brokers have registered (it refuses until then). */
-async function createTopic(admin: Admin, partitions: number): Promise<void> {
+/**
+ * Retries until the sentinel is up and every broker has registered, healthy: placed with fewer (the sentinel
+ * takes the topic once RF brokers are up), a fourth broker would start with no replica.
+ */
+async function createTopic(admin: Admin, partitions: number, brokers: number): Promise<void> {
   const until = Date.now() + 30_000;
   for (;;) {
     try {
+      const healthy = (await admin.clusterStatus()).brokers.filter((b) => b.health === "healthy").length;
+      if (healthy < brokers) throw new Error(`${healthy} of ${brokers} brokers healthy`);
       await admin.createTopic(TOPIC, { partitions, replicas: REPLICAS });
       return;
     } catch (e) {
@@ -152,7 +160,7 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
   try {
     const admin = new Admin({ sentinels, sentinelTimeoutMs: 2000 });
     try {
-      await createTopic(admin, partitions);
+      await createTopic(admin, partitions, cluster.brokers.length);
       placedAt = await placement(admin);
     } finally {
       await admin.close();
@@ -161,7 +169,8 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     workload = new Workload({ sentinels, topic: TOPIC, partitions, maxRatePerSec: opts.maxRatePerSec ?? defaultTiming.maxRatePerSec });
     nemesis = new Nemesis(cluster, {
       seed: opts.seed,
-      kinds: opts.kinds,
+      topic: TOPIC,
+      kinds: opts.kinds ?? defaultKinds(cluster.brokers.length, REPLICAS),
       faultMsMin: opts.faultMsMin ?? defaultTiming.faultMsMin,
       faultMsMax: opts.faultMsMax ?? defaultTiming.faultMsMax,
       gapMsMin: opts.gapMsMin ?? defaultTiming.gapMsMin,
@@ -243,6 +252,7 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     sentinels: sentinels.length,
     brokers: cluster.brokers.length,
     replicasMoved,
+    outageMoves: (nemesis?.history ?? []).reduce((n, e) => n + (e.moved ?? 0), 0),
     acks: workload?.acks.length ?? 0,
     sent: workload?.sent.size ?? 0,
     failedSends: workload?.failed ?? 0,
