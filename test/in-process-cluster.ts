@@ -16,6 +16,8 @@ export interface InProcessCluster {
   sentinel: RunningSentinel;
   brokers: RunningBroker[];
   admin: Admin;
+  /** Starts one more broker (the next id) against the same sentinel. */
+  addBroker(): Promise<RunningBroker>;
   /** Stops the sentinel, runs `whileStopped` (to damage its files), starts it on the same address and dir. */
   restartSentinel(whileStopped?: () => void): Promise<void>;
   stop(): Promise<void>;
@@ -32,6 +34,14 @@ export async function startInProcessCluster(
     sentinel: await startSentinel(sentinelOpts("127.0.0.1:0")),
     brokers: [],
     admin: undefined as unknown as Admin,
+    async addBroker() {
+      const id = c.brokers.length + 1;
+      const fs = opts.disks?.[id - 1];
+      const b = { ...brokerDefaults, id, listen: "127.0.0.1:0", sentinels: [c.sentinel.address], dataDir: join(dir, `b${id}`), logLevel: "error" as const };
+      const started = await startBroker(fs ? { ...b, fs } : b, silentLogger);
+      c.brokers.push(started);
+      return started;
+    },
     async restartSentinel(whileStopped) {
       const address = c.sentinel.address;
       await c.sentinel.stop();
@@ -45,11 +55,7 @@ export async function startInProcessCluster(
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  for (let id = 1; id <= (opts.brokers ?? 3); id++) {
-    const fs = opts.disks?.[id - 1];
-    const b = { ...brokerDefaults, id, listen: "127.0.0.1:0", sentinels: [c.sentinel.address], dataDir: join(dir, `b${id}`), logLevel: "error" as const };
-    c.brokers.push(await startBroker(fs ? { ...b, fs } : b, silentLogger));
-  }
+  for (let id = 1; id <= (opts.brokers ?? 3); id++) await c.addBroker();
   c.admin = new Admin({ sentinels: [c.sentinel.address] });
   return c;
 }

@@ -60,6 +60,11 @@ export const sentinelCommand: CommandSpec = {
     { flag: "suspicious-after-ms", value: "ms", help: `silence before a broker is suspicious (default ${sentinelDefaults.suspiciousAfterMs})` },
     { flag: "down-after-ms", value: "ms", help: `silence before a broker is down and failover starts (default ${sentinelDefaults.downAfterMs})` },
     { flag: "virtual-nodes", value: "n", help: `hash-ring points per broker (default ${sentinelDefaults.virtualNodes})` },
+    {
+      flag: "balance-after-ms",
+      value: "ms",
+      help: `move replicas back to their ring placement once its brokers have been healthy this long; 0: never (default ${sentinelDefaults.balanceAfterMs})`,
+    },
     shared.maxFrameBytes,
     shared.logLevel,
     shared.config,
@@ -146,6 +151,7 @@ export function parseSentinelOptions(argv: readonly string[], env: Env): Parsed<
     suspiciousAfterMs,
     downAfterMs,
     virtualNodes: int("virtual-nodes", sentinelDefaults.virtualNodes, 1, 4096),
+    balanceAfterMs: int("balance-after-ms", sentinelDefaults.balanceAfterMs, 0, 86_400_000),
     maxFrameBytes: int("max-frame-bytes", sentinelDefaults.maxFrameBytes, 64 * KiB, GiB),
     logLevel: logLevel(settings.get("log-level"), sentinelDefaults.logLevel),
   };

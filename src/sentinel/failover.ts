@@ -10,6 +10,10 @@
 // Each step is chosen from what the leader last reported (KeepAlive or the ChangeReplicas answer), so a
 // retried or repeated step is harmless and a sentinel restart resumes where the brokers are. The majority
 // is never lost by the move: a voter is only removed after its replacement is a caught-up voter.
+//
+// A move (balance.ts decides them) is the same plan for a replica that is alive: its broker is healthy but
+// the ring places the partition elsewhere. If that replica leads when its turn to go comes, leadership is
+// handed to a caught-up voter first, so the group never runs a leader that is leaving it.
 
 import { create } from "@bufbuild/protobuf";
 import { BrokerInfoSchema, ChangeReplicasRequestSchema } from "../proto/goulette_pb";
@@ -24,6 +28,8 @@ import { partitionKey, type BrokerId, type HashRing } from "./ring";
 export const MAX_CONCURRENT_REPLACEMENTS = 64;
 export const CHANGE_REPLICAS_TIMEOUT_MS = 3_000;
 const RETRY_AFTER_FAILURE_MS = 200;
+/** A move whose leaving replica leads asks it to hand over, then looks again after this long. */
+const HAND_OVER_WAIT_MS = 300;
 const NO_DEAD: BrokerId = 0; // a plan that only adds a replica back (nothing to remove)
 
 export interface FailoverDeps {
@@ -40,6 +46,8 @@ export interface FailoverDeps {
 }
 
 interface Plan {
+  /** replace: `dead` is down or left its group; move: `dead` is alive, and leaves for the ring's placement. */
+  kind: "replace" | "move";
   topic: string;
   partition: number;
   group: number;
@@ -63,8 +71,49 @@ export class Failover {
     return this.plans.size > 0 || this.strayBusy.size > 0;
   }
 
-  inProgress(): { topic: string; partition: number; dead: BrokerId; replacement: BrokerId; step: string }[] {
+  /** Replacements (of dead or left replicas) under way; moves not counted. */
+  replacing(): number {
+    let n = 0;
+    for (const p of this.plans.values()) if (p.kind === "replace") n++;
+    return n;
+  }
+
+  /** Moves under way. */
+  moving(): number {
+    return this.plans.size - this.replacing();
+  }
+
+  hasPlan(topic: string, partition: number): boolean {
+    return this.plans.has(partitionKey(topic, partition));
+  }
+
+  /**
+   * Moves a live replica of `p` from `from` to `to` (balance.ts): learner, catch up, promote, hand over
+   * leadership if `from` leads, remove, map. False when the partition already has a change under way.
+   */
+  startMove(topic: string, p: PartitionRecord, from: BrokerId, to: BrokerId): boolean {
+    const k = partitionKey(topic, p.partition);
+    if (this.plans.has(k) || this.plans.size >= MAX_CONCURRENT_REPLACEMENTS) return false;
+    const plan: Plan = {
+      kind: "move",
+      topic,
+      partition: p.partition,
+      group: p.group,
+      dead: from,
+      replacement: to,
+      startedMs: this.deps.now(),
+      busy: false,
+      notBeforeMs: 0,
+      lastStep: "start",
+    };
+    this.plans.set(k, plan);
+    this.deps.log.info("sentinel move start", this.fields(plan));
+    return true;
+  }
+
+  inProgress(): { kind: "replace" | "move"; topic: string; partition: number; dead: BrokerId; replacement: BrokerId; step: string }[] {
     return [...this.plans.values()].map((p) => ({
+      kind: p.kind,
       topic: p.topic,
       partition: p.partition,
       dead: p.dead,
@@ -182,6 +231,7 @@ export class Failover {
     }
     this.waitingLogged.delete(k);
     const plan: Plan = {
+      kind: "replace",
       topic,
       partition: p.partition,
       group: p.group,
@@ -257,6 +307,17 @@ export class Failover {
       return true;
     }
     if (voters.includes(plan.dead) || learners.includes(plan.dead)) {
+      if (plan.kind === "move" && leader.leaderId === plan.dead) {
+        // The leaving replica leads: hand over to the most caught-up voter that stays, and remove it once
+        // another leads (the next report says who). The transfer may take a moment: asked again later.
+        const to = voters
+          .filter((v) => v !== plan.dead)
+          .sort((a, b) => Number(status.matchIndex[b] ?? 0n) - Number(status.matchIndex[a] ?? 0n))[0];
+        if (to === undefined) return false;
+        await this.change(plan, leader.leaderId, leaderAddress, "hand-over", { transferLeaderTo: to });
+        plan.notBeforeMs = deps.now() + HAND_OVER_WAIT_MS;
+        return false;
+      }
       await this.change(plan, leader.leaderId, leaderAddress, "remove", { remove: plan.dead });
       return true;
     }
@@ -264,7 +325,11 @@ export class Failover {
     const replicas = p.replicas.map((b) => (b === plan.dead ? plan.replacement : b)).filter((b, i, a) => a.indexOf(b) === i);
     await this.proposeReplicas(plan, p, replicas, p.learners.filter((b) => b !== plan.replacement), "map-commit");
     this.plans.delete(k);
-    deps.log.info("sentinel failover done", { ...this.fields(plan), tookMs: Math.round(deps.now() - plan.startedMs), replicas });
+    deps.log.info(plan.kind === "move" ? "sentinel move done" : "sentinel failover done", {
+      ...this.fields(plan),
+      tookMs: Math.round(deps.now() - plan.startedMs),
+      replicas,
+    });
     // The dead broker, when it returns, reports a partition it no longer has: the notifier removes it.
     return true;
   }
@@ -274,7 +339,7 @@ export class Failover {
     leaderId: BrokerId,
     leaderAddress: string,
     step: string,
-    fields: { addLearner?: ReturnType<typeof create<typeof BrokerInfoSchema>>; promote?: number; remove?: number },
+    fields: { addLearner?: ReturnType<typeof create<typeof BrokerInfoSchema>>; promote?: number; remove?: number; transferLeaderTo?: number },
   ): Promise<void> {
     plan.lastStep = step;
     this.deps.log.info("sentinel failover step", { ...this.fields(plan), step, leader: leaderId });
@@ -323,6 +388,6 @@ export class Failover {
   }
 
   private fields(plan: Plan): Record<string, unknown> {
-    return { topic: plan.topic, partition: plan.partition, group: plan.group, dead: plan.dead, replacement: plan.replacement };
+    return { kind: plan.kind, topic: plan.topic, partition: plan.partition, group: plan.group, dead: plan.dead, replacement: plan.replacement };
   }
 }

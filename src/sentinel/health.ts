@@ -27,6 +27,8 @@ export interface HealthTransition {
 interface Entry {
   health: Health;
   lastSeenMs: number;
+  /** When it last became healthy (first beat, or back from suspicious, down or left). */
+  healthySinceMs: number;
 }
 
 export class HealthTracker {
@@ -44,12 +46,13 @@ export class HealthTracker {
   beat(broker: BrokerId, nowMs: number): HealthTransition | undefined {
     const e = this.entries.get(broker);
     if (!e) {
-      this.entries.set(broker, { health: "healthy", lastSeenMs: nowMs });
+      this.entries.set(broker, { health: "healthy", lastSeenMs: nowMs, healthySinceMs: nowMs });
       return undefined;
     }
     const from = e.health;
     const silentMs = nowMs - e.lastSeenMs;
     e.lastSeenMs = Math.max(e.lastSeenMs, nowMs);
+    if (from !== "healthy") e.healthySinceMs = nowMs;
     e.health = "healthy";
     return from === "healthy" ? undefined : { broker, from, to: "healthy", silentMs };
   }
@@ -96,6 +99,7 @@ export class HealthTracker {
         silentMs >= this.config.downAfterMs ? "down" : silentMs >= this.config.suspiciousAfterMs ? "suspicious" : "healthy";
       if (next !== e.health) {
         out.push({ broker, from: e.health, to: next, silentMs });
+        if (next === "healthy") e.healthySinceMs = nowMs;
         e.health = next;
       }
     }
@@ -112,6 +116,12 @@ export class HealthTracker {
 
   lastSeenMs(broker: BrokerId): number | undefined {
     return this.entries.get(broker)?.lastSeenMs;
+  }
+
+  /** How long the broker has been healthy without a break; undefined when it is not healthy now. */
+  healthyForMs(broker: BrokerId, nowMs: number): number | undefined {
+    const e = this.entries.get(broker);
+    return e?.health === "healthy" ? nowMs - e.healthySinceMs : undefined;
   }
 
   /** Usable for placement: up and beating on time. Suspicious brokers keep their replicas but get no new ones. */

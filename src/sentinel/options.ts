@@ -12,6 +12,12 @@ export interface SentinelOptions {
   suspiciousAfterMs: number; // silence before healthy -> suspicious, default 3 beats
   downAfterMs: number; // silence before suspicious -> down (failover starts), default 1500
   virtualNodes: number; // per broker on the hash ring, default 128
+  /**
+   * Once every broker a partition's ring placement names has been healthy this long, a partition placed
+   * elsewhere (replaced during an outage, created before a broker joined) moves there, one replica at a
+   * time: default 30,000 ms; 0 never moves a live replica.
+   */
+  balanceAfterMs: number;
   maxFrameBytes: number;
   logLevel: LogLevel;
 }
@@ -24,6 +30,7 @@ export const sentinelDefaults: Omit<SentinelOptions, "listen" | "dataDir"> = {
   suspiciousAfterMs: 600,
   downAfterMs: 1500,
   virtualNodes: 128,
+  balanceAfterMs: 30_000,
   maxFrameBytes: 16 * 1024 * 1024,
   logLevel: "info",
 };

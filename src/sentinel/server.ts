@@ -35,6 +35,7 @@ import { ClientPool, WireClient, WireError, expectCase, parseAddress, parseTopic
 import type { Logger } from "../log";
 import type { ClusterMap, MapCommand, MapResult, PartitionRecord, TopicRecord } from "./cluster-map";
 import { validateTopicName, MAX_PARTITIONS_PER_TOPIC, MAX_REPLICATION_FACTOR } from "./cluster-map";
+import { Balancer } from "./balance";
 import { Failover } from "./failover";
 import { GroupCoordinator, type GroupErrorCode } from "./groups";
 import { HealthTracker, type Health, type HealthTransition } from "./health";
@@ -98,6 +99,7 @@ export class Sentinel {
   private readonly storageErrors = new Map<number, string>();
   readonly notifier: Notifier;
   readonly failover: Failover;
+  readonly balancer: Balancer;
   readonly groups: GroupCoordinator;
   private readonly pool: ClientPool;
   private readonly probes = new Map<BrokerId, Promise<boolean>>();
@@ -136,6 +138,16 @@ export class Sentinel {
       log,
       now: () => performance.now(),
     });
+    this.balancer = new Balancer({
+      map: () => this.map,
+      ring: this.ring,
+      reports: this.reports,
+      failover: this.failover,
+      healthyForMs: (b) => this.health.healthyForMs(b, performance.now()),
+      placeable: (b) => this.placeable(b),
+      isAlive: (b) => this.isAliveForFailover(b),
+      balanceAfterMs: opts.balanceAfterMs,
+    });
     if (this.map.clusterId === "") {
       void this.propose({ type: "set-cluster-id", clusterId: crypto.randomUUID() }).catch((e: unknown) =>
         log.warn("sentinel could not set the cluster id", { error: String(e) }),
@@ -173,7 +185,7 @@ export class Sentinel {
     return performance.now() - this.createdAtMs < this.deps.opts.downAfterMs;
   }
 
-  /** Periodic work: health, group sessions, notifications, failover. */
+  /** Periodic work: health, group sessions, notifications, failover, balance. */
   tick(): void {
     if (this.stopped) return;
     const now = performance.now();
@@ -193,6 +205,7 @@ export class Sentinel {
       this.scannedMapVersion = this.map.version;
       this.notifier.run(now);
       this.failover.run();
+      this.balancer.run();
       void this.adoptLostTopics(now);
     }
   }

@@ -259,7 +259,12 @@ export class FakeBroker {
           req,
           truth: { voters: [...t.voters], learners: [...t.learners], match: t.match.get(req.promote) ?? -1, commit: t.commit },
         });
-        if (req.addLearner && req.addLearner.id !== 0) {
+        if (req.transferLeaderTo !== 0) {
+          // Raft hands over to a caught-up voter (at once here) at a higher term.
+          if (!t.voters.includes(req.transferLeaderTo)) throw new Error("transfer to a non-voter");
+          t.leader = req.transferLeaderTo;
+          t.term++;
+        } else if (req.addLearner && req.addLearner.id !== 0) {
           if (!t.learners.includes(req.addLearner.id) && !t.voters.includes(req.addLearner.id)) {
             t.learners.push(req.addLearner.id);
             t.match.set(req.addLearner.id, 0);

@@ -25,6 +25,7 @@ import {
 } from "../../src/proto/goulette_pb";
 import { startSentinel, type RunningSentinel } from "../../src/sentinel";
 import { sentinelDefaults, type SentinelOptions } from "../../src/sentinel/options";
+import { HashRing, partitionKey } from "../../src/sentinel/ring";
 import { WireClient, WireError, expectCase, type Body, type BodyCase, type BodyOf } from "../../src/wire";
 import { FakeCluster, waitFor, type FakeBroker } from "./fake-broker";
 
@@ -602,6 +603,100 @@ describe("sentinel failover", () => {
     await waitFor("healthy", async () => (await st()).find((b) => b.id === victim.id)!.health === BrokerHealth.HEALTHY);
     expect([...fc.get("t", 0)!.voters].sort()).toEqual([...replicas].sort());
     expect(brokers.flatMap((b) => b.calls).some((c) => c.kind === "changeReplicas")).toBe(false);
+  });
+});
+
+/** What a broker was asked to change, in order: add:N, promote:N, remove:N, transfer:N. */
+function changeSteps(b: FakeBroker, topic: string, partition: number): string[] {
+  return b.calls.flatMap((c) =>
+    c.kind === "changeReplicas" && c.req.topic === topic && c.req.partition === partition
+      ? [
+          c.req.addLearner ? `add:${c.req.addLearner.id}`
+          : c.req.promote ? `promote:${c.req.promote}`
+          : c.req.transferLeaderTo ? `transfer:${c.req.transferLeaderTo}`
+          : `remove:${c.req.remove}`,
+        ]
+      : [],
+  );
+}
+
+/** Where the ring places each partition of `topic` among `brokers` (as the sentinel computes it). */
+function ringPlacement(brokers: number[], topic: string, partitions: number, replicas: number): string[] {
+  const ring = new HashRing(sentinelDefaults.virtualNodes);
+  for (const b of brokers) ring.add(b);
+  return Array.from({ length: partitions }, (_, p) => ring.replicas(partitionKey(topic, p), replicas).sort().join());
+}
+
+describe("sentinel balance", () => {
+  test("a broker that joins gets its ring share once healthy long enough, one replica at a time; a leaving leader hands over first", async () => {
+    const s = await sentinel({ keepAliveMs: 20, balanceAfterMs: 300 });
+    const { fc, brokers } = await cluster(s, 3, 20);
+    await call(s.client, createTopic("t", 8, 3), "createTopicResponse");
+    const wanted = ringPlacement([1, 2, 3, 4], "t", 8, 3);
+    const moving = wanted.flatMap((w, p) => (w.split(",").includes("4") ? [p] : []));
+    expect(moving.length).toBeGreaterThan(0); // the ring gives the fourth broker some of these eight
+    // Raft's leader of every partition that moves is the replica that must leave.
+    const leaving = new Map<number, number>();
+    for (const p of moving) {
+      const gone = fc.get("t", p)!.voters.find((v) => !wanted[p]!.split(",").map(Number).includes(v))!;
+      leaving.set(p, gone);
+      fc.elect("t", p, gone);
+    }
+    const joinedAt = performance.now();
+    brokers.push(await fc.add(4, s.address, 20));
+    const describe = async () =>
+      (await call(s.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "t" }) }, "describeTopicResponse")).topic!;
+    await Bun.sleep(150);
+    // Nothing moves before the broker has been healthy for balanceAfterMs (a slow run only moves later).
+    expect(brokers.flatMap((b) => b.calls).some((c) => c.kind === "changeReplicas")).toBe(false);
+    await waitFor("map on the ring", async () => (await describe()).partitionMetadata.every((m) => [...m.replicas].sort().join() === wanted[m.partition]), 15_000);
+    expect(performance.now() - joinedAt).toBeGreaterThanOrEqual(300);
+    for (let p = 0; p < 8; p++) {
+      expect([...fc.get("t", p)!.voters].sort().join()).toBe(wanted[p]!);
+      expect(fc.get("t", p)!.learners).toEqual([]);
+      if (!moving.includes(p)) {
+        for (const b of brokers) expect(changeSteps(b, "t", p)).toEqual([]);
+        continue;
+      }
+      const gone = leaving.get(p)!;
+      const [first, hint] = changeSteps(brokers[gone - 1]!, "t", p).slice(2) as [string, string | undefined];
+      expect(changeSteps(brokers[gone - 1]!, "t", p).slice(0, 2)).toEqual(["add:4", "promote:4"]);
+      expect(first).toMatch(/^transfer:\d$/);
+      expect(hint).toBeUndefined(); // it never removed itself
+      const heir = Number(first.split(":")[1]);
+      expect(heir).not.toBe(gone);
+      expect(changeSteps(brokers[heir - 1]!, "t", p)).toEqual([`remove:${gone}`]);
+    }
+  });
+
+  test("a broker back from an outage gets its replicas back once healthy long enough", async () => {
+    const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 100, downAfterMs: 300, balanceAfterMs: 400 });
+    const { fc, brokers } = await cluster(s, 4, 20);
+    await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
+    const placed = [...fc.get("t", 0)!.voters].sort().join();
+    expect(placed).toBe(ringPlacement([1, 2, 3, 4], "t", 1, 3)[0]!);
+    const victim = brokers[fc.get("t", 0)!.voters.find((v) => v !== fc.get("t", 0)!.leader)! - 1]!;
+    victim.kill();
+    await waitFor("replaced", () => !fc.get("t", 0)!.voters.includes(victim.id) && fc.get("t", 0)!.voters.length === 3, 5_000);
+    const revivedAt = performance.now();
+    await victim.revive(20); // still holding its old replica: the sentinel removes it, then moves one back
+    await waitFor("back on the ring", () => [...fc.get("t", 0)!.voters].sort().join() === placed && fc.get("t", 0)!.learners.length === 0, 10_000);
+    expect(performance.now() - revivedAt).toBeGreaterThanOrEqual(400);
+    await waitFor("map back on the ring", async () => {
+      const d = await call(s.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "t" }) }, "describeTopicResponse");
+      return [...d.topic!.partitionMetadata[0]!.replicas].sort().join() === placed;
+    });
+    expect(victim.hosted.has("t/0")).toBe(true);
+  });
+
+  test("with balance off (0) a joining broker gets nothing of existing topics", async () => {
+    const s = await sentinel({ keepAliveMs: 20, balanceAfterMs: 0 });
+    const { fc } = await cluster(s, 3, 20);
+    await call(s.client, createTopic("t", 8, 3), "createTopicResponse");
+    const b4 = await fc.add(4, s.address, 20);
+    await Bun.sleep(600); // thirty beats: the scans ran many times
+    expect([...fc.brokers.values()].flatMap((b) => b.calls).some((c) => c.kind === "changeReplicas")).toBe(false);
+    expect(b4.calls.some((c) => c.kind === "setTopicRole")).toBe(false);
   });
 });
 

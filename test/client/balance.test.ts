@@ -1,0 +1,103 @@
+// A broker added to a running cluster gets its share of the existing partitions (their ring placement),
+// moved one replica at a time while producers keep writing: the moved replicas hold every acknowledged
+// record, byte for byte as the others, and nothing acknowledged is lost or moved.
+import { afterEach, expect, test } from "bun:test";
+import { Consumer, Producer, type ConsumedMessage } from "../../src/client/index";
+import { sentinelDefaults } from "../../src/sentinel/options";
+import { HashRing, partitionKey } from "../../src/sentinel/ring";
+import { createTopicWhenReady, startInProcessCluster, type InProcessCluster } from "../in-process-cluster";
+
+let cluster: InProcessCluster | undefined;
+
+afterEach(async () => {
+  await cluster?.stop();
+  cluster = undefined;
+});
+
+const PARTITIONS = 4;
+
+async function until<T>(what: string, get: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await get();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await Bun.sleep(50);
+  }
+}
+
+test("a fourth broker gets its ring share of a topic's replicas, moved under load with every record intact", async () => {
+  const c = (cluster = await startInProcessCluster("goulette-balance-", { sentinel: { balanceAfterMs: 1_000 } }));
+  const { admin, sentinel } = c;
+  await createTopicWhenReady(admin, "bal", PARTITIONS, 3);
+  const ring = new HashRing(sentinelDefaults.virtualNodes);
+  for (const b of [1, 2, 3, 4]) ring.add(b);
+  const wanted = Array.from({ length: PARTITIONS }, (_, p) => ring.replicas(partitionKey("bal", p), 3).sort().join());
+  const moving = wanted.flatMap((w, p) => (w.split(",").includes("4") ? [p] : []));
+  expect(moving.length).toBeGreaterThan(0);
+
+  const producer = new Producer({ sentinels: [sentinel.address] });
+  const offsets = new Map<string, { partition: number; offset: number }>();
+  let sent = 0;
+  const send = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const value = `v-${sent++}`;
+      const partition = sent % PARTITIONS;
+      const [a] = await producer.send("bal", [{ value, partition }]);
+      offsets.set(value, { partition, offset: a!.offset });
+    }
+  };
+  await send(200);
+  await c.addBroker();
+  // Writes go on while the sentinel moves replicas onto the new broker (and leaders hand over).
+  let balanced = false;
+  const describe = async () => (await admin.describeTopic("bal")).partitionInfo;
+  const writer = (async () => {
+    while (!balanced) await send(20);
+  })();
+  await until("the map on the ring", async () =>
+    (await describe()).every((p) => [...p.replicas].sort().join() === wanted[p.partition] && p.learners.length === 0) ? true : undefined,
+  );
+  balanced = true;
+  await writer;
+  await send(100);
+  await producer.close();
+
+  // Raft agrees with the map on every replica, and each holds the same bytes.
+  for (let p = 0; p < PARTITIONS; p++) {
+    const replicas = wanted[p]!.split(",").map(Number);
+    const logs = replicas.map((b) => c.brokers[b - 1]!.broker.byName.get(`bal/${p}`)!);
+    const end = Math.max(...[...offsets.values()].filter((o) => o.partition === p).map((o) => o.offset)) + 1;
+    await until(`bal/${p} on every replica`, async () =>
+      logs.every((x) => x.log.nextOffset >= end && [...x.node.conf.voters].sort().join() === wanted[p]) ? true : undefined,
+    );
+    const bytes = logs.map((x) => readAll(x.log, end));
+    for (const b of bytes.slice(1)) expect(Buffer.compare(b, bytes[0]!)).toBe(0);
+  }
+  for (const p of moving) expect(c.brokers[3]!.broker.byName.has(`bal/${p}`)).toBe(true);
+  // Replicas that moved away are gone from the brokers that held them.
+  for (let p = 0; p < PARTITIONS; p++) {
+    for (const b of [1, 2, 3]) {
+      if (wanted[p]!.split(",").includes(String(b))) continue;
+      await until(`bal/${p} removed from broker ${b}`, async () => (c.brokers[b - 1]!.broker.byName.has(`bal/${p}`) ? undefined : true));
+    }
+  }
+
+  const consumer = new Consumer({ sentinels: [sentinel.address], readFrom: "leader", maxWaitMs: 200 });
+  await consumer.assignTopic("bal", "beginning");
+  const got: ConsumedMessage[] = [];
+  while (got.length < offsets.size) got.push(...(await consumer.poll()));
+  await consumer.close();
+  expect(got.length).toBe(offsets.size);
+  for (const m of got) expect(offsets.get(m.value!.toString())).toEqual({ partition: m.partition, offset: m.offset });
+}, 90_000);
+
+function readAll(log: { read(offset: number, maxBytes: number): { records: Uint8Array; nextOffset: number } }, end: number): Buffer {
+  const parts: Uint8Array[] = [];
+  for (let at = 0; at < end; ) {
+    const r = log.read(at, 1 << 20);
+    parts.push(r.records.slice());
+    at = r.nextOffset;
+  }
+  return Buffer.concat(parts);
+}
