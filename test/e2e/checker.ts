@@ -38,6 +38,11 @@ export interface CheckInput {
   acks: readonly Ack[];
   sent: ReadonlySet<string>;
   convergeWithinMs?: number;
+  /**
+   * Where each partition must end (its voters, sorted, joined by commas): the sentinels move replicas back
+   * to their ring placement, and the reads wait until they have, so no move runs under them.
+   */
+  placement?: ReadonlyMap<number, string>;
 }
 
 export interface CheckResult {
@@ -96,8 +101,9 @@ async function highWatermark(pool: ClientPool, address: string, topic: string, p
 }
 
 /**
- * Polls until each partition has a leader, `replicas` voters, and every voter reports the same high
- * watermark, at or past every acknowledged offset, twice in a row. Throws with the last state if not.
+ * Polls until each partition has a leader, `replicas` voters (where `placement` says, and no learner), and
+ * every voter reports the same high watermark, at or past every acknowledged offset, twice in a row.
+ * Throws with the last state if not.
  */
 async function converge(admin: Admin, pool: ClientPool, input: CheckInput): Promise<{ infos: PartitionInfo[]; hws: Map<number, number>; addresses: Map<number, string> }> {
   const deadline = Date.now() + (input.convergeWithinMs ?? 30_000);
@@ -123,7 +129,9 @@ async function converge(admin: Admin, pool: ClientPool, input: CheckInput): Prom
         const hw = reported[0] ?? -1;
         const same = reported.every((x) => x === hw) && hw >= 0;
         const leaderOk = p.leader !== 0 && p.replicas.includes(p.leader);
-        if (!(same && leaderOk && p.replicas.length === input.replicas && hw >= (ackedEnd.get(p.partition) ?? 0))) ready = false;
+        const placed = input.placement === undefined || [...p.replicas].sort((a, b) => a - b).join(",") === input.placement.get(p.partition);
+        const settled = placed && p.learners.length === 0;
+        if (!(same && leaderOk && settled && p.replicas.length === input.replicas && hw >= (ackedEnd.get(p.partition) ?? 0))) ready = false;
         hws.set(p.partition, hw);
         states.push(`p${p.partition} leader=${p.leader} replicas=[${p.replicas}] learners=[${p.learners}] hw=[${reported}] acked-end=${ackedEnd.get(p.partition) ?? 0}`);
       }

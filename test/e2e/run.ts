@@ -5,12 +5,20 @@ import { Admin, ErrorCode } from "../../src/client/index";
 import { codeOf } from "../../src/client/errors";
 import { ClusterStatusRequestSchema } from "../../src/proto/goulette_pb";
 import { ClientPool, WireError, expectCase } from "../../src/wire/index";
+import { sentinelDefaults } from "../../src/sentinel/options";
+import { HashRing, partitionKey } from "../../src/sentinel/ring";
 import { checkRun, type CheckResult } from "./checker";
 import { Cluster } from "./harness";
 import { defaultKinds, Nemesis, type FaultKind } from "./nemesis";
 
 /** Partition segment size of the fault-run brokers (the broker's minimum is 64 KiB). */
 const SEGMENT_BYTES = 256 * 1024;
+/**
+ * The sentinels move replicas back to their ring placement once its brokers have been healthy this long
+ * (30 s by default): short enough that a run moves replicas back during its faults (after an outage, or a
+ * replica replaced after a disk fault), and the check waits for every partition to be back on the ring.
+ */
+const BALANCE_AFTER_MS = 5_000;
 import { Workload } from "./workload";
 
 export interface RunOptions {
@@ -72,6 +80,13 @@ const TOPIC = "faults";
 const AFTER_HEAL_MS = 15_000;
 const SENTINELS_AGREE_MS = 10_000;
 const REPLICAS = 3;
+
+/** Where the ring places each partition among brokers 1..n (as the sentinels compute it), sorted, as text. */
+function ringPlacement(brokers: number, topic: string, partitions: number, replicas: number): Map<number, string> {
+  const ring = new HashRing(sentinelDefaults.virtualNodes);
+  for (let b = 1; b <= brokers; b++) ring.add(b);
+  return new Map(Array.from({ length: partitions }, (_, p) => [p, ring.replicas(partitionKey(topic, p), replicas).sort((a, b) => a - b).join(",")]));
+}
 
 /** Each partition's voters, sorted, as text: where the map has placed it now. */
 async function placement(admin: Admin): Promise<Map<number, string>> {
@@ -146,6 +161,7 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     sentinels: opts.sentinels,
     brokers: opts.brokers,
     brokerArgs: ["--segment-bytes", String(SEGMENT_BYTES)],
+    sentinelArgs: ["--balance-after-ms", String(BALANCE_AFTER_MS)],
   });
   const sentinels = cluster.sentinelAddresses;
   let nemesis: Nemesis | undefined;
@@ -196,7 +212,15 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     for (const p of stuck) problems.push(`faults/${p}: no acknowledgement within ${AFTER_HEAL_MS} ms after everything was healed`);
     await workload.stop();
     log(`stopped: acks=${workload.acks.length} failed=${workload.failed}; checking`);
-    check = await checkRun({ sentinels, topic: TOPIC, partitions, replicas: REPLICAS, acks: workload.acks, sent: workload.sent });
+    check = await checkRun({
+      sentinels,
+      topic: TOPIC,
+      partitions,
+      replicas: REPLICAS,
+      acks: workload.acks,
+      sent: workload.sent,
+      placement: ringPlacement(cluster.brokers.length, TOPIC, partitions, REPLICAS),
+    });
     const after = new Admin({ sentinels, sentinelTimeoutMs: 2000 });
     try {
       const now = await placement(after);
