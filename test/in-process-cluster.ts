@@ -78,3 +78,14 @@ export async function createTopicWhenReady(
     }
   }
 }
+
+/** Polls `get` every 50 ms until it gives a value; fails naming `what` after `timeoutMs`. */
+export async function until<T>(what: string, get: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await get();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await Bun.sleep(50);
+  }
+}

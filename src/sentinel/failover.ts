@@ -94,21 +94,25 @@ export class Failover {
   startMove(topic: string, p: PartitionRecord, from: BrokerId, to: BrokerId): boolean {
     const k = partitionKey(topic, p.partition);
     if (this.plans.has(k) || this.plans.size >= MAX_CONCURRENT_REPLACEMENTS) return false;
+    this.begin("move", topic, p, from, to);
+    return true;
+  }
+
+  private begin(kind: Plan["kind"], topic: string, p: PartitionRecord, dead: BrokerId, replacement: BrokerId): void {
     const plan: Plan = {
-      kind: "move",
+      kind,
       topic,
       partition: p.partition,
       group: p.group,
-      dead: from,
-      replacement: to,
+      dead,
+      replacement,
       startedMs: this.deps.now(),
       busy: false,
       notBeforeMs: 0,
       lastStep: "start",
     };
-    this.plans.set(k, plan);
-    this.deps.log.info("sentinel move start", this.fields(plan));
-    return true;
+    this.plans.set(partitionKey(topic, p.partition), plan);
+    this.deps.log.info(kind === "move" ? "sentinel move start" : "sentinel failover start", this.fields(plan));
   }
 
   inProgress(): { kind: "replace" | "move"; topic: string; partition: number; dead: BrokerId; replacement: BrokerId; step: string }[] {
@@ -230,20 +234,7 @@ export class Failover {
       return;
     }
     this.waitingLogged.delete(k);
-    const plan: Plan = {
-      kind: "replace",
-      topic,
-      partition: p.partition,
-      group: p.group,
-      dead,
-      replacement,
-      startedMs: this.deps.now(),
-      busy: false,
-      notBeforeMs: 0,
-      lastStep: "start",
-    };
-    this.plans.set(k, plan);
-    this.deps.log.info("sentinel failover start", this.fields(plan));
+    this.begin("replace", topic, p, dead, replacement);
   }
 
   /** One step; true when it changed something (so the next may follow at once). */

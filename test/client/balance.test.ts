@@ -5,7 +5,7 @@ import { afterEach, expect, test } from "bun:test";
 import { Consumer, Producer, type ConsumedMessage } from "../../src/client/index";
 import { sentinelDefaults } from "../../src/sentinel/options";
 import { HashRing, partitionKey } from "../../src/sentinel/ring";
-import { createTopicWhenReady, startInProcessCluster, type InProcessCluster } from "../in-process-cluster";
+import { createTopicWhenReady, startInProcessCluster, until, type InProcessCluster } from "../in-process-cluster";
 
 let cluster: InProcessCluster | undefined;
 
@@ -15,16 +15,6 @@ afterEach(async () => {
 });
 
 const PARTITIONS = 4;
-
-async function until<T>(what: string, get: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await Bun.sleep(50);
-  }
-}
 
 test("a fourth broker gets its ring share of a topic's replicas, moved under load with every record intact", async () => {
   const c = (cluster = await startInProcessCluster("goulette-balance-", { sentinel: { balanceAfterMs: 1_000 } }));
@@ -57,6 +47,7 @@ test("a fourth broker gets its ring share of a topic's replicas, moved under loa
   })();
   await until("the map on the ring", async () =>
     (await describe()).every((p) => [...p.replicas].sort().join() === wanted[p.partition] && p.learners.length === 0) ? true : undefined,
+    30_000,
   );
   balanced = true;
   await writer;

@@ -5,7 +5,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { FaultyFileLayer } from "../../src/storage";
 import { Consumer, Producer, type ConsumedMessage } from "../../src/client/index";
-import { createTopicWhenReady, startInProcessCluster, type InProcessCluster } from "../in-process-cluster";
+import { createTopicWhenReady, startInProcessCluster, until, type InProcessCluster } from "../in-process-cluster";
 
 let disks: FaultyFileLayer[] = [];
 let cluster: InProcessCluster | undefined;
@@ -20,16 +20,6 @@ afterEach(async () => {
   await cluster?.stop();
   cluster = undefined;
 });
-
-async function until<T>(what: string, get: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await Bun.sleep(50);
-  }
-}
 
 /**
  * Topic "lr" (one partition, RF3) with 50 records; then `fail(follower)` breaks one follower's disk and 50
