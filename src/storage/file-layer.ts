@@ -72,6 +72,10 @@ export const realFileLayer: FileLayer = {
     const b = nodeFs.readFileSync(path);
     return new Uint8Array(b.buffer, b.byteOffset, b.byteLength); // a view: no copy of a 64 MiB segment
   },
+  async readFileAsync(path: string): Promise<Uint8Array> {
+    const b = await nodeFs.promises.readFile(path);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  },
   exists: (path) => nodeFs.existsSync(path),
   rename: (from, to) => nodeFs.renameSync(from, to),
   unlink: (path) => nodeFs.unlinkSync(path),
@@ -114,6 +118,8 @@ export class FaultyFileLayer implements FileLayer {
   datasyncs = 0;
   /** Every file fdatasync'd on the event loop (datasyncSync), in order: work that should not block it shows here. */
   readonly inlineDatasyncPaths: string[] = [];
+  /** Every file read whole on the event loop (readFile), in order: a long read that should not block it shows here. */
+  readonly readFilePaths: string[] = [];
   /** When true, every read and read-ahead is recorded in `reads`, in order. */
   recordReads = false;
   readonly reads: { path: string; position: number; length: number; ahead: boolean }[] = [];
@@ -182,7 +188,12 @@ export class FaultyFileLayer implements FileLayer {
 
   readFile(path: string): Uint8Array {
     if (this.missing.has(path)) throw osError("ENOENT", "read", path);
+    this.readFilePaths.push(path);
     return this.inner.readFile(path);
+  }
+  async readFileAsync(path: string): Promise<Uint8Array> {
+    if (this.missing.has(path)) throw osError("ENOENT", "read", path);
+    return this.inner.readFileAsync(path);
   }
   exists(path: string): boolean {
     return !this.missing.has(path) && this.inner.exists(path);

@@ -44,6 +44,8 @@ export type OpenMode =
 export interface FileLayer {
   open(path: string, mode: OpenMode): FileHandle;
   readFile(path: string): Uint8Array; // throws ENOENT if missing
+  /** readFile on the thread pool: for reads of whole segments the event loop must not wait for. */
+  readFileAsync(path: string): Promise<Uint8Array>;
   exists(path: string): boolean;
   rename(from: string, to: string): void;
   unlink(path: string): void;

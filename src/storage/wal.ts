@@ -119,6 +119,8 @@ export class Wal {
   private readonly inlineFsyncIdleMs: number;
   private lastRoundEndMs = -Infinity;
   private readonly groups = new Map<number, GroupState>();
+  /** Groups whose carry is under way (reading back): one at a time each. */
+  private readonly carrying = new Set<number>();
   private readonly segments: Segment[] = []; // oldest first; the last is being written
   private readonly spares: string[] = []; // paths of released files, ready for reuse
   private pending: PendingChunk[];
@@ -287,6 +289,16 @@ export class Wal {
    */
   async carry(group: number): Promise<boolean> {
     this.checkWritable();
+    if (this.carrying.has(group)) return false;
+    this.carrying.add(group);
+    try {
+      return await this.carryOnce(group);
+    } finally {
+      this.carrying.delete(group);
+    }
+  }
+
+  private async carryOnce(group: number): Promise<boolean> {
     const g = this.groups.get(group);
     const from = g ? Math.max(g.released, g.snapshot?.index ?? 0) + 1 : 0;
     if (!g || g.lastIndex < from) return false;
@@ -295,9 +307,11 @@ export class Wal {
     await this.sync(); // the group's newest records are in the files before they are read back
     if (this.groups.get(group) !== g || g.lastIndex < from) return false;
     const copy = new ReplayGroup();
-    for (const seg of this.segments) {
-      if ((seg.needs.get(group) ?? 0) < from) continue;
-      const data = this.fs.readFile(seg.path);
+    // Read on the thread pool (segments are up to 64 MiB each): the broker keeps serving meanwhile. The
+    // segments holding the group stay while it needs them, so the list taken now stays valid.
+    const holding = this.segments.filter((seg) => (seg.needs.get(group) ?? 0) >= from);
+    for (const seg of holding) {
+      const data = await this.fs.readFileAsync(seg.path);
       const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
       const salt = saltForSegment(seg.seq);
       for (let pos = SEGMENT_HEADER_BYTES; ; ) {
@@ -311,12 +325,14 @@ export class Wal {
       }
     }
     // Appends since the sync (none are expected: the group takes no writes) would make the copy stale.
+    if (this.groups.get(group) !== g) return false; // removed while we read
     const entries = copy.entriesFrom(from);
     const last = entries[entries.length - 1];
     if (entries[0]?.index !== from || last?.index !== g.lastIndex || last.term !== g.lastTerm) {
       this.log("warn", "WAL: could not read back a group's unreleased entries; its segments stay", { group, from, lastIndex: g.lastIndex });
       return false;
     }
+    this.checkWritable();
     const firstSeq = this.pendingTail().seq;
     this.writeEntries(group, entries, true);
     await this.sync();

@@ -351,13 +351,17 @@ describe("WAL", () => {
 
   test("after a carry, an older segment still holding part of the old copy changes nothing at a reopen", async () => {
     const d = dir();
-    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024 });
+    const fs = new FaultyFileLayer();
+    const wal = await Wal.open({ dir: d, fsync: "always", segmentBytes: 8 * 1024, fs });
     wal.appendEntries(1, entries(1, 60, 1, 200)); // two segments' worth
     await wal.sync();
     expect(wal.stats().segments).toBe(2);
     wal.appendEntries(2, [entry(1, 1, 16)]); // group 2 keeps the second segment (never released)
     await releasedTraffic(wal, 3, 80);
-    expect(await wal.carry(1)).toBe(true);
+    const readBefore = fs.readFilePaths.length;
+    // One carry at a time per group: a second call while the first reads back does nothing.
+    expect(await Promise.all([wal.carry(1), wal.carry(1)])).toEqual([true, false]);
+    expect(fs.readFilePaths.length).toBe(readBefore); // the segments were read on the thread pool
     await wal.sync();
     // The first segment went; the second stays for group 2, with entries 36..60 of group 1's old copy.
     expect(wal.pinningGroups()).toEqual([2]);
