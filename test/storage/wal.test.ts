@@ -234,7 +234,11 @@ describe("WAL", () => {
     expect(s.recycledSegments).toBeGreaterThan(0);
     expect(s.segments).toBeLessThanOrEqual(3);
     expect(s.createdSegments).toBeLessThanOrEqual(s.segments + 5);
-    expect(readdirSync(d).length).toBeLessThanOrEqual(s.segments + s.spareSegments);
+    // Segment files and ready spares, and at most one spare still being zero-filled in the background (its
+    // .tmp is not counted in the stats until it is ready; a slow disk keeps it there longer).
+    const files = readdirSync(d);
+    expect(files.filter((n) => !n.endsWith(".tmp")).length).toBeLessThanOrEqual(s.segments + s.spareSegments);
+    expect(files.filter((n) => n.endsWith(".tmp")).length).toBeLessThanOrEqual(1);
     wal.setHardState(1, { term: 3, vote: 1, commit: index });
     await wal.close();
     const again = await Wal.open({ dir: d, fsync: "always", segmentBytes });
