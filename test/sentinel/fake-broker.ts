@@ -87,6 +87,10 @@ export class FakeBroker {
   address = "";
   registrations = 0;
   unknownBrokerAnswers = 0;
+  /** When the last registration was sent (performance.now()): the sentinel saw the broker no earlier. */
+  registerSentAt = 0;
+  /** When each ChangeReplicas arrived (performance.now()), in order. */
+  readonly changeTimes: number[] = [];
 
   constructor(
     readonly id: number,
@@ -117,6 +121,7 @@ export class FakeBroker {
   }
 
   async register(address = this.address): Promise<void> {
+    this.registerSentAt = performance.now();
     const res = await this.client.call({
       case: "registerBroker",
       value: create(RegisterBrokerRequestSchema, { brokerId: this.id, address, fsyncPolicy: "always", version: "fake" }),
@@ -254,6 +259,7 @@ export class FakeBroker {
         const req = body.value;
         const t = this.cluster.get(req.topic, req.partition);
         if (!t || t.leader !== this.id) throw new WireError(ErrorCode.NOT_LEADER, "not the leader");
+        this.changeTimes.push(performance.now());
         this.calls.push({
           kind: "changeReplicas",
           req,
