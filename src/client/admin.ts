@@ -65,6 +65,19 @@ export interface ClusterStatus {
   sentinels: { id: number; address: string; leader: boolean }[];
   /** What an operator must look at, one sentence each (empty while all is well). */
   warnings: string[];
+  /** Replica replacements and moves the sentinel is driving now, oldest first. */
+  changes: ReplicaChangeInfo[];
+}
+
+export interface ReplicaChangeInfo {
+  topic: string;
+  partition: number;
+  /** replace: the replica's broker is down or the replica left its group; move: back to the ring's placement. */
+  kind: string;
+  fromBroker: number;
+  toBroker: number;
+  step: string;
+  runningMs: number;
 }
 
 export interface ClusterMetadata {
@@ -198,6 +211,15 @@ export class Admin {
       topics: r.topics.map(topicInfo).sort((a, b) => a.name.localeCompare(b.name)),
       sentinels: r.sentinels.map((s) => ({ id: s.id, address: s.address, leader: s.leader })),
       warnings: [...r.warnings],
+      changes: r.changes.map((c) => ({
+        topic: c.topic,
+        partition: c.partition,
+        kind: c.kind,
+        fromBroker: c.fromBroker,
+        toBroker: c.toBroker,
+        step: c.step,
+        runningMs: Number(c.runningMs),
+      })),
     };
   }
 

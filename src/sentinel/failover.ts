@@ -115,15 +115,20 @@ export class Failover {
     this.deps.log.info(kind === "move" ? "sentinel move start" : "sentinel failover start", this.fields(plan));
   }
 
-  inProgress(): { kind: "replace" | "move"; topic: string; partition: number; dead: BrokerId; replacement: BrokerId; step: string }[] {
-    return [...this.plans.values()].map((p) => ({
-      kind: p.kind,
-      topic: p.topic,
-      partition: p.partition,
-      dead: p.dead,
-      replacement: p.replacement,
-      step: p.lastStep,
-    }));
+  /** Every change under way, oldest first: what cluster status shows. */
+  inProgress(): { kind: "replace" | "move"; topic: string; partition: number; dead: BrokerId; replacement: BrokerId; step: string; runningMs: number }[] {
+    const now = this.deps.now();
+    return [...this.plans.values()]
+      .sort((a, b) => a.startedMs - b.startedMs)
+      .map((p) => ({
+        kind: p.kind,
+        topic: p.topic,
+        partition: p.partition,
+        dead: p.dead,
+        replacement: p.replacement,
+        step: p.lastStep,
+        runningMs: Math.max(0, Math.round(now - p.startedMs)),
+      }));
   }
 
   /** Starts replacements for partitions with a voter that is not alive, and moves running ones along. */

@@ -9,6 +9,7 @@ import {
   BrokerInfoSchema,
   BrokerStatusSchema,
   ClusterStatusResponseSchema,
+  ReplicaChangeSchema,
   CreateTopicResponseSchema,
   DeleteTopicResponseSchema,
   DescribeTopicResponseSchema,
@@ -662,6 +663,17 @@ export class Sentinel {
               `broker ${u.broker} holds ${u.topic}/${u.partition} (group ${u.group}), which this sentinel's map never recorded: ` +
               "its data is kept, but the topic is not served; the map may have lost records",
           ),
+        changes: this.failover.inProgress().map((c) =>
+          create(ReplicaChangeSchema, {
+            topic: c.topic,
+            partition: c.partition,
+            kind: c.kind,
+            fromBroker: c.dead,
+            toBroker: c.replacement,
+            step: c.step,
+            runningMs: BigInt(c.runningMs),
+          }),
+        ),
       }),
     };
   }

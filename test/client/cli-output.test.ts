@@ -47,6 +47,7 @@ const status: ClusterStatus = {
   ],
   sentinels: [{ id: 1, address: "127.0.0.1:7070", leader: true }],
   warnings: ["broker 1 holds old/0 (group 9), which this sentinel's map never recorded"],
+  changes: [{ topic: "t", partition: 1, kind: "move", fromBroker: 2, toBroker: 3, step: "catching-up", runningMs: 850 }],
 };
 
 /** The same search ../shared/contract/cluster.ts leaderOf() does over `cluster status --format json`. */
@@ -67,7 +68,8 @@ function leaderOf(lines: unknown[], topic: string, partition: number): unknown[]
 describe("cluster status", () => {
   test("json lines name each partition's leader by broker id, and nothing else looks like one", () => {
     const lines = statusJsonLines(status).trim().split("\n").map((l) => JSON.parse(l));
-    expect(lines.map((l) => l.type)).toEqual(["broker", "broker", "partition", "partition", "sentinel", "warning"]);
+    expect(lines.map((l) => l.type)).toEqual(["broker", "broker", "partition", "partition", "sentinel", "warning", "change"]);
+    expect(lines[6]).toEqual({ type: "change", kind: "move", topic: "t", partition: 1, from: 2, to: 3, step: "catching-up", running_ms: 850 });
     expect(lines[5].message).toBe("broker 1 holds old/0 (group 9), which this sentinel's map never recorded");
     expect(leaderOf(lines, "t", 0)).toEqual([2]);
     expect(leaderOf(lines, "t", 1)).toEqual([1]);
@@ -84,6 +86,8 @@ describe("cluster status", () => {
     expect(t).toContain("broker 2 cannot store writes (restart it once fixed): wal: disk full while writing WAL in /data/.wal: ENOSPC\n");
     expect(t).not.toContain("broker 1 cannot");
     expect(t).toContain("warning: broker 1 holds old/0 (group 9), which this sentinel's map never recorded\n");
+    expect(t).toMatch(/CHANGE\s+TOPIC\s+PARTITION\s+FROM\s+TO\s+STEP\s+RUNNING-MS\n\s*move\s+t\s+1\s+2\s+3\s+catching-up\s+850\n/);
+    expect(statusTables({ ...status, changes: [] })).not.toContain("CHANGE");
   });
 });
 

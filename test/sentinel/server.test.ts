@@ -518,6 +518,30 @@ describe("sentinel failover", () => {
     await waitFor("cleanup of the replaced replica", () => !brokers[victim - 1]!.hosted.has("t/0"));
   });
 
+  test("cluster status lists a replacement while it runs, with its step, and drops it once done", async () => {
+    const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 100, downAfterMs: 300 });
+    const { fc, brokers } = await cluster(s, 4, 20);
+    fc.catchUpPerBeat = 0; // the learner never catches up until the test says so
+    const created = await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
+    const replicas = [...created.topic!.partitionMetadata[0]!.replicas];
+    const spare = [1, 2, 3, 4].find((b) => !replicas.includes(b))!;
+    const victim = replicas[2]!;
+    brokers[victim - 1]!.kill();
+    const changes = async () =>
+      (await call(s.client, { case: "clusterStatus", value: create(ClusterStatusRequestSchema, {}) }, "clusterStatusResponse")).changes;
+    await waitFor("a change catching up", async () => (await changes()).some((c) => c.step === "catching-up"), 5_000);
+    const [c] = await changes();
+    expect({ topic: c!.topic, partition: c!.partition, kind: c!.kind, from: c!.fromBroker, to: c!.toBroker }).toEqual({
+      topic: "t",
+      partition: 0,
+      kind: "replace",
+      from: victim,
+      to: spare,
+    });
+    fc.catchUpPerBeat = Number.POSITIVE_INFINITY;
+    await waitFor("the change done", async () => (await changes()).length === 0 && !fc.get("t", 0)!.voters.includes(victim), 5_000);
+  });
+
   test("a Raft member the map does not name is removed through the leader", async () => {
     const s = await sentinel({ keepAliveMs: 20 });
     const { fc, brokers } = await cluster(s, 4, 20);

@@ -56,6 +56,9 @@ export function statusJsonLines(s: ClusterStatus): string {
   }
   for (const x of s.sentinels) text += jsonLine({ type: "sentinel", id: x.id, address: x.address, is_leader: x.leader });
   for (const w of s.warnings) text += jsonLine({ type: "warning", message: w });
+  for (const c of s.changes) {
+    text += jsonLine({ type: "change", kind: c.kind, topic: c.topic, partition: c.partition, from: c.fromBroker, to: c.toBroker, step: c.step, running_ms: c.runningMs });
+  }
   return text;
 }
 
@@ -79,5 +82,11 @@ export function statusTables(s: ClusterStatus): string {
     ? formatTable(["SENTINEL", "ADDRESS", "ROLE"], s.sentinels.map((x) => [x.id, x.address, x.leader ? "leader" : "follower"]))
     : "";
   const warnings = s.warnings.map((w) => `warning: ${w}\n`).join("");
-  return [brokers + failing, parts, sentinels, warnings].filter(Boolean).join("\n");
+  const changes = s.changes.length
+    ? formatTable(
+        ["CHANGE", "TOPIC", "PARTITION", "FROM", "TO", "STEP", "RUNNING-MS"],
+        s.changes.map((c) => [c.kind, c.topic, c.partition, c.fromBroker, c.toBroker, c.step, c.runningMs]),
+      )
+    : "";
+  return [brokers + failing, parts, changes, sentinels, warnings].filter(Boolean).join("\n");
 }
