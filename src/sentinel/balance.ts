@@ -45,7 +45,7 @@ export class Balancer {
     for (const topic of map.allTopics()) {
       for (const p of topic.partitions) {
         if (room <= 0) return;
-        if (deps.failover.hasPlan(topic.name, p.partition)) continue;
+        if (deps.failover.hasPlan(topic.name, p.partition) || p.replicas.length !== topic.replicationFactor) continue;
         const move = this.nextMove(topic.name, p, settled);
         if (move && deps.failover.startMove(topic.name, p, move.from, move.to)) room--;
       }

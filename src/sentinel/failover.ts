@@ -143,6 +143,13 @@ export class Failover {
           continue;
         }
         if (this.plans.size >= MAX_CONCURRENT_REPLACEMENTS) continue;
+        // More replicas than the topic asks for: a replacement abandoned after its new replica was promoted
+        // adopts Raft's voters, the old one among them. One goes from the map, a dead one first (rather
+        // than replacing it); removeStrays then takes it out of Raft through the leader.
+        if (p.replicas.length > topic.replicationFactor && p.learners.length === 0) {
+          this.shrink(topic.name, p);
+          continue;
+        }
         // A replica that left its group after a storage fault is as good as dead for this partition until
         // its broker restarts (which may be never): it is replaced the same way, where a broker is free.
         const dead =
@@ -186,6 +193,32 @@ export class Failover {
         );
       }
     }
+  }
+
+  /**
+   * Drops one replica of an over-replicated partition from the map: one that is down (or left its group),
+   * else a follower, the one the ring puts last. Raft follows through removeStrays.
+   */
+  private shrink(topic: string, p: PartitionRecord): void {
+    const k = partitionKey(topic, p.partition);
+    if (this.strayBusy.has(k)) return;
+    const leader = this.deps.reports.leaderOf(topic, p.partition, p.group, p.replicas, this.deps.isAlive)?.leaderId;
+    const order = [...this.deps.ring.walk(k, (b) => p.replicas.includes(b))];
+    const drop =
+      p.replicas.find((b) => !this.deps.isAlive(b) || this.deps.reports.reportsLeft(b, topic, p.partition, p.group)) ??
+      order.reverse().find((b) => b !== leader);
+    if (drop === undefined) return;
+    this.strayBusy.add(k);
+    const replicas = p.replicas.filter((b) => b !== drop);
+    this.deps.log.info("sentinel dropping a replica beyond the replication factor", { topic, partition: p.partition, broker: drop, replicas });
+    this.deps
+      .propose({ type: "set-replicas", topic, partition: p.partition, replicas, learners: [], expectEpoch: p.epoch })
+      .then((r) => {
+        if (!r.ok) throw new Error(r.message);
+        this.deps.notifier.hurry(topic, p.partition, replicas);
+      })
+      .catch((e: unknown) => this.deps.log.warn("sentinel could not drop a replica", { topic, partition: p.partition, broker: drop, error: String(e) }))
+      .finally(() => setTimeout(() => this.strayBusy.delete(k), RETRY_AFTER_FAILURE_MS));
   }
 
   /**

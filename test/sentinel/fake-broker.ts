@@ -44,6 +44,8 @@ export class FakeCluster {
   readonly brokers = new Map<number, FakeBroker>();
   /** How far a new learner's match index moves per KeepAlive of the leader (0: it never catches up). */
   catchUpPerBeat = Number.POSITIVE_INFINITY;
+  /** While true, leaders refuse ChangeReplicas remove (a change Raft could not commit yet). */
+  refuseRemove = false;
 
   get(topic: string, partition: number): Truth | undefined {
     return this.truth.get(key(topic, partition));
@@ -259,6 +261,7 @@ export class FakeBroker {
         const req = body.value;
         const t = this.cluster.get(req.topic, req.partition);
         if (!t || t.leader !== this.id) throw new WireError(ErrorCode.NOT_LEADER, "not the leader");
+        if (req.remove !== 0 && this.cluster.refuseRemove) throw new WireError(ErrorCode.TIMEOUT, "the removal did not commit in time");
         this.changeTimes.push(performance.now());
         this.calls.push({
           kind: "changeReplicas",

@@ -542,6 +542,38 @@ describe("sentinel failover", () => {
     await waitFor("the change done", async () => (await changes()).length === 0 && !fc.get("t", 0)!.voters.includes(victim), 5_000);
   });
 
+  test("a replacement abandoned after its promotion leaves no partition over-replicated", async () => {
+    const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 100, downAfterMs: 300 });
+    const { fc, brokers } = await cluster(s, 4, 20);
+    const created = await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
+    const replicas = [...created.topic!.partitionMetadata[0]!.replicas];
+    const spare = brokers[[1, 2, 3, 4].find((b) => !replicas.includes(b))! - 1]!;
+    const victim = brokers[replicas[2]! - 1]!;
+    const leader = brokers[fc.get("t", 0)!.leader - 1]!;
+    fc.refuseRemove = true; // the old replica cannot be removed yet: four voters for a while
+    victim.kill();
+    await waitFor("the replacement promoted", () => fc.get("t", 0)!.voters.includes(spare.id), 5_000);
+    const since = leader.calls.length;
+    spare.kill(); // and the replacement dies before the old one is removed: the map takes Raft's four voters
+    // The map's members (voters and learners), as the notifier tells them to the leader (describe shows Raft's).
+    const sizes = () =>
+      leader.calls.slice(since).flatMap((c) => (c.kind === "setTopicRole" && c.req.topic === "t" ? [c.req.followers.length + c.req.learners.length + 1] : []));
+    // The first change of the map after that kill takes Raft's four voters, and drops the dead old one.
+    await waitFor("three replicas in the map", () => sizes().at(-1) === 3, 5_000);
+    fc.refuseRemove = false;
+    await spare.revive(20);
+    await victim.revive(20);
+    // Back to three replicas in the map and in Raft, the same three.
+    const describe = async () =>
+      (await call(s.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "t" }) }, "describeTopicResponse")).topic!
+        .partitionMetadata[0]!;
+    await waitFor("Raft agrees", async () => {
+      const d = await describe();
+      return d.replicas.length === 3 && [...d.replicas].sort().join() === [...fc.get("t", 0)!.voters].sort().join();
+    }, 10_000);
+    expect(fc.get("t", 0)!.voters.length).toBe(3);
+  });
+
   test("a Raft member the map does not name is removed through the leader", async () => {
     const s = await sentinel({ keepAliveMs: 20 });
     const { fc, brokers } = await cluster(s, 4, 20);
