@@ -18,6 +18,10 @@ export interface InProcessCluster {
   admin: Admin;
   /** Starts one more broker (the next id) against the same sentinel. */
   addBroker(): Promise<RunningBroker>;
+  /** Stops broker `id` as a crash would (no hand-over, no goodbye); `restartBroker` brings it back. */
+  crashBroker(id: number): Promise<void>;
+  /** Starts broker `id` again on its address and data dir. */
+  restartBroker(id: number): Promise<RunningBroker>;
   /** Stops the sentinel, runs `whileStopped` (to damage its files), starts it on the same address and dir. */
   restartSentinel(whileStopped?: () => void): Promise<void>;
   stop(): Promise<void>;
@@ -35,11 +39,16 @@ export async function startInProcessCluster(
     brokers: [],
     admin: undefined as unknown as Admin,
     async addBroker() {
-      const id = c.brokers.length + 1;
-      const fs = opts.disks?.[id - 1];
-      const b = { ...brokerDefaults, id, listen: "127.0.0.1:0", sentinels: [c.sentinel.address], dataDir: join(dir, `b${id}`), logLevel: "error" as const };
-      const started = await startBroker(fs ? { ...b, fs } : b, silentLogger);
+      const started = await start(c.brokers.length + 1, "127.0.0.1:0");
       c.brokers.push(started);
+      return started;
+    },
+    async crashBroker(id) {
+      await c.brokers[id - 1]!.broker.crash();
+    },
+    async restartBroker(id) {
+      const started = await start(id, c.brokers[id - 1]!.address);
+      c.brokers[id - 1] = started;
       return started;
     },
     async restartSentinel(whileStopped) {
@@ -54,6 +63,11 @@ export async function startInProcessCluster(
       await c.sentinel.stop();
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+  const start = (id: number, listen: string) => {
+    const fs = opts.disks?.[id - 1];
+    const b = { ...brokerDefaults, id, listen, sentinels: [c.sentinel.address], dataDir: join(dir, `b${id}`), logLevel: "error" as const };
+    return startBroker(fs ? { ...b, fs } : b, silentLogger);
   };
   for (let id = 1; id <= (opts.brokers ?? 3); id++) await c.addBroker();
   c.admin = new Admin({ sentinels: [c.sentinel.address] });

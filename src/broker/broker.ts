@@ -39,6 +39,8 @@ import { repairDamaged } from "./repair";
 export const VERSION = "0.1.0";
 const WAL_DIR = ".wal";
 const META_FILE = "partition.json";
+/** How often a broker with set-aside partitions asks the sentinel whether they are still placed here. */
+const SET_ASIDE_CHECK_MS = 2_000;
 const CHECKPOINT_INTERVAL_MS = 1_000;
 const CHECKPOINT_MAX_AGE_MS = 60_000;
 /** statusFingerprint() hashes every partition again every this many calls (5 s at the default beat). */
@@ -171,6 +173,8 @@ export class Broker {
   private stopping = false;
   /** Partitions found on disk whose meta could not be read, by key: why (see restorePartitions). */
   private readonly setAside = new Map<string, string>();
+  private resolvingSetAside = false;
+  private setAsideTimer: ReturnType<typeof setInterval> | undefined;
   /** Failed partitions this broker has tried to hand leadership away from (to log it once). */
   private readonly handedOff = new WeakSet<Partition>();
   /** Fatal WAL fault: nothing can be made durable any more, so nothing is acknowledged. */
@@ -221,6 +225,7 @@ export class Broker {
       void this.relieveWal();
     }, COMPACT_INTERVAL_MS);
     if ((this.opts.scrubBytesPerS ?? SCRUB_BYTES_PER_S) > 0) this.scrubTimer = setInterval(() => void this.scrubStep(), SCRUB_STEP_MS);
+    this.setAsideTimer = setInterval(() => void this.resolveSetAside(), SET_ASIDE_CHECK_MS);
     this.session = new SentinelSession(
       {
         brokerId: this.opts.id,
@@ -1095,6 +1100,41 @@ export class Broker {
     this.log.error("partition set aside: its files could not be read; waiting for the sentinel to assign it again", { partition: key, error });
   }
 
+  /**
+   * A set-aside partition the map no longer places here (its replica was moved while this broker was down)
+   * would never be assigned again, and its storage error would keep this broker from ever being given
+   * replicas. Its files are deleted once the sentinel's map places that partition on other brokers only
+   * (this broker neither a replica nor a learner of it). A topic the map does not know is left alone: the
+   * map may have lost records, and these files may be all that is left of it.
+   */
+  private async resolveSetAside(): Promise<void> {
+    if (this.setAside.size === 0 || this.resolvingSetAside || !this.session || this.stopping) return;
+    this.resolvingSetAside = true;
+    try {
+      for (const key of [...this.setAside.keys()]) {
+        const cut = key.lastIndexOf("/");
+        const topic = key.slice(0, cut);
+        const partition = Number(key.slice(cut + 1));
+        let t;
+        try {
+          t = await this.session.describeTopic(topic);
+        } catch {
+          return; // no sentinel answers now: asked again later
+        }
+        const placed = t?.partitionMetadata.find((m) => m.partition === partition);
+        if (!t || !placed) continue;
+        if (placed.replicas.includes(this.opts.id) || placed.learners.includes(this.opts.id)) continue; // SetTopicRole restores it
+        // Still set aside and not being restored (SetTopicRole takes the entry off before it opens files).
+        if (!this.setAside.has(key) || this.byName.has(key)) continue;
+        rmSync(this.partitionDir(topic, partition), { recursive: true, force: true });
+        this.setAside.delete(key);
+        this.log.warn("set-aside partition deleted: the map places it on other brokers", { partition: key, replicas: placed.replicas });
+      }
+    } finally {
+      this.resolvingSetAside = false;
+    }
+  }
+
   private saveMeta(meta: PartitionMeta): void {
     writeFileAtomic(realFileLayer, join(this.partitionDir(meta.topic, meta.partition), META_FILE), new TextEncoder().encode(JSON.stringify(meta)));
   }
@@ -1122,9 +1162,15 @@ export class Broker {
         // names, so the files are this incarnation's): its log and its WAL records (term, vote, entries)
         // are kept, the meta is rebuilt from the sentinel's map. The vote floor the lost meta may have
         // held is unknown, so the replica votes again only once a leader brought it to the commit index.
-        p = await this.openPartition(meta, recovered);
-        p.voteFenced = true;
+        // No longer set aside from here on, so resolveSetAside leaves its files alone while they open.
         this.setAside.delete(key);
+        try {
+          p = await this.openPartition(meta, recovered);
+        } catch (e) {
+          this.setAside.set(key, setAside);
+          throw e;
+        }
+        p.voteFenced = true;
         this.log.warn("partition restored from the sentinel's map; its meta file was unreadable", { partition: key, group: meta.group, error: setAside });
       } else {
         rmSync(dir, { recursive: true, force: true }); // leftovers of a removed incarnation must not leak in
@@ -1262,6 +1308,7 @@ export class Broker {
     clearInterval(this.checkpointTimer);
     clearInterval(this.compactTimer);
     clearInterval(this.scrubTimer);
+    clearInterval(this.setAsideTimer);
     this.server?.stop();
     while (this.rounds.length > 0) await Bun.sleep(1);
     for (const p of this.byGroup.values()) {

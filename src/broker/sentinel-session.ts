@@ -3,11 +3,13 @@
 // answers UNKNOWN_BROKER and we register again; a sentinel that is not the leader names the leader.
 import { create } from "@bufbuild/protobuf";
 import {
+  DescribeTopicRequestSchema,
   ErrorCode,
   KeepAliveRequestSchema,
   RegisterBrokerRequestSchema,
   UnregisterBrokerRequestSchema,
   type PartitionStatus,
+  type TopicMetadata,
 } from "../proto/goulette_pb";
 import type { Logger } from "../log";
 import { expectCase, WireError, type ClientPool } from "../wire";
@@ -170,6 +172,22 @@ export class SentinelSession {
       this.current++;
       if (this.opts.sentinels.length > 1) this.registered = false;
       this.schedule(Math.min(BACKOFF_MAX_MS, this.keepAliveMs * Math.min(this.failures, 5)));
+    }
+  }
+
+  /**
+   * The map's view of a topic, asked of the sentinel this session beats to (the leader, once found):
+   * undefined when the map has no such topic. Throws when no sentinel answers.
+   */
+  async describeTopic(name: string): Promise<TopicMetadata | undefined> {
+    const res = await this.pool
+      .get(this.target())
+      .call({ case: "describeTopic", value: create(DescribeTopicRequestSchema, { name }) }, { timeoutMs: CALL_TIMEOUT_MS });
+    try {
+      return expectCase(res, "describeTopicResponse").topic;
+    } catch (e) {
+      if (e instanceof WireError && e.code === ErrorCode.UNKNOWN_TOPIC) return undefined;
+      throw e;
     }
   }
 

@@ -2,6 +2,8 @@
 // moved one replica at a time while producers keep writing: the moved replicas hold every acknowledged
 // record, byte for byte as the others, and nothing acknowledged is lost or moved.
 import { afterEach, expect, test } from "bun:test";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { Consumer, Producer, type ConsumedMessage } from "../../src/client/index";
 import { sentinelDefaults } from "../../src/sentinel/options";
 import { HashRing, partitionKey } from "../../src/sentinel/ring";
@@ -92,3 +94,35 @@ function readAll(log: { read(offset: number, maxBytes: number): { records: Uint8
   }
   return Buffer.concat(parts);
 }
+
+test("a partition set aside on a broker whose replica moved away meanwhile is deleted, and the broker takes replicas again", async () => {
+  const c = (cluster = await startInProcessCluster("goulette-set-aside-", { brokers: 4, sentinel: { balanceAfterMs: 0 } }));
+  const { admin } = c;
+  await createTopicWhenReady(admin, "sa", 1, 3);
+  const placed = await until("a leader", async () => {
+    const p = (await admin.describeTopic("sa")).partitionInfo[0]!;
+    return p.leader !== 0 ? p : undefined;
+  });
+  const victim = placed.replicas.find((b) => b !== placed.leader)!;
+  const free = [1, 2, 3, 4].find((b) => !placed.replicas.includes(b))!;
+  await c.crashBroker(victim);
+  // Down long enough: the sentinel moves its replica to the free broker.
+  await until("the replica moved", async () => {
+    const p = (await admin.describeTopic("sa")).partitionInfo[0]!;
+    return p.replicas.includes(free) && !p.replicas.includes(victim) && p.learners.length === 0 ? true : undefined;
+  });
+  // Meanwhile its files became unreadable: on restart the partition is set aside, a storage fault.
+  const dir = join(c.dir, `b${victim}`, "sa", "0");
+  writeFileSync(join(dir, "partition.json"), '{"topic":"sa","partition":0,"gro');
+  const back = await c.restartBroker(victim);
+  expect(back.broker.storageError()).toMatch(/^sa\/0 set aside: /);
+  // The map places it elsewhere: the broker lets it go, and reports no storage fault any more.
+  await until("the set-aside files deleted", async () => (existsSync(dir) ? undefined : true));
+  expect(back.broker.storageError()).toBe("");
+  await until("the sentinel sees no storage fault", async () =>
+    (await admin.clusterStatus()).brokers.find((b) => b.id === victim)!.storageError === "" ? true : undefined,
+  );
+  // And it is placeable again: a new topic of RF4 needs every broker.
+  const t = await createTopicWhenReady(admin, "sa4", 1, 4);
+  expect([...t.partitionInfo[0]!.replicas].sort()).toEqual([1, 2, 3, 4]);
+}, 60_000);
