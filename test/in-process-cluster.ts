@@ -7,7 +7,7 @@ import { startSentinel, sentinelDefaults, type RunningSentinel } from "../src/se
 import type { SentinelOptions } from "../src/sentinel/options";
 import { startBroker, brokerDefaults, type RunningBroker } from "../src/broker/index";
 import { silentLogger } from "../src/log";
-import { Admin, ErrorCode, type TopicInfo } from "../src/client/index";
+import { Admin, ErrorCode, type PartitionInfo, type TopicInfo } from "../src/client/index";
 import { codeOf } from "../src/client/errors";
 import type { FileLayer } from "../src/storage";
 
@@ -102,4 +102,12 @@ export async function until<T>(what: string, get: () => Promise<T | undefined>, 
     if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await Bun.sleep(50);
   }
+}
+
+/** Partition 0 of `topic` once it has a leader: its replicas, and which of them leads. */
+export function withLeader(admin: Admin, topic: string): Promise<PartitionInfo> {
+  return until(`a leader of ${topic}/0`, async () => {
+    const p = (await admin.describeTopic(topic)).partitionInfo[0]!;
+    return p.leader !== 0 ? p : undefined;
+  });
 }

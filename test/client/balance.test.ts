@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { Consumer, Producer, type ConsumedMessage } from "../../src/client/index";
 import { sentinelDefaults } from "../../src/sentinel/options";
 import { HashRing, partitionKey } from "../../src/sentinel/ring";
-import { createTopicWhenReady, startInProcessCluster, until, type InProcessCluster } from "../in-process-cluster";
+import { createTopicWhenReady, startInProcessCluster, until, withLeader, type InProcessCluster } from "../in-process-cluster";
 
 let cluster: InProcessCluster | undefined;
 
@@ -99,10 +99,7 @@ test("a partition set aside on a broker whose replica moved away meanwhile is de
   const c = (cluster = await startInProcessCluster("goulette-set-aside-", { brokers: 4, sentinel: { balanceAfterMs: 0 } }));
   const { admin } = c;
   await createTopicWhenReady(admin, "sa", 1, 3);
-  const placed = await until("a leader", async () => {
-    const p = (await admin.describeTopic("sa")).partitionInfo[0]!;
-    return p.leader !== 0 ? p : undefined;
-  });
+  const placed = await withLeader(admin, "sa");
   const victim = placed.replicas.find((b) => b !== placed.leader)!;
   const free = [1, 2, 3, 4].find((b) => !placed.replicas.includes(b))!;
   await c.crashBroker(victim);

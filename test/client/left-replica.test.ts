@@ -5,7 +5,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { FaultyFileLayer } from "../../src/storage";
 import { Consumer, Producer, type ConsumedMessage } from "../../src/client/index";
-import { createTopicWhenReady, startInProcessCluster, until, type InProcessCluster } from "../in-process-cluster";
+import { createTopicWhenReady, startInProcessCluster, until, withLeader, type InProcessCluster } from "../in-process-cluster";
 
 let disks: FaultyFileLayer[] = [];
 let cluster: InProcessCluster | undefined;
@@ -30,10 +30,7 @@ async function replacedAfter(fail: (disk: FaultyFileLayer) => void): Promise<voi
   const c = await fourBrokers();
   const { admin, sentinel } = c;
   await createTopicWhenReady(admin, "lr", 1, 3);
-  const placed = await until("a leader", async () => {
-    const p = (await admin.describeTopic("lr")).partitionInfo[0]!;
-    return p.leader !== 0 ? p : undefined;
-  });
+  const placed = await withLeader(admin, "lr");
   const faulty = placed.replicas.find((b) => b !== placed.leader)!;
   const free = [1, 2, 3, 4].find((b) => !placed.replicas.includes(b))!;
 
