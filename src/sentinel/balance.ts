@@ -69,8 +69,7 @@ export class Balancer {
     // A learner left from an interrupted move with nothing to replace goes in place of the replica the ring
     // puts last, and a later move settles the rest.
     const leader = this.deps.reports.leaderOf(topic, p.partition, p.group, p.replicas, this.deps.isAlive)?.leaderId;
-    const order = [...this.deps.ring.walk(key, (b) => p.replicas.includes(b))];
-    const candidates = extra.length > 0 ? extra : order.slice(-1);
+    const candidates = extra.length > 0 ? extra : [...this.deps.ring.walk(key, (b) => p.replicas.includes(b))].slice(-1);
     const from = candidates.find((b) => b !== leader) ?? candidates[0];
     if (from === undefined || from === to) return undefined;
     return { from, to };

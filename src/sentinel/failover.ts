@@ -150,11 +150,8 @@ export class Failover {
           this.shrink(topic.name, p);
           continue;
         }
-        // A replica that left its group after a storage fault is as good as dead for this partition until
-        // its broker restarts (which may be never): it is replaced the same way, where a broker is free.
-        const dead =
-          p.replicas.find((b) => !this.deps.isAlive(b)) ??
-          p.replicas.find((b) => this.deps.reports.reportsLeft(b, topic.name, p.partition, p.group));
+        // A gone replica is replaced where a broker is free (a dead broker's, or one that left its group).
+        const dead = this.goneReplica(topic.name, p);
         if (dead !== undefined) {
           this.startPlan(topic.name, p, dead);
           continue;
@@ -196,17 +193,28 @@ export class Failover {
   }
 
   /**
+   * A replica whose broker is not alive, else one that left its group after a storage fault: as good as
+   * dead for this partition until its broker restarts (which may be never).
+   */
+  private goneReplica(topic: string, p: PartitionRecord): BrokerId | undefined {
+    return (
+      p.replicas.find((b) => !this.deps.isAlive(b)) ??
+      p.replicas.find((b) => this.deps.reports.reportsLeft(b, topic, p.partition, p.group))
+    );
+  }
+
+  /**
    * Drops one replica of an over-replicated partition from the map: one that is down (or left its group),
    * else a follower, the one the ring puts last. Raft follows through removeStrays.
    */
   private shrink(topic: string, p: PartitionRecord): void {
     const k = partitionKey(topic, p.partition);
     if (this.strayBusy.has(k)) return;
-    const leader = this.deps.reports.leaderOf(topic, p.partition, p.group, p.replicas, this.deps.isAlive)?.leaderId;
-    const order = [...this.deps.ring.walk(k, (b) => p.replicas.includes(b))];
-    const drop =
-      p.replicas.find((b) => !this.deps.isAlive(b) || this.deps.reports.reportsLeft(b, topic, p.partition, p.group)) ??
-      order.reverse().find((b) => b !== leader);
+    const lastFollower = () => {
+      const leader = this.deps.reports.leaderOf(topic, p.partition, p.group, p.replicas, this.deps.isAlive)?.leaderId;
+      return [...this.deps.ring.walk(k, (b) => p.replicas.includes(b))].reverse().find((b) => b !== leader);
+    };
+    const drop = this.goneReplica(topic, p) ?? lastFollower();
     if (drop === undefined) return;
     this.strayBusy.add(k);
     const replicas = p.replicas.filter((b) => b !== drop);
