@@ -5,8 +5,7 @@ import { afterEach, expect, test } from "bun:test";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Consumer, Producer, type ConsumedMessage } from "../../src/client/index";
-import { sentinelDefaults } from "../../src/sentinel/options";
-import { HashRing, partitionKey } from "../../src/sentinel/ring";
+import { replicaSet, ringPlacement } from "../ring-placement";
 import { createTopicWhenReady, startInProcessCluster, until, withLeader, type InProcessCluster } from "../in-process-cluster";
 
 let cluster: InProcessCluster | undefined;
@@ -22,9 +21,7 @@ test("a fourth broker gets its ring share of a topic's replicas, moved under loa
   const c = (cluster = await startInProcessCluster("goulette-balance-", { sentinel: { balanceAfterMs: 1_000 } }));
   const { admin, sentinel } = c;
   await createTopicWhenReady(admin, "bal", PARTITIONS, 3);
-  const ring = new HashRing(sentinelDefaults.virtualNodes);
-  for (const b of [1, 2, 3, 4]) ring.add(b);
-  const wanted = Array.from({ length: PARTITIONS }, (_, p) => ring.replicas(partitionKey("bal", p), 3).sort().join());
+  const wanted = ringPlacement([1, 2, 3, 4], "bal", PARTITIONS, 3);
   const moving = wanted.flatMap((w, p) => (w.split(",").includes("4") ? [p] : []));
   expect(moving.length).toBeGreaterThan(0);
 
@@ -48,7 +45,7 @@ test("a fourth broker gets its ring share of a topic's replicas, moved under loa
     while (!balanced) await send(20);
   })();
   await until("the map on the ring", async () =>
-    (await describe()).every((p) => [...p.replicas].sort().join() === wanted[p.partition] && p.learners.length === 0) ? true : undefined,
+    (await describe()).every((p) => replicaSet(p.replicas) === wanted[p.partition] && p.learners.length === 0) ? true : undefined,
     30_000,
   );
   balanced = true;
@@ -62,7 +59,7 @@ test("a fourth broker gets its ring share of a topic's replicas, moved under loa
     const logs = replicas.map((b) => c.brokers[b - 1]!.broker.byName.get(`bal/${p}`)!);
     const end = Math.max(...[...offsets.values()].filter((o) => o.partition === p).map((o) => o.offset)) + 1;
     await until(`bal/${p} on every replica`, async () =>
-      logs.every((x) => x.log.nextOffset >= end && [...x.node.conf.voters].sort().join() === wanted[p]) ? true : undefined,
+      logs.every((x) => x.log.nextOffset >= end && replicaSet(x.node.conf.voters) === wanted[p]) ? true : undefined,
     );
     const bytes = logs.map((x) => readAll(x.log, end));
     for (const b of bytes.slice(1)) expect(Buffer.compare(b, bytes[0]!)).toBe(0);

@@ -7,6 +7,7 @@ import { decodeRecords } from "../../src/client/records";
 import { FetchRequestSchema, ReadFrom } from "../../src/proto/goulette_pb";
 import { readBatchHeader, splitBatches } from "../../src/wire/batch";
 import { ClientPool, expectCase } from "../../src/wire/index";
+import { replicaSet } from "../ring-placement";
 import type { Ack } from "./workload";
 
 const FETCH_MAX_BYTES = 1024 * 1024;
@@ -39,7 +40,7 @@ export interface CheckInput {
   sent: ReadonlySet<string>;
   convergeWithinMs?: number;
   /**
-   * Where each partition must end (its voters, sorted, joined by commas): the sentinels move replicas back
+   * Where each partition must end (its voters as replicaSet text): the sentinels move replicas back
    * to their ring placement, and the reads wait until they have, so no move runs under them.
    */
   placement?: ReadonlyMap<number, string>;
@@ -129,7 +130,7 @@ async function converge(admin: Admin, pool: ClientPool, input: CheckInput): Prom
         const hw = reported[0] ?? -1;
         const same = reported.every((x) => x === hw) && hw >= 0;
         const leaderOk = p.leader !== 0 && p.replicas.includes(p.leader);
-        const placed = input.placement === undefined || [...p.replicas].sort((a, b) => a - b).join(",") === input.placement.get(p.partition);
+        const placed = input.placement === undefined || replicaSet(p.replicas) === input.placement.get(p.partition);
         const settled = placed && p.learners.length === 0;
         if (!(same && leaderOk && settled && p.replicas.length === input.replicas && hw >= (ackedEnd.get(p.partition) ?? 0))) ready = false;
         hws.set(p.partition, hw);

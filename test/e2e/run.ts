@@ -5,8 +5,7 @@ import { Admin, ErrorCode } from "../../src/client/index";
 import { codeOf } from "../../src/client/errors";
 import { ClusterStatusRequestSchema } from "../../src/proto/goulette_pb";
 import { ClientPool, WireError, expectCase } from "../../src/wire/index";
-import { sentinelDefaults } from "../../src/sentinel/options";
-import { HashRing, partitionKey } from "../../src/sentinel/ring";
+import { replicaSet, ringPlacement } from "../ring-placement";
 import { checkRun, type CheckResult } from "./checker";
 import { Cluster } from "./harness";
 import { defaultKinds, Nemesis, type FaultKind } from "./nemesis";
@@ -81,17 +80,10 @@ const AFTER_HEAL_MS = 15_000;
 const SENTINELS_AGREE_MS = 10_000;
 const REPLICAS = 3;
 
-/** Where the ring places each partition among brokers 1..n (as the sentinels compute it), sorted, as text. */
-function ringPlacement(brokers: number, topic: string, partitions: number, replicas: number): Map<number, string> {
-  const ring = new HashRing(sentinelDefaults.virtualNodes);
-  for (let b = 1; b <= brokers; b++) ring.add(b);
-  return new Map(Array.from({ length: partitions }, (_, p) => [p, ring.replicas(partitionKey(topic, p), replicas).sort((a, b) => a - b).join(",")]));
-}
-
 /** Each partition's voters, sorted, as text: where the map has placed it now. */
 async function placement(admin: Admin): Promise<Map<number, string>> {
   const t = await admin.describeTopic(TOPIC);
-  return new Map(t.partitionInfo.map((p) => [p.partition, [...p.replicas].sort((a, b) => a - b).join(",")]));
+  return new Map(t.partitionInfo.map((p) => [p.partition, replicaSet(p.replicas)]));
 }
 
 /**
@@ -219,7 +211,9 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
       replicas: REPLICAS,
       acks: workload.acks,
       sent: workload.sent,
-      placement: ringPlacement(cluster.brokers.length, TOPIC, partitions, REPLICAS),
+      placement: new Map(
+        ringPlacement(cluster.brokers.map((_, i) => i + 1), TOPIC, partitions, REPLICAS).map((set, p) => [p, set]),
+      ),
     });
     const after = new Admin({ sentinels, sentinelTimeoutMs: 2000 });
     try {

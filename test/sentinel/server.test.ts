@@ -25,9 +25,9 @@ import {
 } from "../../src/proto/goulette_pb";
 import { startSentinel, type RunningSentinel } from "../../src/sentinel";
 import { sentinelDefaults, type SentinelOptions } from "../../src/sentinel/options";
-import { HashRing, partitionKey } from "../../src/sentinel/ring";
 import { WireClient, WireError, expectCase, type Body, type BodyCase, type BodyOf } from "../../src/wire";
 import { FakeCluster, waitFor, type FakeBroker } from "./fake-broker";
+import { replicaSet, ringPlacement } from "../ring-placement";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -676,13 +676,6 @@ function changeSteps(b: FakeBroker, topic: string, partition: number): string[] 
   );
 }
 
-/** Where the ring places each partition of `topic` among `brokers` (as the sentinel computes it). */
-function ringPlacement(brokers: number[], topic: string, partitions: number, replicas: number): string[] {
-  const ring = new HashRing(sentinelDefaults.virtualNodes);
-  for (const b of brokers) ring.add(b);
-  return Array.from({ length: partitions }, (_, p) => ring.replicas(partitionKey(topic, p), replicas).sort().join());
-}
-
 describe("sentinel balance", () => {
   test("a broker that joins gets its ring share once healthy long enough, one replica at a time; a leaving leader hands over first", async () => {
     const s = await sentinel({ keepAliveMs: 20, balanceAfterMs: 300 });
@@ -702,13 +695,13 @@ describe("sentinel balance", () => {
     brokers.push(joining);
     const describe = async () =>
       (await call(s.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "t" }) }, "describeTopicResponse")).topic!;
-    await waitFor("map on the ring", async () => (await describe()).partitionMetadata.every((m) => [...m.replicas].sort().join() === wanted[m.partition]), 15_000);
+    await waitFor("map on the ring", async () => (await describe()).partitionMetadata.every((m) => replicaSet(m.replicas) === wanted[m.partition]), 15_000);
     // Nothing moved before the broker had been healthy for balanceAfterMs: the first change reached a
     // leader at least that long after the joining broker sent its registration.
     const firstChange = Math.min(...brokers.flatMap((b) => b.changeTimes));
     expect(firstChange - joining.registerSentAt).toBeGreaterThanOrEqual(300);
     for (let p = 0; p < 8; p++) {
-      expect([...fc.get("t", p)!.voters].sort().join()).toBe(wanted[p]!);
+      expect(replicaSet(fc.get("t", p)!.voters)).toBe(wanted[p]!);
       expect(fc.get("t", p)!.learners).toEqual([]);
       if (!moving.includes(p)) {
         for (const b of brokers) expect(changeSteps(b, "t", p)).toEqual([]);
@@ -729,20 +722,20 @@ describe("sentinel balance", () => {
     const s = await sentinel({ keepAliveMs: 20, suspiciousAfterMs: 100, downAfterMs: 300, balanceAfterMs: 400 });
     const { fc, brokers } = await cluster(s, 4, 20);
     await call(s.client, createTopic("t", 1, 3), "createTopicResponse");
-    const placed = [...fc.get("t", 0)!.voters].sort().join();
+    const placed = replicaSet(fc.get("t", 0)!.voters);
     expect(placed).toBe(ringPlacement([1, 2, 3, 4], "t", 1, 3)[0]!);
     const victim = brokers[fc.get("t", 0)!.voters.find((v) => v !== fc.get("t", 0)!.leader)! - 1]!;
     victim.kill();
     await waitFor("replaced", () => !fc.get("t", 0)!.voters.includes(victim.id) && fc.get("t", 0)!.voters.length === 3, 5_000);
     const changesBefore = brokers.flatMap((b) => b.changeTimes).length;
     await victim.revive(20); // still holding its old replica: the sentinel removes it, then moves one back
-    await waitFor("back on the ring", () => [...fc.get("t", 0)!.voters].sort().join() === placed && fc.get("t", 0)!.learners.length === 0, 10_000);
+    await waitFor("back on the ring", () => replicaSet(fc.get("t", 0)!.voters) === placed && fc.get("t", 0)!.learners.length === 0, 10_000);
     const moveBack = brokers.flatMap((b) => b.changeTimes).sort((a, b) => a - b).slice(changesBefore);
     expect(moveBack.length).toBeGreaterThan(0);
     expect(moveBack[0]! - victim.registerSentAt).toBeGreaterThanOrEqual(400);
     await waitFor("map back on the ring", async () => {
       const d = await call(s.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "t" }) }, "describeTopicResponse");
-      return [...d.topic!.partitionMetadata[0]!.replicas].sort().join() === placed;
+      return replicaSet(d.topic!.partitionMetadata[0]!.replicas) === placed;
     });
     expect(victim.hosted.has("t/0")).toBe(true);
   });
