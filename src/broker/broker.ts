@@ -33,6 +33,7 @@ import { PartitionState } from "./partition-state";
 import { PeerTransport } from "./peers";
 import { decodeRaftBatch } from "./raft-codec";
 import { SentinelSession } from "./sentinel-session";
+import { StatusReports, configHash } from "./status-reports";
 import { pullFragments } from "./fragments";
 import { repairDamaged } from "./repair";
 
@@ -43,8 +44,8 @@ const META_FILE = "partition.json";
 const SET_ASIDE_CHECK_MS = 2_000;
 const CHECKPOINT_INTERVAL_MS = 1_000;
 const CHECKPOINT_MAX_AGE_MS = 60_000;
-/** statusFingerprint() hashes every partition again every this many calls (5 s at the default beat). */
-const FINGERPRINT_FULL_EVERY = 25;
+/** A partition's counters (log end, commit, match indexes) are reported at most this often, but see StatusReports. */
+const COUNTERS_REPORT_EVERY_MS = 1_000;
 const WAL_SEGMENTS_SOFT_MAX = 2;
 const COMPACT_INTERVAL_MS = 100;
 const COMPACT_EVERY_ENTRIES = 256;
@@ -121,7 +122,6 @@ function parseMeta(text: string): PartitionMeta {
   return m as PartitionMeta;
 }
 
-const ROLE_CODE: Record<Role, number> = { [Role.Follower]: 1, [Role.PreCandidate]: 2, [Role.Candidate]: 3, [Role.Leader]: 4 };
 
 function roleToWire(r: Role): WireRole {
   switch (r) {
@@ -148,11 +148,13 @@ export class Broker {
   private dirty = new Set<Partition>();
   /** Groups that are awake and tick; quiesced ones are left out until woken. */
   private readonly ticking = new Set<Partition>();
-  /** Partitions whose status may have changed since the last fingerprint (see statusFingerprint). */
-  private readonly statusTouched = new Set<Partition>();
-  /** The sum of every partition's statusHash. */
-  private statusSum = 0;
-  private fingerprints = 0;
+  /** What the sentinel last heard of each partition, and what changed since. */
+  readonly statusReports = new StatusReports({
+    all: () => this.byGroup.values(),
+    awake: () => this.ticking,
+    status: (p) => this.status(p),
+    countersEveryMs: COUNTERS_REPORT_EVERY_MS,
+  });
   private pumping = false;
   /** Pump rounds not finished yet (their fdatasync, or an earlier round's, is in flight), oldest first. */
   private rounds: PumpRound[] = [];
@@ -233,8 +235,7 @@ export class Broker {
         sentinels: this.opts.sentinels,
         fsyncPolicy: this.opts.fsync,
         version: VERSION,
-        status: () => [...this.byGroup.values()].map((p) => this.status(p)),
-        fingerprint: () => this.statusFingerprint(),
+        report: (o) => this.statusReports.report(o),
         storageError: () => this.storageError(),
         highestProducerId: () => {
           let max = 0;
@@ -374,7 +375,7 @@ export class Broker {
     // A sleeping leader given a proposal (or any change of its log or term) wakes to replicate it.
     if (p.quiesced && p.isLeader() && (p.node.lastIndex !== p.quiescedIndex || p.node.term !== p.quiescedTerm)) this.wake(p);
     this.dirty.add(p);
-    this.statusTouched.add(p);
+    this.statusReports.touch(p);
     this.schedulePump();
   }
 
@@ -511,7 +512,7 @@ export class Broker {
   }
 
   private applyReady(p: Partition, rd: Ready): void {
-    this.statusTouched.add(p);
+    this.statusReports.touch(p);
     if (rd.softState) this.onSoftState(p, rd.softState);
     if (!p.failed) {
       try {
@@ -524,7 +525,7 @@ export class Broker {
 
   private advanceReady(p: Partition, rd: Ready): void {
     p.node.advance(rd);
-    this.statusTouched.add(p);
+    this.statusReports.touch(p);
     if (this.floored.size > 0 && this.floored.has(p) && p.node.voteFloor === undefined) this.floorSettled(p);
     if (p.voteFenced && p.leaderCommitSeen > 0 && p.node.commitIndex >= p.leaderCommitSeen) {
       p.voteFenced = false;
@@ -567,7 +568,7 @@ export class Broker {
       p.failPending(e);
       // Claim no leadership we cannot exercise: readers asking for the leader go elsewhere at once.
       p.node.stepDown();
-      this.statusTouched.add(p);
+      this.statusReports.touch(p);
     }
   }
 
@@ -613,7 +614,7 @@ export class Broker {
     if (p.node.leader === NONE) return;
     p.left = true;
     this.ticking.delete(p);
-    this.statusTouched.add(p);
+    this.statusReports.touch(p);
     this.log.warn("partition left its group: its log cannot be written; its WAL records are dropped until a restart", { partition: p.key });
     this.wal.drop(p.id.group).catch((e: unknown) => {
       if (!this.stopping) this.failWal(e as Error); // a WAL closed by a stop is no fault
@@ -816,7 +817,7 @@ export class Broker {
     p.log.configure(settings);
     p.retains = retains(settings);
     p.configHash = configHash(meta.config);
-    this.statusTouched.add(p);
+    this.statusReports.touch(p);
     this.log.info("topic config changed", { partition: p.key, config: meta.config });
     return true;
   }
@@ -841,7 +842,7 @@ export class Broker {
         try {
           const due = p.log.retentionDue(now);
           if (due > p.snapshotIndex) await this.checkpoint(p);
-          if (due > 0 && (await p.log.enforceRetention(now, p.snapshotIndex)) > 0) this.statusTouched.add(p);
+          if (due > 0 && (await p.log.enforceRetention(now, p.snapshotIndex)) > 0) this.statusReports.touch(p);
         } catch (e) {
           this.log.warn("retention failed", { partition: p.key, error: (e as Error).message });
         }
@@ -1048,7 +1049,7 @@ export class Broker {
     if (meta.voteFloor) this.floored.add(p);
     this.byGroup.set(id.group, p);
     this.ticking.add(p);
-    this.statusTouched.add(p);
+    this.statusReports.added(p);
     this.byName.set(p.key, p);
     this.metas.set(id.group, meta);
     return p;
@@ -1209,9 +1210,7 @@ export class Broker {
     this.byName.delete(p.key);
     this.byGroup.delete(p.id.group);
     this.ticking.delete(p);
-    this.statusTouched.delete(p);
-    this.statusSum = (this.statusSum - p.statusHash) | 0;
-    p.statusHash = 0;
+    this.statusReports.removed(p);
     this.metas.delete(p.id.group);
     this.wal.removeGroup(p.id.group);
     await this.wal.sync().catch(() => {});
@@ -1228,31 +1227,6 @@ export class Broker {
     } catch {
       // not empty (another partition of the topic is hosted here), or already gone
     }
-  }
-
-  /**
-   * A hash of every field status() reports, for every partition: equal from one beat to the next only when
-   * nothing changed (a collision merely delays a report to the periodic full one). It runs five times a
-   * second, so it is kept as a sum of per-partition hashes and only the partitions that may have changed
-   * are hashed again: those awake (ticking) and those touched since (a message, a proposal, a pump round).
-   * A sleeping group changes nothing until something touches it. Every FINGERPRINT_FULL_EVERY calls all
-   * partitions are hashed again, so a change that slipped past is reported within seconds anyway.
-   */
-  statusFingerprint(): string {
-    if (++this.fingerprints % FINGERPRINT_FULL_EVERY === 0) {
-      for (const p of this.byGroup.values()) this.rehash(p);
-    } else {
-      for (const p of this.ticking) this.rehash(p);
-      for (const p of this.statusTouched) if (!p.removed) this.rehash(p);
-    }
-    this.statusTouched.clear();
-    return String((Math.imul(this.statusSum ^ this.byGroup.size, 0x01000193) ^ this.byGroup.size) >>> 0);
-  }
-
-  private rehash(p: Partition): void {
-    const h = partitionStatusHash(p);
-    this.statusSum = (this.statusSum - p.statusHash + h) | 0;
-    p.statusHash = h;
   }
 
   status(p: Partition): PartitionStatus {
@@ -1322,42 +1296,6 @@ export class Broker {
 
 function storageLogger(log: Logger): StorageLogger {
   return (level, message, details) => log[level](message, details);
-}
-
-/** A hash of every field status() reports for one partition. No strings, no objects. */
-function partitionStatusHash(p: Partition): number {
-  let h = 0x811c9dc5;
-  const mix = (x: number) => {
-    h = Math.imul(h ^ (x >>> 0), 0x01000193);
-    h = Math.imul(h ^ Math.floor(x / 0x1_0000_0000), 0x01000193);
-  };
-  const n = p.node;
-  mix(p.id.group);
-  mix(p.id.partition);
-  mix(p.id.topic.length);
-  mix(ROLE_CODE[n.role]);
-  mix(n.term);
-  mix(n.leader);
-  mix(p.log.nextOffset);
-  mix(n.commitIndex);
-  mix(p.appliedIndex);
-  mix(p.log.logStartOffset);
-  const conf = n.conf;
-  for (const v of conf.voters) mix(v);
-  mix(0xffff);
-  for (const l of conf.learners) mix(l);
-  n.forEachMatch((id, match) => {
-    mix(id);
-    mix(match);
-  });
-  mix(p.configHash);
-  // PartitionStatus.left (the sentinel replaces such a replica): left, or failed with the broker's WAL.
-  mix((p.left ? 1 : 0) | (p.failed !== undefined ? 2 : 0));
-  return h | 0;
-}
-
-function configHash(config: Record<string, string> | undefined): number {
-  return Bun.hash.crc32(JSON.stringify(Object.entries(config ?? {}).sort()));
 }
 
 /** Whether a log with these settings ever deletes old segments. */

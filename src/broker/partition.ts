@@ -67,7 +67,7 @@ export class Partition {
   voteFenced = false;
   /** The topic sets a retention (by age or size): the broker deletes old segments (see checkpointAll). */
   retains = false;
-  /** A hash of the topic config this replica applies (reported in its status, so part of its hash). */
+  /** A hash of the topic config this replica applies (reported in its status; see StatusReports). */
   configHash = 0;
   /** Background scrub (see Broker.scrubStep): where the next step reads, where this pass ends, when it began. */
   scrubFrom = 0;
@@ -82,8 +82,6 @@ export class Partition {
   quiesced = false;
   /** Leader: consecutive ticks the group has been quiescable. */
   idleTicks = 0;
-  /** Its share of the broker's status fingerprint, as last computed (Broker.statusFingerprint). */
-  statusHash = 0;
   /** Leader: the log's end and the term when the group went to sleep; any change means work arrived. */
   quiescedIndex = 0;
   quiescedTerm = 0;

@@ -8,11 +8,11 @@ import {
   KeepAliveRequestSchema,
   RegisterBrokerRequestSchema,
   UnregisterBrokerRequestSchema,
-  type PartitionStatus,
   type TopicMetadata,
 } from "../proto/goulette_pb";
 import type { Logger } from "../log";
 import { expectCase, WireError, type ClientPool } from "../wire";
+import type { StatusReport } from "./status-reports";
 
 export interface SessionOptions {
   brokerId: number;
@@ -24,15 +24,14 @@ export interface SessionOptions {
   /** The highest producer id recorded by any partition here (sent on every beat). */
   highestProducerId?: () => number;
   version: string;
-  status(): PartitionStatus[];
-  /** Changes whenever any status would; equal strings let a beat say "unchanged" instead of re-sending. */
-  fingerprint?(): string;
+  /** This beat's report on the partitions (see StatusReports): all of them, or what changed. */
+  report(o: { full: boolean; deltas: boolean; nowMs: number }): StatusReport;
 }
 
 const DEFAULT_KEEP_ALIVE_MS = 200;
 const CALL_TIMEOUT_MS = 2_000;
 const BACKOFF_MAX_MS = 1_000;
-/** An "unchanged" beat is still followed by a full report this often (beats), whatever the fingerprint says. */
+/** A full report goes out this often (beats) whatever changed: a status that changed unnoticed is sent anyway. */
 const FULL_REPORT_EVERY_BEATS = 25;
 
 export class SentinelSession {
@@ -45,8 +44,10 @@ export class SentinelSession {
   private failures = 0;
   private beating = false;
   private nudged = false;
-  /** Fingerprint of the last full report this sentinel acknowledged; undefined forces a full one. */
-  private reported: string | undefined;
+  /** The next report must be full: the sentinel holds none it can build on (registration, a lost beat, its ask). */
+  private needFull = true;
+  /** The sentinel said it takes deltas (RegisterBrokerResponse.accepts_delta_reports). */
+  private deltas = false;
   private beatsSinceFull = 0;
 
   constructor(
@@ -114,13 +115,20 @@ export class SentinelSession {
           "registerBrokerResponse",
         );
         this.keepAliveMs = res.keepAliveIntervalMs || DEFAULT_KEEP_ALIVE_MS;
+        this.deltas = res.acceptsDeltaReports;
         this.registered = true;
-        this.reported = undefined;
+        this.needFull = true;
         this.log.info("registered", { sentinel: address, keepAliveMs: this.keepAliveMs });
       }
-      const fingerprint = this.opts.fingerprint?.();
-      const unchanged =
-        fingerprint !== undefined && fingerprint === this.reported && this.beatsSinceFull < FULL_REPORT_EVERY_BEATS;
+      const report = this.opts.report({
+        full: this.needFull || this.beatsSinceFull >= FULL_REPORT_EVERY_BEATS,
+        deltas: this.deltas,
+        nowMs: performance.now(),
+      });
+      // Until the sentinel takes this report (no answer, or it asks for a full one), it holds none that a
+      // delta could build on: the next report then carries everything.
+      this.needFull = true;
+      const unchanged = !report.full && report.partitions.length === 0;
       const res = expectCase(
         await this.pool.get(address).call(
           {
@@ -131,20 +139,17 @@ export class SentinelSession {
               fsyncPolicy: this.opts.fsyncPolicy,
               storageError: this.opts.storageError?.() ?? "",
               highestProducerId: BigInt(this.opts.highestProducerId?.() ?? 0),
-              ...(unchanged ? { unchanged: true } : { partitions: this.opts.status() }),
+              ...(unchanged ? { unchanged: true } : { partitions: report.partitions, delta: !report.full }),
             }),
           },
           { timeoutMs: CALL_TIMEOUT_MS },
         ),
         "keepAliveResponse",
       );
-      if (res.sendFull) {
-        this.reported = undefined;
-      } else if (!unchanged) {
-        this.reported = fingerprint;
-        this.beatsSinceFull = 0;
-      } else {
-        this.beatsSinceFull++;
+      if (!res.sendFull) {
+        report.taken();
+        this.needFull = false;
+        this.beatsSinceFull = report.full ? 0 : this.beatsSinceFull + 1;
       }
       this.failures = 0;
       this.schedule(this.keepAliveMs);

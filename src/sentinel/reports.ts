@@ -38,6 +38,17 @@ export class ReportTable {
     this.byBroker.set(broker, m);
   }
 
+  /** A KeepAlive delta: these statuses replace their previous ones, every other stays as it was. */
+  merge(broker: BrokerId, statuses: PartitionStatus[], nowMs: number): void {
+    const m = this.byBroker.get(broker);
+    if (!m) throw new Error(`broker ${broker} sent a delta with no full report to build on`);
+    for (const s of statuses) m.set(key(s.topic, s.partition), { broker, status: s, atMs: nowMs });
+    if (m.size > MAX_REPORTED_PARTITIONS_PER_BROKER) {
+      this.byBroker.delete(broker);
+      throw new Error(`broker ${broker} reported ${m.size} partitions, limit ${MAX_REPORTED_PARTITIONS_PER_BROKER}`);
+    }
+  }
+
   /** One fresher status (an RPC answer); kept until the next full report replaces it. */
   updateOne(broker: BrokerId, status: PartitionStatus, nowMs: number): void {
     let m = this.byBroker.get(broker);

@@ -392,7 +392,11 @@ export class Sentinel {
     this.deps.log.info("sentinel broker registered", { broker: id, address: req.address, fsync: req.fsyncPolicy });
     return {
       case: "registerBrokerResponse",
-      value: create(RegisterBrokerResponseSchema, { keepAliveIntervalMs: this.deps.opts.keepAliveMs, clusterId: this.map.clusterId }),
+      value: create(RegisterBrokerResponseSchema, {
+        keepAliveIntervalMs: this.deps.opts.keepAliveMs,
+        clusterId: this.map.clusterId,
+        acceptsDeltaReports: true,
+      }),
     };
   }
 
@@ -431,10 +435,13 @@ export class Sentinel {
     }
     const t = this.health.beat(id, now);
     if (t) this.onTransition(t);
-    if (req.unchanged) {
-      // The broker says nothing changed since its last report: reuse it, or ask for a full one.
+    if (req.unchanged || req.delta) {
+      // The broker says what changed since its last report (nothing, or some statuses): build on that
+      // report, or ask for a full one when there is none (this sentinel restarted or just became leader).
       if (!this.reports.hasReported(id)) return { case: "keepAliveResponse", value: create(KeepAliveResponseSchema, { sendFull: true }) };
-      // Drift checks look at every partition: on a report that did not change, once a second is enough.
+      if (req.delta) this.reports.merge(id, req.partitions, now);
+      // Drift checks look at every partition, and a delta never changes which ones a broker holds (a full
+      // report does): once a second is enough.
       if (now - (this.observedAtMs.get(id) ?? 0) >= UNCHANGED_OBSERVE_EVERY_MS) {
         this.observedAtMs.set(id, now);
         if (this.notifier.observe(id, this.reports.statusesOf(id).map((r) => r.status), now)) this.activity();

@@ -698,26 +698,38 @@ describe("broker: idle groups sleep (quiescence)", () => {
     }
   });
 
-  test("the status fingerprint holds still while a group sleeps and changes on every replica when it wakes", async () => {
+  test("status reports: nothing while a group sleeps; its counters once due, on every replica; a new leader at once", async () => {
     const c = await threeBrokers();
     const leader = c.leaderOf("t", 0)!;
     await c.produce(leader, "t", 0, ["a"]);
     // Asleep, and done applying what the last heartbeat committed (the pump runs just after it).
     const still = () => partitionsOf(c).every((p) => p.quiesced && p.appliedIndex === p.node.commitIndex && p.node.readiesInFlight === 0);
     await eventually(still);
-    // Several calls (the fingerprint is incremental, with a full pass every few): equal while nothing changes.
     const brokers = c.brokers.map((b) => b!.broker);
-    const asleep = brokers.map((b) => b.statusFingerprint());
-    for (let i = 0; i < 30; i++) expect(brokers.map((b) => b.statusFingerprint())).toEqual(asleep);
+    // Reports as a session asks for them, `ms` after the first; each taken, as a sentinel's answer does.
+    const report = (i: number, ms: number, full = false) => {
+      const r = brokers[i]!.statusReports.report({ full, deltas: true, nowMs: 1_000_000 + ms });
+      r.taken();
+      return { full: r.full, partitions: r.partitions.map((s) => `${s.topic}/${s.partition}`) };
+    };
+    // The first report is full (the sentinel holds none yet); then, asleep, nothing is due however often asked.
+    for (const i of [0, 1, 2]) expect(report(i, 0)).toEqual({ full: true, partitions: ["t/0"] });
+    for (let k = 1; k <= 30; k++) for (const i of [0, 1, 2]) expect(report(i, k * 100)).toEqual({ full: false, partitions: [] });
+
     await c.produce(leader, "t", 0, ["b"]);
-    // Every replica's log end moves, so every broker reports again (the followers once the commit reaches them).
-    await eventually(() => partitionsOf(c).every((p) => p.log.nextOffset === 2));
-    const awake = brokers.map((b) => b.statusFingerprint());
-    for (let i = 0; i < 3; i++) expect(awake[i]).not.toBe(asleep[i]);
-    // And what the fingerprint says equals a full recount: the incremental sums missed nothing.
-    await eventually(still);
-    const settled = brokers.map((b) => b.statusFingerprint());
-    for (let i = 0; i < 30; i++) expect(brokers.map((b) => b.statusFingerprint())).toEqual(settled);
+    // Every replica's log end moves (the followers once the commit reaches them): counters only, so they
+    // wait until due (a second after the last counters went out), and then every broker reports them.
+    await eventually(() => partitionsOf(c).every((p) => p.log.nextOffset === 2) && still());
+    for (const i of [0, 1, 2]) expect(report(i, 3_100)).toEqual({ full: false, partitions: [] });
+    for (const i of [0, 1, 2]) expect(report(i, 4_000)).toEqual({ full: false, partitions: ["t/0"] });
+    for (const i of [0, 1, 2]) expect(report(i, 5_000)).toEqual({ full: false, partitions: [] }); // and only once
+
+    // A new leader (its shape: role, term, leader) goes out with the next beat, not a second later.
+    const next = [0, 1, 2].find((i) => i !== leader)!;
+    brokers[leader]!.byName.get("t/0")!.node.transferLeadership(next + 1);
+    brokers[leader]!.markDirty(brokers[leader]!.byName.get("t/0")!);
+    await eventually(() => c.leaderOf("t", 0) === next);
+    for (const i of [0, 1, 2]) expect(report(i, 5_100)).toEqual({ full: false, partitions: ["t/0"] });
   });
 
   test("when the leader's broker dies while the group sleeps, the followers notice and elect", async () => {
@@ -1004,11 +1016,16 @@ describe("broker: retention", () => {
     // with what the replicas report): it changes the status fingerprint, not only the periodic full report.
     const b0 = c.brokers[0]!.broker;
     expect(b0.status(part(0)).config).toEqual({ "segment.bytes": "2048" });
-    await eventually(() => b0.statusFingerprint() === b0.statusFingerprint());
-    const before = b0.statusFingerprint();
+    const due = () => {
+      const r = b0.statusReports.report({ full: false, deltas: true, nowMs: 0 }); // counters never due at 0
+      r.taken();
+      return r.partitions.map((s) => s.config);
+    };
+    due(); // what the sentinel holds now (a full report, the first)
+    expect(due()).toEqual([]);
     await c.assign("t", 0, 1, [0, 1, 2], leader, { "segment.bytes": "2048", "segment.ms": "3600000" });
     expect(b0.status(part(0)).config).toEqual({ "segment.bytes": "2048", "segment.ms": "3600000" });
-    expect(b0.statusFingerprint()).not.toBe(before);
+    expect(due()).toEqual([{ "segment.bytes": "2048", "segment.ms": "3600000" }]);
     await c.assign("t", 0, 1, [0, 1, 2], leader, { "segment.bytes": "2048", "retention.bytes": "4096" });
     for (const i of [0, 1, 2]) expect([meta(i), part(i).retains]).toEqual([{ "segment.bytes": "2048", "retention.bytes": "4096" }, true]);
     await eventually(() => [0, 1, 2].every((i) => part(i).log.logStartOffset > 0 && part(i).log.sizeBytes <= 4096 + 2048));

@@ -435,6 +435,34 @@ describe("sentinel leader discovery", () => {
     expect((await beat(9, "127.0.0.1:9")).sendFull).toBe(true);
   });
 
+  test("a delta beat replaces the statuses it carries and keeps the others; with no report to build on, a full one is asked", async () => {
+    const s = await sentinel();
+    const { fc, brokers } = await cluster(s, 3);
+    const created = await call(s.client, createTopic("t", 2, 3), "createTopicResponse");
+    for (const b of brokers) await b.keepAlive();
+    const leaderOf = async (partition: number) =>
+      (await call(s.client, { case: "getTopicLeader", value: create(GetTopicLeaderRequestSchema, { topic: "t", partition }) }, "getTopicLeaderResponse"))
+        .partition!;
+    const before = await leaderOf(1);
+
+    // Raft elects another leader of partition 0; the brokers' deltas carry only that partition.
+    const replicas = created.topic!.partitionMetadata[0]!.replicas;
+    fc.elect("t", 0, replicas[2]!);
+    const delta = (brokerId: number, address: string, partitions: ReturnType<FakeBroker["statuses"]>) =>
+      call(s.client, { case: "keepAlive", value: create(KeepAliveRequestSchema, { brokerId, address, delta: true, partitions }) }, "keepAliveResponse");
+    for (const b of brokers) {
+      const changed = b.statuses().filter((st) => st.partition === 0);
+      expect((await delta(b.id, b.address, changed)).sendFull).toBe(false);
+    }
+    const after0 = await leaderOf(0);
+    expect([after0.leaderId, after0.term]).toEqual([replicas[2]!, 2n]);
+    const after1 = await leaderOf(1); // not in the deltas: as the full reports said
+    expect([after1.leaderId, after1.term]).toEqual([before.leaderId, before.term]);
+
+    await call(s.client, { case: "registerBroker", value: create(RegisterBrokerRequestSchema, { brokerId: 9, address: "127.0.0.1:9" }) }, "registerBrokerResponse");
+    expect((await delta(9, "127.0.0.1:9", [])).sendFull).toBe(true);
+  });
+
   test("during an election GetTopicLeader waits for the winner instead of failing at once", async () => {
     const s = await sentinel({ keepAliveMs: 50, suspiciousAfterMs: 20_000, downAfterMs: 60_000 });
     const { fc, brokers } = await cluster(s, 3);
