@@ -19,6 +19,9 @@ export function gouletteCommand(): GouletteCommand {
 }
 
 function choose(): GouletteCommand {
+  // A given build (an A/B comparison of two executables), as is.
+  const given = process.env.GOULETTE_BENCH_BINARY;
+  if (given) return { argv: [resolve(given)], kind: "compiled" };
   const binary = join(repoRoot, "dist/goulette");
   if (existsSync(binary) && statSync(binary).mtimeMs >= newestMtimeMs(join(repoRoot, "src"))) {
     return { argv: [binary], kind: "compiled" };
