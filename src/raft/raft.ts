@@ -67,7 +67,13 @@ export class Raft {
   leader: NodeId = NONE;
   role: Role = Role.Follower;
   readonly log: RaftLog;
-  conf: ConfState;
+  private confState!: ConfState;
+  /**
+   * Whether we are among conf's voters, kept with conf: every awake follower asks at every tick, and the
+   * conf's arrays are frozen, where JSC's `includes` is several times slower (at 1,000 groups under load
+   * it was a tenth of a broker's CPU).
+   */
+  private selfVoter = false;
   readonly progress = new Map<NodeId, Progress>();
   readonly votes = new Map<NodeId, boolean>();
   msgs: Message[] = [];
@@ -155,9 +161,18 @@ export class Raft {
     return conf;
   }
 
+  get conf(): ConfState {
+    return this.confState;
+  }
+
+  set conf(c: ConfState) {
+    this.confState = c;
+    this.selfVoter = c.voters.includes(this.id);
+  }
+
   /** A voter of our own membership (a removed node is not, whatever others still believe). */
   isVoter(): boolean {
-    return this.conf.voters.includes(this.id);
+    return this.selfVoter;
   }
 
   promotable(): boolean {
