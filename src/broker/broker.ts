@@ -31,7 +31,7 @@ import type { BrokerOptions } from "./options";
 import { Partition, NotLeaderError, type PartitionId } from "./partition";
 import { PartitionState } from "./partition-state";
 import { PeerTransport } from "./peers";
-import { decodeRaftBatch } from "./raft-codec";
+import { decodeRaftBatch, decodeRaftFrame, type GroupMessage } from "./raft-codec";
 import { SentinelSession } from "./sentinel-session";
 import { StatusReports, configHash } from "./status-reports";
 import { pullFragments } from "./fragments";
@@ -216,6 +216,7 @@ export class Broker {
       port: Number(portText),
       maxFrameBytes: this.opts.maxFrameBytes,
       handle: (body) => this.handle(body),
+      raw: (frame) => this.handleRaftFrame(frame),
     });
     this.address = this.opts.advertise ?? `${host}:${this.server.port}`;
     this.log.info("listening", { address: this.address, dataDir: this.opts.dataDir, fsync: this.opts.fsync });
@@ -251,11 +252,23 @@ export class Broker {
 
   private handle(body: Body): Body | undefined | Promise<Body | undefined> {
     if (body.case === "raft") {
-      this.lastHeard.set(body.value.from, performance.now());
-      for (const { group, msg } of decodeRaftBatch(body.value)) this.stepRemote(group, msg);
+      this.stepBatch(body.value.from, decodeRaftBatch(body.value));
       return undefined;
     }
     return this.handlers.handle(body);
+  }
+
+  /** A peer's Raft frame read by hand (see decodeRaftFrame); false leaves it to the generated decoder. */
+  private handleRaftFrame(frame: Uint8Array): boolean {
+    const batch = decodeRaftFrame(frame);
+    if (batch === undefined) return false;
+    this.stepBatch(batch.from, batch.messages);
+    return true;
+  }
+
+  private stepBatch(from: NodeId, messages: GroupMessage[]): void {
+    this.lastHeard.set(from, performance.now());
+    for (const { group, msg } of messages) this.stepRemote(group, msg);
   }
 
   private stepRemote(group: number, msg: Message): void {

@@ -29,6 +29,11 @@ export interface ServeOptions {
   /** Body cases this server serves; any other is answered UNSUPPORTED_REQUEST and the peer dropped. */
   accepts?: readonly BodyCase[];
   handle(body: Body, ctx: HandlerContext): HandlerResult;
+  /**
+   * Offered every frame (protobuf bytes, no prefix) before it is decoded: true when it was taken as it is,
+   * one-way, with nothing to answer (a broker reads its peers' Raft frames by hand); false decodes it as usual.
+   */
+  raw?(frame: Uint8Array): boolean;
   onConnection?(conn: ServerConn): void;
   onClose?(conn: ServerConn): void;
 }
@@ -160,6 +165,7 @@ export function serve(opts: ServeOptions): WireServer {
 
   const dispatch = (conn: ServerConn, bytes: Uint8Array): void => {
     if (conn.closed) return;
+    if (opts.raw?.(bytes)) return;
     let frame;
     try {
       frame = decodeFrame(bytes);

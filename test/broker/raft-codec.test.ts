@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { decodeRaftBatch, encodeRaftBatch, encodeRaftFrame, type GroupMessage } from "../../src/broker/raft-codec";
+import { decodeRaftBatch, decodeRaftFrame, encodeRaftBatch, encodeRaftFrame, type GroupMessage } from "../../src/broker/raft-codec";
 import { FrameSchema } from "../../src/proto/goulette_pb";
 import { Prng } from "../../src/raft/prng";
 import { EntryType, MessageType, type Message } from "../../src/raft/types";
@@ -90,35 +90,8 @@ describe("hand-encoded Raft frames", () => {
 
   test("the frame is byte for byte what the generated encoder writes, for any mix of messages", () => {
     const rng = new Prng(20261127);
-    const num = () => [0, 1, 127, 128, 300, 2 ** 31, 2 ** 32 + 5, 2 ** 53 - 1][rng.int(8)]!;
-    const bytes = (max: number) => new Uint8Array(rng.int(max + 1)).map(() => rng.int(256));
-    const types = [MessageType.Append, MessageType.AppendResponse, MessageType.Heartbeat, MessageType.HeartbeatResponse, MessageType.Vote, MessageType.PreVoteResponse, MessageType.Snapshot, MessageType.TimeoutNow];
     for (let round = 0; round < 300; round++) {
-      const msgs: GroupMessage[] = Array.from({ length: rng.int(6) }, () => {
-        const type = types[rng.int(types.length)]!;
-        const plain = (type === MessageType.Heartbeat || type === MessageType.HeartbeatResponse) && rng.int(2) === 0;
-        const m = msg({
-          type,
-          from: rng.int(5),
-          to: rng.int(5),
-          term: num(),
-          commit: num(),
-          context: rng.int(3) === 0 ? bytes(8) : undefined,
-          quiesce: rng.int(4) === 0 ? true : undefined,
-          ...(plain
-            ? {}
-            : {
-                logTerm: num(),
-                index: num(),
-                reject: rng.int(2) === 0,
-                rejectHint: num(),
-                hintTerm: num(),
-                entries: Array.from({ length: rng.int(3) }, () => ({ term: num(), index: num(), type: [EntryType.Normal, EntryType.Noop, EntryType.ConfChange][rng.int(3)]!, data: bytes(300) })),
-                snapshot: type === MessageType.Snapshot ? { index: num(), term: num(), conf: { voters: [1, 2, 3], learners: [rng.int(9)] }, data: bytes(20) } : undefined,
-              }),
-        });
-        return { group: num(), msg: m };
-      });
+      const msgs = randomMessages(rng);
       const from = rng.int(3);
       const to = rng.int(3);
       const generated = toBinary(FrameSchema, create(FrameSchema, { body: { case: "raft", value: encodeRaftBatch(from, to, msgs) } }));
@@ -127,3 +100,106 @@ describe("hand-encoded Raft frames", () => {
     }
   });
 });
+
+describe("hand-decoded Raft frames", () => {
+  /** What the generated decoder makes of a frame, or the error it throws. */
+  function generic(bytes: Uint8Array): { from: number; messages: GroupMessage[] } | Error {
+    try {
+      const f = decodeFrame(bytes);
+      if (f.body.case !== "raft") return new Error(`not raft: ${f.body.case}`);
+      return { from: f.body.value.from, messages: decodeRaftBatch(f.body.value) };
+    } catch (e) {
+      return e as Error;
+    }
+  }
+
+  test("reads every frame the encoder writes as the generated decoder does; a snapshot's frame is left to it", () => {
+    const rng = new Prng(777);
+    let read = 0;
+    for (let round = 0; round < 300; round++) {
+      const msgs = randomMessages(rng);
+      const bytes = frameBytes(encodeRaftFrame(1 + rng.int(3), 1 + rng.int(3), msgs)).subarray(LENGTH_PREFIX_BYTES);
+      const fast = decodeRaftFrame(bytes);
+      if (msgs.some((m) => m.msg.snapshot !== undefined)) {
+        expect(fast).toBeUndefined();
+        continue;
+      }
+      expect(fast).toEqual(generic(bytes) as { from: number; messages: GroupMessage[] });
+      read++;
+    }
+    expect(read).toBeGreaterThan(200);
+  });
+
+  test("a damaged frame is either left to the generated decoder or read exactly as it reads it", () => {
+    const rng = new Prng(4242);
+    let taken = 0;
+    let left = 0;
+    for (let round = 0; round < 3000; round++) {
+      const msgs = randomMessages(rng).filter((m) => m.msg.snapshot === undefined);
+      const good = frameBytes(encodeRaftFrame(1, 2, msgs)).subarray(LENGTH_PREFIX_BYTES);
+      let bytes = Uint8Array.from(good);
+      const damage = rng.int(4);
+      if (damage === 0 && bytes.length > 0) bytes[rng.int(bytes.length)] ^= 1 << rng.int(8);
+      else if (damage === 1) bytes = bytes.subarray(0, rng.int(bytes.length + 1));
+      else if (damage === 2) for (let k = 0; k < 3; k++) bytes[rng.int(bytes.length)] = rng.int(256);
+      else {
+        // A field the decoder does not know, or one with a wrong wire type, spliced in after the batch's tag.
+        const extra = [[(20 << 3) | 0, 5], [(1 << 3) | 2, 0], [(7 << 3) | 5, 1, 2, 3, 4], [0, 1]][rng.int(4)]!;
+        const at = 2 + rng.int(Math.max(1, bytes.length - 2));
+        bytes = Uint8Array.from([...bytes.subarray(0, at), ...extra, ...bytes.subarray(at)]);
+      }
+      const fast = decodeRaftFrame(bytes);
+      if (fast === undefined) {
+        left++;
+        continue;
+      }
+      const g = generic(bytes);
+      expect(g).not.toBeInstanceOf(Error);
+      expect(fast).toEqual(g as { from: number; messages: GroupMessage[] });
+      taken++;
+    }
+    // Both outcomes happen (a flipped bit in a value still decodes; a cut frame does not).
+    expect(taken).toBeGreaterThan(100);
+    expect(left).toBeGreaterThan(100);
+  });
+
+  test("a frame with a correlation id or another field beside the batch is left to the generated decoder", () => {
+    const batch = encodeRaftBatch(1, 2, [{ group: 3, msg: msg({ type: MessageType.Heartbeat, commit: 4 }) }]);
+    const withId = toBinary(FrameSchema, create(FrameSchema, { correlationId: 7n, body: { case: "raft", value: batch } }));
+    expect(decodeRaftFrame(withId)).toBeUndefined();
+    const plain = toBinary(FrameSchema, create(FrameSchema, { body: { case: "raft", value: batch } }));
+    expect(decodeRaftFrame(plain)).toEqual(generic(plain) as { from: number; messages: GroupMessage[] });
+  });
+});
+
+/** A random mix of Raft messages: every type, field and size the encoders must handle. */
+function randomMessages(rng: Prng): GroupMessage[] {
+  const num = () => [0, 1, 127, 128, 300, 2 ** 31, 2 ** 32 + 5, 2 ** 53 - 1][rng.int(8)]!;
+  const bytes = (max: number) => new Uint8Array(rng.int(max + 1)).map(() => rng.int(256));
+  const types = [MessageType.Append, MessageType.AppendResponse, MessageType.Heartbeat, MessageType.HeartbeatResponse, MessageType.Vote, MessageType.PreVoteResponse, MessageType.Snapshot, MessageType.TimeoutNow];
+  return Array.from({ length: rng.int(6) }, () => {
+    const type = types[rng.int(types.length)]!;
+    const plain = (type === MessageType.Heartbeat || type === MessageType.HeartbeatResponse) && rng.int(2) === 0;
+    const m = msg({
+      type,
+      from: rng.int(5),
+      to: rng.int(5),
+      term: num(),
+      commit: num(),
+      context: rng.int(3) === 0 ? bytes(8) : undefined,
+      quiesce: rng.int(4) === 0 ? true : undefined,
+      ...(plain
+        ? {}
+        : {
+            logTerm: num(),
+            index: num(),
+            reject: rng.int(2) === 0,
+            rejectHint: num(),
+            hintTerm: num(),
+            entries: Array.from({ length: rng.int(3) }, () => ({ term: num(), index: num(), type: [EntryType.Normal, EntryType.Noop, EntryType.ConfChange][rng.int(3)]!, data: bytes(300) })),
+            snapshot: type === MessageType.Snapshot ? { index: num(), term: num(), conf: { voters: [1, 2, 3], learners: [rng.int(9)] }, data: bytes(20) } : undefined,
+          }),
+    });
+    return { group: num(), msg: m };
+  });
+}
