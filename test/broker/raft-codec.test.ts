@@ -139,7 +139,10 @@ describe("hand-decoded Raft frames", () => {
       const good = frameBytes(encodeRaftFrame(1, 2, msgs)).subarray(LENGTH_PREFIX_BYTES);
       let bytes = Uint8Array.from(good);
       const damage = rng.int(4);
-      if (damage === 0 && bytes.length > 0) bytes[rng.int(bytes.length)] ^= 1 << rng.int(8);
+      if (damage === 0 && bytes.length > 0) {
+        const at = rng.int(bytes.length);
+        bytes[at] = bytes[at]! ^ (1 << rng.int(8));
+      }
       else if (damage === 1) bytes = bytes.subarray(0, rng.int(bytes.length + 1));
       else if (damage === 2) for (let k = 0; k < 3; k++) bytes[rng.int(bytes.length)] = rng.int(256);
       else {
