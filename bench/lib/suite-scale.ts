@@ -7,7 +7,8 @@ import { Producer } from "../../src/client/producer";
 import { Cluster } from "./cluster";
 import { emit, errorText, progress, round } from "./emit";
 import { gouletteBench } from "./gbench";
-import { cpuShare, rssBytes, writeBytes } from "./procfs";
+import { Load } from "./load";
+import { cpuSeconds, cpuShare, rssBytes, writeBytes } from "./procfs";
 import { type RunSettings } from "./settings";
 import { createTopicWithLeaders } from "./topics";
 
@@ -59,10 +60,49 @@ async function idle(s: RunSettings): Promise<void> {
       ...(sentinelPid ? { sentinel_cpu_pct_of_core: round(share[pids.length]! * 100, 1), sentinel_rss_mb: round(rssBytes(sentinelPid) / 1e6, 1) } : {}),
       cpu_window_ms: cpuWindowMs,
     });
+    await loaded(s, cluster, all);
   } catch (e) {
     throw new Error(`${errorText(e)}; cluster log: ${cluster.notableLog().join(" || ") || "nothing notable"}`);
   } finally {
     await cluster.stop();
+  }
+}
+
+/**
+ * The same 1,000 partitions under load: window 256 of 1 KiB messages sent to each partition in turn, so
+ * every batch is one message and every partition's group works (the case where per-partition costs show:
+ * ticks, status reports, Raft messages per group).
+ */
+async function loaded(s: RunSettings, cluster: Cluster, pids: number[]): Promise<void> {
+  const load = new Load({ sentinel: cluster.sentinel, topic: "idle", size: 1024, window: 256, partitions: idlePartitions });
+  try {
+    load.start();
+    await Bun.sleep(s.scale >= 1 ? 10_000 : 5_000); // warm: every group awake, JIT tiers up
+    const cpu0 = pids.map(cpuSeconds);
+    const acked0 = load.acked;
+    const t0 = performance.now();
+    await Bun.sleep(cpuWindowMs);
+    const seconds = (performance.now() - t0) / 1000;
+    const msgsPerS = (load.acked - acked0) / seconds;
+    const cores = pids.map((p, i) => (cpuSeconds(p) - cpu0[i]!) / seconds);
+    const brokerCores = cores.slice(0, cluster.brokers.length);
+    await load.stop();
+    if (load.failed > 0) throw new Error(`${load.failed} messages failed: ${errorText(load.firstError)}`);
+    emit({
+      suite: "scale",
+      test: "loaded",
+      partitions: idlePartitions,
+      replicas,
+      size: 1024,
+      window: 256,
+      msgs_per_s: Math.round(msgsPerS),
+      broker_cpu_pct_of_core: brokerCores.map((x) => round(x * 100, 1)),
+      broker_cpu_ms_per_msg: round((brokerCores.reduce((a, b) => a + b, 0) / msgsPerS) * 1000, 3),
+      ...(cores.length > brokerCores.length ? { sentinel_cpu_pct_of_core: round(cores[brokerCores.length]! * 100, 1) } : {}),
+      cpu_window_ms: cpuWindowMs,
+    });
+  } finally {
+    await load.close();
   }
 }
 
