@@ -122,7 +122,6 @@ function parseMeta(text: string): PartitionMeta {
   return m as PartitionMeta;
 }
 
-
 function roleToWire(r: Role): WireRole {
   switch (r) {
     case Role.Leader:

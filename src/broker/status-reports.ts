@@ -105,10 +105,9 @@ export class StatusReports {
       const h = hashes(p);
       const was = this.sent.get(p);
       if (was === undefined || was.shape !== h.shape) out.push([p, h]);
-      else if (was.counters !== h.counters) {
-        if (countersDue || p.node.conf.learners.length > 0) out.push([p, h]);
-        else this.countersBehind.add(p);
-      }
+      else if (was.counters === h.counters) this.countersBehind.delete(p); // back where the sentinel has it
+      else if (countersDue || p.node.conf.learners.length > 0) out.push([p, h]);
+      else this.countersBehind.add(p);
     };
     for (const p of this.touched) consider(p);
     for (const p of this.deps.awake()) consider(p);
