@@ -141,6 +141,16 @@ export class PartitionLog {
     return this.damaged.map((d) => ({ ...d }));
   }
 
+  /**
+   * The segments and damaged ranges in one line, for an error that depends on them (say, a log found
+   * ending before its own snapshot): each segment as [base, next) with its file size, then the damage.
+   */
+  layout(): string {
+    const segs = this.segments.map((s) => `[${s.baseOffset},${s.nextOffset}) ${s.sizeBytes}B${s.sealed ? "" : " active"}`);
+    const dmg = this.damaged.map((d) => `[${d.fromOffset},${d.toOffset}) at ${d.position} of ${d.file.slice(this.dir.length + 1)}`);
+    return `segments ${segs.join(", ")}; damaged ${dmg.length > 0 ? dmg.join(", ") : "none"}`;
+  }
+
   // ------------------------------------------------------------------------------------------------
   // Writing
 

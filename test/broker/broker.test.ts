@@ -967,6 +967,27 @@ describe("broker: a replica whose log runs past the leader's snapshot", () => {
   });
 });
 
+describe("broker: a partition log that ends before its own snapshot", () => {
+  test("is set aside, and the error says how the log lies on disk", async () => {
+    const c = await startTwoPartitions((cluster = new BrokerCluster()));
+    for (let i = 0; i < 10; i++) await c.produce(0, "t", 0, [`a${i}`]);
+    await c.produce(0, "t", 1, ["s0"]);
+    await eventually(async () => (await c.readAll(1, "t", 0)).length === 10 && (await c.readAll(1, "t", 1)).length === 1);
+    const b = c.brokers[1]!.broker;
+    await b.checkpoint(b.byName.get("t/0")!); // the WAL's snapshot now counts on all ten records
+    await c.kill(1);
+    const { truncateSync } = await import("node:fs");
+    const file = join(c.dir, "b2", "t", "0", `${"0".repeat(20)}.log`);
+    truncateSync(file, statSync(file).size - 5); // the last batch torn: recovery cuts it
+
+    await c.restart(1);
+    const back = c.brokers[1]!.broker;
+    expect(back.byName.has("t/0")).toBe(false);
+    expect(back.storageError()).toMatch(/^t\/0 set aside: .*log ends at 9 before its snapshot \(10\); segments \[0,9\) \d+B active; damaged none$/);
+    expect((await c.readAll(1, "t", 1)).map((r) => r.value)).toEqual(["s0"]); // the other partition is served
+  });
+});
+
 describe("broker: an unreadable partition meta file", () => {
   test("sets that partition aside and serves the rest; assigned again, it keeps its data and votes once caught up", async () => {
     const c = await startTwoPartitions((cluster = new BrokerCluster()));
