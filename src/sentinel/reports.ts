@@ -27,6 +27,8 @@ function key(topic: string, partition: number): string {
 
 export class ReportTable {
   private readonly byBroker = new Map<BrokerId, Map<string, Report>>();
+  /** Brokers whose full report arrived since they (re-)registered: an RPC answer alone does not count. */
+  private readonly fullyReported = new Set<BrokerId>();
 
   /** Replaces everything known about `broker` with a full KeepAlive report. */
   replaceAll(broker: BrokerId, statuses: PartitionStatus[], nowMs: number): void {
@@ -36,15 +38,16 @@ export class ReportTable {
     const m = new Map<string, Report>();
     for (const s of statuses) m.set(key(s.topic, s.partition), { broker, status: s, atMs: nowMs });
     this.byBroker.set(broker, m);
+    this.fullyReported.add(broker);
   }
 
   /** A KeepAlive delta: these statuses replace their previous ones, every other stays as it was. */
   merge(broker: BrokerId, statuses: PartitionStatus[], nowMs: number): void {
     const m = this.byBroker.get(broker);
-    if (!m) throw new Error(`broker ${broker} sent a delta with no full report to build on`);
+    if (!m || !this.fullyReported.has(broker)) throw new Error(`broker ${broker} sent a delta with no full report to build on`);
     for (const s of statuses) m.set(key(s.topic, s.partition), { broker, status: s, atMs: nowMs });
     if (m.size > MAX_REPORTED_PARTITIONS_PER_BROKER) {
-      this.byBroker.delete(broker);
+      this.dropBroker(broker);
       throw new Error(`broker ${broker} reported ${m.size} partitions, limit ${MAX_REPORTED_PARTITIONS_PER_BROKER}`);
     }
   }
@@ -61,7 +64,7 @@ export class ReportTable {
 
   /** True once a full report (KeepAlive) from `broker` arrived since it (re-)registered. */
   hasReported(broker: BrokerId): boolean {
-    return this.byBroker.has(broker);
+    return this.fullyReported.has(broker);
   }
 
   /** True when any of `brokers` reports hosting this group (so it exists and Raft runs it). */
@@ -80,6 +83,7 @@ export class ReportTable {
 
   dropBroker(broker: BrokerId): void {
     this.byBroker.delete(broker);
+    this.fullyReported.delete(broker);
   }
 
   statusesOf(broker: BrokerId): Report[] {
