@@ -86,16 +86,16 @@ function startSession(address: string, report: (o: { full: boolean; deltas: bool
 }
 
 describe("sentinel session", () => {
-  test("a full report, then unchanged beats or deltas, a full one every 25 beats and after any beat not taken", async () => {
-    const s = fakeSentinel(2, true);
+  test("a full report, then unchanged beats or deltas, a full one every 150 beats and after any beat not taken", async () => {
+    const s = fakeSentinel(1, true);
     const { r, report } = reporter();
     startSession(s.address, report);
 
-    await until(() => s.beats.length >= 30);
+    await until(() => s.beats.length >= 155);
     expect(s.beats[0]).toEqual({ unchanged: false, delta: false, partitions: 3 });
-    expect(s.beats.slice(1, 26).every((b) => b.unchanged && b.partitions === 0)).toBe(true);
-    expect(s.beats[26]).toEqual({ unchanged: false, delta: false, partitions: 3 }); // the periodic full report
-    expect(r.asked.slice(0, 27).map((a) => a.full)).toEqual([true, ...Array<boolean>(25).fill(false), true]);
+    expect(s.beats.slice(1, 151).every((b) => b.unchanged && b.partitions === 0)).toBe(true);
+    expect(s.beats[151]).toEqual({ unchanged: false, delta: false, partitions: 3 }); // the periodic full report
+    expect(r.asked.slice(0, 152).map((a) => a.full)).toEqual([true, ...Array<boolean>(150).fill(false), true]);
     expect(r.asked.every((a) => a.deltas)).toBe(true); // the sentinel said it takes deltas
 
     // Something changed: only that goes out.
@@ -125,11 +125,12 @@ describe("sentinel session", () => {
     expect(after[asked + 1]).toEqual({ unchanged: false, delta: false, partitions: 3 });
   });
 
-  test("a sentinel that takes no deltas gets a full report whenever anything changed", async () => {
+  test("a sentinel that takes no deltas gets a full report whenever anything changed, and every 25 beats", async () => {
     const s = fakeSentinel(2, false);
     const { r, report } = reporter();
     startSession(s.address, report);
-    await until(() => s.beats.length >= 3);
+    await until(() => s.beats.length >= 28);
+    expect(r.asked.slice(0, 27).map((a) => a.full)).toEqual([true, ...Array<boolean>(25).fill(false), true]);
     r.changed = 1;
     const n = s.beats.length;
     await until(() => s.beats.length >= n + 3);
