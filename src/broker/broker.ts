@@ -145,6 +145,8 @@ export class Broker {
   address = "";
   private session!: SentinelSession;
   private dirty = new Set<Partition>();
+  /** The last lifecycle change (SetTopicRole, RemoveTopic) of each partition, by "topic/partition" (see exclusive). */
+  private readonly lifecycle = new Map<string, Promise<void>>();
   /** Groups that are awake and tick; quiesced ones are left out until woken. */
   private readonly ticking = new Set<Partition>();
   /** What the sentinel last heard of each partition, and what changed since. */
@@ -1159,7 +1161,31 @@ export class Broker {
   }
 
   /** SetTopicRole: create or join the partition's group; a LEADER hint campaigns or asks for a transfer. */
-  async setTopicRole(req: SetTopicRoleRequest): Promise<Partition> {
+  /**
+   * SetTopicRole and RemoveTopic change a partition's files, and both wait on the disk part-way: one at a
+   * time per partition, in arrival order. Interleaved, a removal that had already taken the partition out
+   * of byName deleted its directory once its own awaits were over, under a new incarnation a SetTopicRole
+   * had created meanwhile (the failover making this broker a replacement): that replica then failed its
+   * next segment (ENOENT), and its storage fault kept the broker from taking any replica (fault run 4203).
+   */
+  private exclusive<T>(key: string, op: () => Promise<T>): Promise<T> {
+    const next = (this.lifecycle.get(key) ?? Promise.resolve()).then(op);
+    const settled = next.then(
+      () => {},
+      () => {},
+    );
+    this.lifecycle.set(key, settled);
+    void settled.then(() => {
+      if (this.lifecycle.get(key) === settled) this.lifecycle.delete(key);
+    });
+    return next;
+  }
+
+  setTopicRole(req: SetTopicRoleRequest): Promise<Partition> {
+    return this.exclusive(`${req.topic}/${req.partition}`, () => this.applyTopicRole(req));
+  }
+
+  private async applyTopicRole(req: SetTopicRoleRequest): Promise<Partition> {
     const key = `${req.topic}/${req.partition}`;
     const peers: Record<string, string> = {};
     for (const b of [...req.followers, ...req.learners]) if (b.id !== this.opts.id && b.address) peers[b.id] = b.address;
@@ -1217,7 +1243,11 @@ export class Broker {
   }
 
   /** RemoveTopic: stop the group and delete its data. Idempotent. */
-  async removePartition(topic: string, partition: number): Promise<void> {
+  removePartition(topic: string, partition: number): Promise<void> {
+    return this.exclusive(`${topic}/${partition}`, () => this.removeNow(topic, partition));
+  }
+
+  private async removeNow(topic: string, partition: number): Promise<void> {
     const p = this.byName.get(`${topic}/${partition}`);
     if (!p) {
       this.removePartitionDir(topic, partition);

@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Partition } from "../../src/broker/partition";
-import { ErrorCode, ReadFrom } from "../../src/proto/goulette_pb";
+import { create } from "@bufbuild/protobuf";
+import { BrokerInfoSchema, ErrorCode, ReadFrom, Role as WireRole, SetTopicRoleRequestSchema } from "../../src/proto/goulette_pb";
 import { EntryType, MessageType, Role as RaftRole } from "../../src/raft/types";
 import { Wal, parseFsyncPolicy, type RecoveredGroup } from "../../src/storage";
 import { WireError } from "../../src/wire";
@@ -964,6 +965,40 @@ describe("broker: a replica whose log runs past the leader's snapshot", () => {
     expect((await c.readAll(1, "t", 0)).map((r) => r.value)).toEqual(acked);
     // Kept, not emptied and pulled again from offset 0 (a reset makes its segment files anew).
     expect(statSync(first).birthtimeMs).toBe(born);
+  });
+});
+
+describe("broker: a removal and a new assignment of the same partition at once", () => {
+  test("the new incarnation keeps its files: the removal finishes first, then it is created", async () => {
+    const c = await threeBrokers();
+    for (let i = 0; i < 10; i++) await c.produce(0, "t", 0, [`a${i}`]);
+    await eventually(async () => (await c.readAll(1, "t", 0)).length === 10);
+    const b = c.brokers[1]!.broker;
+    const dir = join(c.dir, "b2", "t", "0");
+    // RemoveTopic (the sentinel moved this replica away), and at once SetTopicRole (it is made a replica
+    // again, say as a failover's replacement): the removal waits on the disk part-way.
+    const removal = b.removePartition("t", 0);
+    const created = b.setTopicRole(
+      create(SetTopicRoleRequestSchema, {
+        topic: "t",
+        partition: 0,
+        group: 1n,
+        role: WireRole.FOLLOWER,
+        followers: [0, 2].map((i) => create(BrokerInfoSchema, { id: i + 1, address: c.addresses[i]! })),
+        leaderId: 1,
+        leaderAddress: c.addresses[0]!,
+      }),
+    );
+    await removal;
+    const p = await created;
+    expect(b.byName.get("t/0")).toBe(p);
+    expect(existsSync(join(dir, "partition.json"))).toBe(true);
+    expect(readdirSync(dir).some((f) => f.endsWith(".log"))).toBe(true);
+    // It catches up from the leader and goes on taking writes, with no storage fault.
+    for (let i = 10; i < 15; i++) await c.produce(0, "t", 0, [`a${i}`]);
+    await eventually(async () => (await c.readAll(1, "t", 0)).length === 15);
+    expect((await c.readAll(1, "t", 0)).map((r) => r.value)).toEqual(Array.from({ length: 15 }, (_, i) => `a${i}`));
+    expect(b.storageError()).toBe("");
   });
 });
 
