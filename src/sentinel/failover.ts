@@ -150,10 +150,22 @@ export class Failover {
           this.shrink(topic.name, p);
           continue;
         }
+        // A learner whose broker is down, with no change under way to finish or abandon it (a restarted
+        // sentinel lost the move or replacement that added it): nothing would ever take it out, and the
+        // map would go on placing the partition on a dead broker (fault run 4204: an outage waited 30 s for
+        // a move back that the sentinel had forgotten). Out of the map; removeStrays then takes it out of
+        // Raft, and balance or failover adds a replica where one is needed.
+        const deadLearner = p.learners.find((b) => !this.deps.isAlive(b));
+        if (deadLearner !== undefined) {
+          this.dropLearner(topic.name, p, deadLearner);
+          continue;
+        }
         // A gone replica is replaced where a broker is free (a dead broker's, or one that left its group).
         const dead = this.goneReplica(topic.name, p);
         if (dead !== undefined) {
           this.startPlan(topic.name, p, dead);
+          // No broker free to replace it yet: Raft members the map no longer names still go meanwhile.
+          if (!this.plans.has(k)) this.removeStrays(topic.name, p);
           continue;
         }
         // A live replica the map names but Raft no longer has (removed by a change that was later
@@ -226,6 +238,22 @@ export class Failover {
         this.deps.notifier.hurry(topic, p.partition, replicas);
       })
       .catch((e: unknown) => this.deps.log.warn("sentinel could not drop a replica", { topic, partition: p.partition, broker: drop, error: String(e) }))
+      .finally(() => setTimeout(() => this.strayBusy.delete(k), RETRY_AFTER_FAILURE_MS));
+  }
+
+  private dropLearner(topic: string, p: PartitionRecord, learner: BrokerId): void {
+    const k = partitionKey(topic, p.partition);
+    if (this.strayBusy.has(k)) return;
+    this.strayBusy.add(k);
+    const learners = p.learners.filter((b) => b !== learner);
+    this.deps.log.info("sentinel dropping a learner whose broker is down", { topic, partition: p.partition, broker: learner });
+    this.deps
+      .propose({ type: "set-replicas", topic, partition: p.partition, replicas: p.replicas, learners, expectEpoch: p.epoch })
+      .then((r) => {
+        if (!r.ok) throw new Error(r.message);
+        this.deps.notifier.hurry(topic, p.partition, [...p.replicas, ...learners]);
+      })
+      .catch((e: unknown) => this.deps.log.warn("sentinel could not drop a learner", { topic, partition: p.partition, broker: learner, error: String(e) }))
       .finally(() => setTimeout(() => this.strayBusy.delete(k), RETRY_AFTER_FAILURE_MS));
   }
 

@@ -602,6 +602,30 @@ describe("sentinel failover", () => {
     expect(fc.get("t", 0)!.voters.length).toBe(3);
   });
 
+  test("a learner whose broker dies after a restarted sentinel forgot its replacement is dropped, from the map and Raft", async () => {
+    const opts = { keepAliveMs: 20, suspiciousAfterMs: 100, downAfterMs: 300, balanceAfterMs: 0 };
+    const dataDir = tempDir();
+    const s1 = await sentinel(opts, dataDir);
+    const { fc, brokers } = await cluster(s1, 4, 20);
+    fc.catchUpPerBeat = 0; // the learner never catches up: the replacement stays at its learner step
+    const created = await call(s1.client, createTopic("t", 1, 3), "createTopicResponse");
+    const replicas = [...created.topic!.partitionMetadata[0]!.replicas];
+    const spare = brokers[[1, 2, 3, 4].find((b) => !replicas.includes(b))! - 1]!;
+    const victim = brokers[replicas[2]! - 1]!;
+    victim.kill();
+    await waitFor("the spare added as a learner", () => fc.get("t", 0)!.learners.includes(spare.id), 5_000);
+
+    // The sentinel restarts (the replacement's plan is lost), then the learner's broker dies.
+    await s1.stop();
+    const s2 = await sentinel(opts, dataDir);
+    for (const b of brokers) if (b !== victim) b.useSentinel(s2.address);
+    spare.kill();
+    // Nothing could finish or abandon that replacement: the dead learner leaves the map, and Raft.
+    await waitFor("the dead learner dropped", () => !fc.get("t", 0)!.learners.includes(spare.id), 10_000);
+    const d = await call(s2.client, { case: "describeTopic", value: create(DescribeTopicRequestSchema, { name: "t" }) }, "describeTopicResponse");
+    expect([...d.topic!.partitionMetadata[0]!.learners]).toEqual([]);
+  });
+
   test("a Raft member the map does not name is removed through the leader", async () => {
     const s = await sentinel({ keepAliveMs: 20 });
     const { fc, brokers } = await cluster(s, 4, 20);
