@@ -1145,11 +1145,13 @@ export class Broker {
         const placed = t?.partitionMetadata.find((m) => m.partition === partition);
         if (!t || !placed) continue;
         if (placed.replicas.includes(this.opts.id) || placed.learners.includes(this.opts.id)) continue; // SetTopicRole restores it
-        // Still set aside and not being restored (SetTopicRole takes the entry off before it opens files).
-        if (!this.setAside.has(key) || this.byName.has(key)) continue;
-        rmSync(this.partitionDir(topic, partition), { recursive: true, force: true });
-        this.setAside.delete(key);
-        this.log.warn("set-aside partition deleted: the map places it on other brokers", { partition: key, replicas: placed.replicas });
+        await this.exclusive(key, async () => {
+          // Still set aside and not restored meanwhile (SetTopicRole takes the entry off before it opens files).
+          if (!this.setAside.has(key) || this.byName.has(key)) return;
+          rmSync(this.partitionDir(topic, partition), { recursive: true, force: true });
+          this.setAside.delete(key);
+          this.log.warn("set-aside partition deleted: the map places it on other brokers", { partition: key, replicas: placed.replicas });
+        });
       }
     } finally {
       this.resolvingSetAside = false;
@@ -1160,13 +1162,13 @@ export class Broker {
     writeFileAtomic(realFileLayer, join(this.partitionDir(meta.topic, meta.partition), META_FILE), new TextEncoder().encode(JSON.stringify(meta)));
   }
 
-  /** SetTopicRole: create or join the partition's group; a LEADER hint campaigns or asks for a transfer. */
   /**
-   * SetTopicRole and RemoveTopic change a partition's files, and both wait on the disk part-way: one at a
-   * time per partition, in arrival order. Interleaved, a removal that had already taken the partition out
-   * of byName deleted its directory once its own awaits were over, under a new incarnation a SetTopicRole
-   * had created meanwhile (the failover making this broker a replacement): that replica then failed its
-   * next segment (ENOENT), and its storage fault kept the broker from taking any replica (fault run 4203).
+   * SetTopicRole, RemoveTopic and the deletion of a set-aside partition change a partition's files, and
+   * wait on the disk part-way: one at a time per partition, in arrival order. Interleaved, a removal that
+   * had already taken the partition out of byName deleted its directory once its own awaits were over,
+   * under a new incarnation a SetTopicRole had created meanwhile (the failover making this broker a
+   * replacement): that replica then failed its next segment (ENOENT), and its storage fault kept the
+   * broker from taking any replica (fault run 4203).
    */
   private exclusive<T>(key: string, op: () => Promise<T>): Promise<T> {
     const next = (this.lifecycle.get(key) ?? Promise.resolve()).then(op);
@@ -1181,6 +1183,7 @@ export class Broker {
     return next;
   }
 
+  /** SetTopicRole: create or join the partition's group; a LEADER hint campaigns or asks for a transfer. */
   setTopicRole(req: SetTopicRoleRequest): Promise<Partition> {
     return this.exclusive(`${req.topic}/${req.partition}`, () => this.applyTopicRole(req));
   }
