@@ -164,8 +164,10 @@ export class Failover {
         const dead = this.goneReplica(topic.name, p);
         if (dead !== undefined) {
           this.startPlan(topic.name, p, dead);
-          // No broker free to replace it yet: Raft members the map no longer names still go meanwhile.
-          if (!this.plans.has(k)) this.removeStrays(topic.name, p);
+          // No broker free to replace it yet: learners the map no longer names still go meanwhile (a learner
+          // counts for no majority; a stray voter waits, since removing one while a replica is dead could
+          // leave too few of the rest alive).
+          if (!this.plans.has(k)) this.removeStrays(topic.name, p, { learnersOnly: true });
           continue;
         }
         // A live replica the map names but Raft no longer has (removed by a change that was later
@@ -261,14 +263,14 @@ export class Failover {
    * Raft members the map does not name (a replacement abandoned after the leader had added it, e.g. when
    * the replacement died too) are removed through the leader, one change at a time, when no plan runs.
    */
-  private removeStrays(topic: string, p: PartitionRecord): void {
+  private removeStrays(topic: string, p: PartitionRecord, opts: { learnersOnly?: boolean } = {}): void {
     const k = partitionKey(topic, p.partition);
     if (this.strayBusy.has(k)) return;
     const members = [...p.replicas, ...p.learners];
     const leader = this.deps.reports.leaderOf(topic, p.partition, p.group, members, this.deps.isAlive);
     const status = leader?.leaderReport?.status;
     if (!leader || !status) return;
-    const stray = [...status.learners, ...status.voters].find((b) => !members.includes(b));
+    const stray = [...status.learners, ...(opts.learnersOnly ? [] : status.voters)].find((b) => !members.includes(b));
     const address = this.deps.map().broker(leader.leaderId)?.address;
     if (stray === undefined || !address) return;
     this.strayBusy.add(k);
