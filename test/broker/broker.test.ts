@@ -1002,12 +1002,18 @@ describe("broker: a removal and a new assignment of the same partition at once",
   });
 });
 
+/** Two partitions on three brokers: t/0 holds a0..a9, t/1 holds s0, and broker 1 has them all. */
+async function twoPartitionsWritten(): Promise<BrokerCluster> {
+  const c = await startTwoPartitions((cluster = new BrokerCluster()));
+  for (let i = 0; i < 10; i++) await c.produce(0, "t", 0, [`a${i}`]);
+  await c.produce(0, "t", 1, ["s0"]);
+  await eventually(async () => (await c.readAll(1, "t", 0)).length === 10 && (await c.readAll(1, "t", 1)).length === 1);
+  return c;
+}
+
 describe("broker: a partition log that ends before its own snapshot", () => {
   test("is set aside, and the error says how the log lies on disk", async () => {
-    const c = await startTwoPartitions((cluster = new BrokerCluster()));
-    for (let i = 0; i < 10; i++) await c.produce(0, "t", 0, [`a${i}`]);
-    await c.produce(0, "t", 1, ["s0"]);
-    await eventually(async () => (await c.readAll(1, "t", 0)).length === 10 && (await c.readAll(1, "t", 1)).length === 1);
+    const c = await twoPartitionsWritten();
     const b = c.brokers[1]!.broker;
     await b.checkpoint(b.byName.get("t/0")!); // the WAL's snapshot now counts on all ten records
     await c.kill(1);
@@ -1025,10 +1031,7 @@ describe("broker: a partition log that ends before its own snapshot", () => {
 
 describe("broker: an unreadable partition meta file", () => {
   test("sets that partition aside and serves the rest; assigned again, it keeps its data and votes once caught up", async () => {
-    const c = await startTwoPartitions((cluster = new BrokerCluster()));
-    for (let i = 0; i < 10; i++) await c.produce(0, "t", 0, [`a${i}`]);
-    await c.produce(0, "t", 1, ["s0"]);
-    await eventually(async () => (await c.readAll(1, "t", 0)).length === 10 && (await c.readAll(1, "t", 1)).length === 1);
+    const c = await twoPartitionsWritten();
     await c.kill(1);
     const { writeFileSync } = await import("node:fs");
     writeFileSync(join(c.dir, "b2", "t", "0", "partition.json"), '{"topic":"t","partition":0,"gro');
