@@ -264,14 +264,17 @@ function entryHeadSize(e: Entry): number {
  * already matches).
  */
 export function encodeRaftFrame(from: NodeId, to: NodeId, msgs: GroupMessage[]): EncodedFrame {
-  // Sizes first (each message's length precedes it), then one pass that writes.
+  // Sizes first (each message's length precedes it), then one pass that writes. Which messages are plain
+  // heartbeats is decided once, here.
   const sizes = new Array<number>(msgs.length);
+  const plain = new Array<boolean>(msgs.length);
   const snapshots = new Array<Uint8Array | undefined>(msgs.length);
   let batchSize = varintField(from) + varintField(to);
   for (let i = 0; i < msgs.length; i++) {
     const { group, msg } = msgs[i]!;
     let n: number;
-    if (isPlainHeartbeat(msg)) {
+    plain[i] = isPlainHeartbeat(msg);
+    if (plain[i]) {
       n = heartbeatSize(group, msg);
     } else {
       // A snapshot's meta (rare: a replica far behind) goes through the generated encoder.
@@ -290,23 +293,18 @@ export function encodeRaftFrame(from: NodeId, to: NodeId, msgs: GroupMessage[]):
   w.varintField(BATCH_FROM_TAG, from);
   w.varintField(BATCH_TO_TAG, to);
   for (let i = 0; i < msgs.length; i++) {
+    if (plain[i]) continue;
     const { group, msg } = msgs[i]!;
-    if (isPlainHeartbeat(msg)) continue;
     w.byte(BATCH_MESSAGES_TAG);
     w.varint(sizes[i]!);
     writeMessage(w, group, msg, snapshots[i]);
   }
   for (let i = 0; i < msgs.length; i++) {
+    if (!plain[i]) continue;
     const { group, msg } = msgs[i]!;
-    if (!isPlainHeartbeat(msg)) continue;
     w.byte(BATCH_HEARTBEATS_TAG);
     w.varint(sizes[i]!);
-    w.varintField(HB_GROUP_TAG, group);
-    w.varintField(HB_TERM_TAG, msg.term);
-    w.varintField(HB_COMMIT_TAG, msg.commit);
-    w.varintField(HB_RESPONSE_TAG, msg.type === MessageType.HeartbeatResponse ? 1 : 0);
-    w.bytesField(HB_CONTEXT_TAG, msg.context);
-    w.varintField(HB_QUIESCE_TAG, msg.quiesce === true ? 1 : 0);
+    writeHeartbeat(w, group, msg);
   }
   w.flushHead();
   const [head, ...more] = w.pieces;
@@ -331,6 +329,16 @@ function heartbeatSize(group: number, m: Message): number {
     bytesField(m.context) +
     (m.quiesce === true ? 2 : 0)
   );
+}
+
+/** A GroupHeartbeat's fields in field order (heartbeatSize counts them). */
+function writeHeartbeat(w: HeadWriter, group: number, m: Message): void {
+  w.varintField(HB_GROUP_TAG, group);
+  w.varintField(HB_TERM_TAG, m.term);
+  w.varintField(HB_COMMIT_TAG, m.commit);
+  w.varintField(HB_RESPONSE_TAG, m.type === MessageType.HeartbeatResponse ? 1 : 0);
+  w.bytesField(HB_CONTEXT_TAG, m.context);
+  w.varintField(HB_QUIESCE_TAG, m.quiesce === true ? 1 : 0);
 }
 
 function messageSize(group: number, m: Message, snapshot: Uint8Array | undefined): number {
