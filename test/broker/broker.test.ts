@@ -169,13 +169,23 @@ describe("broker: pipelined rounds", () => {
   test("a batch both followers hold is acknowledged while the leader's own fdatasync is still in flight", async () => {
     const c = await threeBrokers();
     const leader = c.leaderOf("t", 0)!;
-    // Over the WAL's inline-fdatasync limit (32 KiB) as well: a large round the pool would take anyway.
-    const value = "while-the-leader-syncs".padEnd(40_000, ".");
+    // fdatasyncs a broker ran on the thread pool rather than inline
+    const pooledOf = (i: number) => {
+      const s = c.brokers[i]!.broker.wal.stats();
+      return s.fsyncs - s.inlineFsyncs;
+    };
+    const followers = [0, 1, 2].filter((i) => i !== leader);
+    const followersBefore = followers.map(pooledOf);
+    // A large round (a window of 1 KiB messages is ~263 KB): nothing distinguishes it from a small one here.
+    const value = "while-the-leader-syncs".padEnd(300_000, ".");
     const { held, outcome } = await produceWhileLeaderFsyncHeld(c, leader, value);
     // Committed by the two followers' copies: the leader's answer needs no disk of its own, and its next
     // round (the commit) does not wait behind the round whose fsync is held.
     expect(held).toBeGreaterThan(0);
     expect(outcome).toBe("acknowledged at 0");
+    // Each follower's round waited alone for its own disk, so it ran inline however large: the thread
+    // pool's hop there and back lies on the path of every acknowledgement.
+    expect(followers.map(pooledOf)).toEqual(followersBefore);
     expect(await c.readAll(leader, "t", 0)).toEqual([{ offset: 0, value }]);
   });
 
