@@ -160,6 +160,7 @@ export class Broker {
   /** Pump rounds not finished yet (their fdatasync, or an earlier round's, is in flight), oldest first. */
   private rounds: PumpRound[] = [];
   private pumpScheduled = false;
+  private peerFlushScheduled = false;
   private tickTimer: ReturnType<typeof setInterval> | undefined;
   private checkpointTimer: ReturnType<typeof setInterval> | undefined;
   private compactTimer: ReturnType<typeof setInterval> | undefined;
@@ -442,8 +443,19 @@ export class Broker {
       // towards a majority only once advance() says its entries are persisted), so they leave first, before
       // our WAL encoding and write, and the followers' work overlaps ours. (A leader's term is durable
       // already: it was persisted before the vote requests that won it.)
-      for (const [p, rd] of work) for (const m of rd.messages) if (EARLY.has(m.type)) this.peers.queue(p.id.group, m);
-      this.peers.flush(true);
+      let carriesEntries = false;
+      for (const [p, rd] of work) {
+        for (const m of rd.messages) {
+          if (!EARLY.has(m.type)) continue;
+          this.peers.queue(p.id.group, m);
+          if (m.entries.length > 0 || m.type === MessageType.Snapshot) carriesEntries = true;
+        }
+      }
+      // Appends without entries (a new commit index, a heartbeat) are not on anyone's path: they leave
+      // after this turn, behind the acknowledgements that the entries committed here release (see
+      // flushPeersAfterTurn).
+      if (carriesEntries) this.peers.flush(true);
+      else this.flushPeersAfterTurn();
       for (const [p, rd] of work) {
         // Hard state before entries: a torn tail cuts a suffix of the WAL, so the stored term is then
         // never older than the stored entries (a new term's first entries come in the same round).
@@ -496,6 +508,20 @@ export class Broker {
       this.pumping = false;
     }
     if (this.dirty.size > 0) this.schedulePump();
+  }
+
+  /**
+   * Sends what is queued for peers once this turn's acknowledgements are written. A leader's commit
+   * notices to its followers went out before them, and on two cores their wake-ups (two followers
+   * applying, answering) competed with the producer's for the CPU.
+   */
+  private flushPeersAfterTurn(): void {
+    if (this.peerFlushScheduled) return;
+    this.peerFlushScheduled = true;
+    setImmediate(() => {
+      this.peerFlushScheduled = false;
+      this.peers.flush(true);
+    });
   }
 
   /**

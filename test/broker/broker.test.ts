@@ -189,6 +189,36 @@ describe("broker: pipelined rounds", () => {
     expect(await c.readAll(leader, "t", 0)).toEqual([{ offset: 0, value }]);
   });
 
+  test("a produce's acknowledgement is released before the commit notices leave for the followers", async () => {
+    const c = await threeBrokers();
+    const leader = c.leaderOf("t", 0)!;
+    const b = c.brokers[leader]!.broker;
+    const entryIndex = b.byName.get("t/0")!.node.lastIndex + 1; // the produce's entry
+    const events: string[] = [];
+    const flush = b.peers.flush.bind(b.peers);
+    const outbox = (b.peers as unknown as { outbox: Map<number, { msg: { type: MessageType; entries: unknown[]; commit: number } }[]> }).outbox;
+    b.peers.flush = (now?: boolean) => {
+      for (const q of outbox.values()) {
+        for (const { msg } of q) {
+          if (msg.type === MessageType.Append && msg.entries.length === 0 && msg.commit >= entryIndex) events.push(`commit notice ${msg.commit}`);
+        }
+      }
+      flush(now);
+    };
+    const handle = b.handlers.handle.bind(b.handlers);
+    b.handlers.handle = (body) => {
+      const r = handle(body);
+      if (body.case === "produce" && r instanceof Promise) void r.then(() => events.push("acknowledged"));
+      return r;
+    };
+    await c.produce(leader, "t", 0, ["first"]);
+    await Bun.sleep(50);
+    const notices = events.filter((e) => e.startsWith("commit notice"));
+    // Without the order, both followers' notices of the new commit were written to their sockets first.
+    expect(notices.length).toBeGreaterThan(0);
+    expect(events[0]).toBe("acknowledged");
+  });
+
   test("a small batch too: a leader's round is never synced inline, a lone follower round is", async () => {
     const c = await threeBrokers();
     const leader = c.leaderOf("t", 0)!;
@@ -867,6 +897,10 @@ describe("broker: a follower whose partition log cannot be written", () => {
     expect(failed.failed).toBeDefined();
     expect(b1.storageError()).toMatch(/^t\/0: /);
     const lastIndex = failed.node.lastIndex;
+    // The newest entry its WAL took: all it can have acknowledged (an entry it had stepped, but not yet
+    // written, when it left was never answered).
+    const lastWritten = b1.wal.lastIndex(failed.id.group);
+    expect(lastWritten).toBeGreaterThanOrEqual(lastIndex - 1);
 
     // Some 2 MB through the healthy partition, which broker 1 keeps replicating and checkpointing. Had t/0
     // stayed in its group, its records (never checkpointed: the log cannot be written) would hold the
@@ -896,7 +930,7 @@ describe("broker: a follower whose partition log cannot be written", () => {
     await c.restart(1);
     const back = c.brokers[1]!.broker.byName.get("t/0")!;
     // Votes only for logs that reach the newest entry it dropped, until the commit index does.
-    expect(back.node.voteFloor?.index).toBe(lastIndex);
+    expect(back.node.voteFloor?.index).toBe(lastWritten);
     expect(back.left).toBe(false);
     await c.produce(0, "t", 0, ["c"]);
     acked.push("c");
