@@ -161,6 +161,8 @@ export class Broker {
   private rounds: PumpRound[] = [];
   private pumpScheduled = false;
   private peerFlushScheduled = false;
+  /** Stopped: the connection pool is closed. */
+  private halted = false;
   private tickTimer: ReturnType<typeof setInterval> | undefined;
   private checkpointTimer: ReturnType<typeof setInterval> | undefined;
   private compactTimer: ReturnType<typeof setInterval> | undefined;
@@ -520,7 +522,7 @@ export class Broker {
     this.peerFlushScheduled = true;
     setImmediate(() => {
       this.peerFlushScheduled = false;
-      this.peers.flush(true);
+      if (!this.halted) this.peers.flush(true); // a closed pool would dial the peers again
     });
   }
 
@@ -1371,6 +1373,7 @@ export class Broker {
       await p.log.close();
     }
     await this.wal?.close();
+    this.halted = true;
     this.pool.closeAll();
   }
 }
