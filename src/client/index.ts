@@ -16,7 +16,7 @@ export {
   type ClusterMetadata,
   type BrokerStatusInfo,
 } from "./admin";
-export { Producer, type ProducerOptions, type ProducerMessage, type RecordMetadata } from "./producer";
+export { Producer, type ProducerOptions, type ProducerMessage, type RecordMetadata, type PartitionSendState } from "./producer";
 export {
   Consumer,
   type ConsumerOptions,

@@ -44,6 +44,24 @@ export interface ProducerOptions extends ClientOptions {
   maxBufferedBytes?: number;
 }
 
+/** What a producer is doing for one partition (see Producer.partitionState). */
+export interface PartitionSendState {
+  /** The broker it sends to, if it knows one. */
+  leader: string | undefined;
+  batchesInFlight: number;
+  /** Records waiting to form a batch. */
+  queued: number;
+  /** Records in batches that failed and wait to be sent again. */
+  retrying: number;
+  /** Looking for the leader or backing off after a failure. */
+  recovering: boolean;
+  /** Failures since the last acknowledgement. */
+  failures: number;
+  lastError: string;
+  /** Brokers it has found unreachable lately and avoids. */
+  unreachable: number[];
+}
+
 interface Pending {
   record: OutgoingRecord;
   size: number;
@@ -261,6 +279,14 @@ export class Producer {
     p.call.fail(e);
   }
 
+  /**
+   * What the producer is doing for one partition: where it sends, what waits, its last error. For telling
+   * why a partition's messages are not acknowledged; undefined before anything was sent to it.
+   */
+  partitionState(topic: string, partition: number): PartitionSendState | undefined {
+    return this.sendersByTopic.get(topic)?.[partition]?.state();
+  }
+
   /** Checks the topic exists and gets the producer id; returns the topic's partition count. */
   async prepare(topic: string): Promise<number> {
     const [count] = await Promise.all([this.directory.partitionCount(topic), this.producerIdentity()]);
@@ -375,6 +401,21 @@ class PartitionSender {
     // enough for the whole turn did (see maxBatchBytes).
     if (this.queueBytes >= this.producer.options.maxBatchBytes) this.scheduleTurnEnd();
     else this.schedule();
+  }
+
+  state(): PartitionSendState {
+    let retrying = 0;
+    for (const b of this.retries) retrying += b.records.length;
+    return {
+      leader: this.leader?.address,
+      batchesInFlight: this.inflight,
+      queued: this.queue.length,
+      retrying,
+      recovering: this.recovering,
+      failures: this.failures,
+      lastError: this.lastError,
+      unreachable: this.unreachable.ids(),
+    };
   }
 
   /** Bytes waiting here or sent and not yet answered. */

@@ -82,3 +82,33 @@ test("while a leader is being elected, retries come every few tens of millisecon
   expect(Math.max(...gaps)).toBeLessThan(150);
   expect(attempts[attempts.length - 1]! - attempts[0]!).toBeLessThan(electionMs + 150);
 });
+
+test("partitionState says where a partition's records wait and why, and is clear again once they are acknowledged", async () => {
+  const s = track(new FakeSentinel("t"));
+  const leader = track(new FakeBroker(1));
+  const f2 = track(new FakeBroker(2));
+  s.leaders.set(0, leader.info);
+  s.replicas = [leader.info, f2.info];
+  f2.onProduce = () => notLeader(leader.info);
+  const transport = new CuttableTransport();
+  stops.push(() => transport.close());
+  transport.cut.add(leader.address);
+  const p = new Producer({ sentinels: [s.address], transport, deliveryTimeoutMs: 10_000 });
+  stops.push(() => p.close());
+  expect(p.partitionState("t", 0)).toBeUndefined();
+  const sent = p.send("t", [{ value: "a" }, { value: "b" }]);
+  const deadline = Date.now() + 5_000;
+  while ((p.partitionState("t", 0)?.failures ?? 0) < 3 && Date.now() < deadline) await Bun.sleep(5);
+  const stuck = p.partitionState("t", 0)!;
+  expect(stuck.failures).toBeGreaterThanOrEqual(3);
+  // Both records are somewhere: in a batch on its way, or waiting to be sent again.
+  expect(stuck.retrying + stuck.queued + (stuck.batchesInFlight > 0 ? 2 : 0)).toBe(2);
+  expect(stuck.unreachable).toEqual([1]);
+  expect(stuck.lastError).toMatch(/refused|not the leader/);
+  transport.cut.clear();
+  expect(await sent).toEqual([
+    { topic: "t", partition: 0, offset: 0 },
+    { topic: "t", partition: 0, offset: 1 },
+  ]);
+  expect(p.partitionState("t", 0)).toMatchObject({ leader: leader.address, batchesInFlight: 0, queued: 0, retrying: 0, failures: 0, recovering: false });
+});

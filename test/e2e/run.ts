@@ -201,7 +201,10 @@ export async function runFaults(opts: RunOptions): Promise<RunReport> {
     cluster.healAll();
     // Liveness: once healed, the running producers must get every partition acknowledging again.
     const stuck = await workload.waitAcksOnEveryPartition(AFTER_HEAL_MS);
-    for (const p of stuck) problems.push(`faults/${p}: no acknowledgement within ${AFTER_HEAL_MS} ms after everything was healed`);
+    for (const p of stuck) {
+      problems.push(`faults/${p}: no acknowledgement within ${AFTER_HEAL_MS} ms after everything was healed`);
+      for (const line of workload.senderStates(p)) log(`  faults/${p} ${line}`);
+    }
     await workload.stop();
     log(`stopped: acks=${workload.acks.length} failed=${workload.failed}; checking`);
     check = await checkRun({

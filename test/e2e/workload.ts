@@ -102,6 +102,11 @@ export class Workload {
     return [...missing].sort((a, b) => a - b);
   }
 
+  /** What each producer is doing for `partition` (where it sends, what waits, its last error): for a stuck one. */
+  senderStates(partition: number): string[] {
+    return this.producers.map((p, i) => `producer ${i}: ${JSON.stringify(p.partitionState(this.opts.topic, partition) ?? "nothing sent")}`);
+  }
+
   /** Keeps the total send rate under maxRatePerSec, so a long run does not grow without bound. */
   private async pace(): Promise<void> {
     const rate = this.opts.maxRatePerSec;
