@@ -1,7 +1,7 @@
 // One of three "brokers" sharing the disk, without the broker: the WAL's pattern alone, with a partition
 // segment written beside it, for durationMs. Each round overwrites the next writeBytes of a zero-filled,
 // synced WAL file and awaits its fdatasync on the thread pool (as the broker does); with a segment, the same
-// bytes then go to the segment file too, with a background fdatasync nobody waits for every 1 MiB (the
+// bytes then go to the segment file too, with a background fdatasync nobody waits for every 2 MiB (the
 // partition log's write-behind). The segment file is, by `segment`:
 //   none      not written (the data path if the WAL were the only copy)
 //   growing   appended to a new file (what partition segments are today)
@@ -18,7 +18,7 @@ import { zeroFilledFile } from "./machine";
 
 const SEGMENTS = ["none", "growing", "zeroed", "fallocated", "wal-fallocated"] as const;
 type SegmentMode = (typeof SEGMENTS)[number];
-const WRITE_BEHIND_BYTES = 1024 * 1024;
+const WRITE_BEHIND_BYTES = 2 * 1024 * 1024; // as the partition log (DEFAULT_WRITE_BEHIND_BYTES)
 
 const [segmentArg, dir, durationArg, bytesArg] = process.argv.slice(2);
 const segment = segmentArg as SegmentMode;

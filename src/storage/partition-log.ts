@@ -33,8 +33,11 @@ const SCAN_CHUNK_BYTES = 4 * 1024 * 1024;
 // Measured (3 brokers on one disk, RF3, 1 KiB window 256 / 64 KiB window 256): without write-behind every
 // broker's checkpoint fdatasync'd a whole WAL segment's worth of segment data at once, and each such burst
 // held every broker's WAL fdatasync for 150-220 ms (p999 100-490 ms, 64 KiB 32-47 MB/s). Syncing every
-// 1 MiB: p999 26-33 ms, 1 KiB +10% msg/s, 64 KiB 65-73 MB/s; 4 MiB was between the two.
-const DEFAULT_WRITE_BEHIND_BYTES = 1024 * 1024;
+// 1 MiB: p999 26-33 ms, 1 KiB +10% msg/s, 64 KiB 65-73 MB/s; 4 MiB was between the two. Later, with
+// checkpoints no longer bursty (bench/ab.ts, 4 rounds x 2 runs of 10k at 64 KiB, 3 x 2 of 200k at 1 KiB):
+// 2 MiB 64 KiB 2,006 -> 2,144 msg/s median (brokers' system CPU -9%), 1 KiB level (55.0k -> 55.2k, p99
+// 12.8 -> 12.4 ms); 4 MiB 64 KiB 2,112 (p99 251 -> 205 ms) but 1 KiB 64.0k -> 56.5k, p99 10.1 -> 15.7 ms.
+const DEFAULT_WRITE_BEHIND_BYTES = 2 * 1024 * 1024;
 /** The log's first offset as last recorded (see readLogStart). */
 const LOG_START_FILE = "log-start";
 /** Present only while resetTo runs (see finishReset). */

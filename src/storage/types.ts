@@ -146,7 +146,7 @@ export interface PartitionLogOptions {
   retentionBytes?: number; // default unlimited (-1)
   retentionMs?: number; // default unlimited (-1)
   indexIntervalBytes?: number; // bytes between sparse offset index entries; default 4096
-  writeBehindBytes?: number; // fdatasync the active segment in the background every this many bytes; default 1 MiB, 0 never
+  writeBehindBytes?: number; // fdatasync the active segment in the background every this many bytes; default 2 MiB, 0 never
   fs?: FileLayer;
   log?: StorageLogger;
 }
